@@ -1,0 +1,37 @@
+"""Backends: the code that touches parameter-sized memory (see :class:`Backend`)."""
+from __future__ import annotations
+
+import torch
+
+from .base import Backend, accumulation_dtype
+from .torch_backend import TorchBackend
+
+__all__ = ["Backend", "TorchBackend", "accumulation_dtype", "get_backend", "BACKENDS"]
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+def _triton_usable_on(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def get_backend(name: str, device: torch.device) -> Backend:
+    """Resolve a backend name for tensors on ``device``.
+
+    ``"auto"`` picks ``"triton"`` for CUDA tensors when triton imports, else ``"torch"``.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if name == "auto":
+        name = "triton" if _triton_usable_on(device) else "torch"
+    if name == "torch":
+        return TorchBackend()
+    from .triton import TritonBackend
+
+    return TritonBackend()
