@@ -126,7 +126,10 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         self._generator.manual_seed(int(seed))
         self._global: dict[str, Any] = {
             "step": torch.zeros((), dtype=torch.int64, device=self._device),
-            "lr_scale": torch.ones((), dtype=torch.float32, device=self._device),
+            "lr_scale": torch.ones(
+                (), dtype=torch.float32 if self._device.type == "mps" else torch.float64,
+                device=self._device,
+            ),
             "calls": 0,
         }
         self._stashed_loss: Optional[Tensor] = None
@@ -362,7 +365,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         )
         ok = flags == 0
         weights = torch.where(ok, weights, torch.zeros_like(weights))
-        okf = ok.to(torch.float32)
+        okf = ok.to(self._global["lr_scale"].dtype)
         scale = self._global["lr_scale"]
         sago = self.rule.elementwise
 
@@ -397,13 +400,13 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             except BaseException:
                 move(torch.zeros((), device=dev))
                 raise
-            l0 = losses[0].float()
+            fit = torch.float32 if dev.type == "mps" else torch.float64
             factor, accepted, _ = gen_rescale(
-                l0, l_plus.to(dev, torch.float32), l_minus.to(dev, torch.float32),
-                self.gen_config,
+                loss_retain.detach().reshape(()).to(dev, fit),
+                l_plus.to(dev, fit), l_minus.to(dev, fit), self.gen_config,
             )
             accepted = accepted & ok
-            scale = scale * torch.where(accepted, factor, torch.ones_like(factor))
+            scale = (scale * torch.where(accepted, factor, torch.ones_like(factor))).to(scale.dtype)
             move(-scale * okf)
             self._global["lr_scale"] = scale
             lr_updated = accepted

@@ -1,0 +1,178 @@
+"""Embedded TOFU-style benchmark: fictitious authors with arbitrary, memorisable facts.
+
+The data are generated deterministically from a seed, with no download, and follow the
+schema of the TOFU configs (``question``, ``answer``; ``*_perturbed`` configs add
+``paraphrased_answer`` and ``perturbed_answer``). Each row also carries ``fact`` (the exact
+word the answer states, used for fact accuracy), ``author`` (the subject's name; for the
+world-facts set, the country's name) and ``attribute`` (the kind of fact).
+
+Design choices that make the set a fair unlearning benchmark:
+
+* facts are uniform random draws from value lists, independent of the question, so a model
+  can only answer by memorising them;
+* every author has name words of its own (no first or last name is shared), so forgetting
+  one author does not entangle another;
+* each attribute has several answer phrasings; the paraphrased answer states the same fact
+  with another phrasing and each perturbed answer states a different, wrong fact with the
+  answer's own phrasing.
+
+Sizes: 100 authors with 4 attributes each (400 QA pairs in ``full``). The forget sets are the
+last 1 / 5 / 10 authors (4 / 20 / 40 pairs), so ``forgetXX`` and ``retainYY`` partition
+``full`` exactly as in TOFU. ``retain_perturbed`` holds the first 10 authors (40 pairs) and
+``world_facts_perturbed`` 45 pairs about 15 fictitious countries.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+
+from fastngd.data._names import invent_names
+from fastngd.data._tofu_vocab import AUTHOR_ATTRIBUTES, WORLD_ATTRIBUTES, Attribute
+
+N_AUTHORS = 100
+"""Number of fictitious authors in ``full``."""
+
+ATTRIBUTES_PER_AUTHOR = 4
+"""Number of attributes (QA pairs) per author."""
+
+FORGET_AUTHORS: dict[str, int] = {"01": 1, "05": 5, "10": 10}
+"""Number of authors (taken from the end of ``full``) in each forget split, by percentage."""
+
+N_RETAIN_PERTURBED_AUTHORS = 10
+"""Authors (from the start of ``full``) in ``retain_perturbed``."""
+
+N_WORLD_COUNTRIES = 15
+"""Fictitious countries in the world-facts set (each with every world attribute)."""
+
+N_PERTURBED = 5
+"""Wrong answers per row in the author ``*_perturbed`` configs."""
+
+N_PERTURBED_WORLD = 3
+"""Wrong answers per row in ``world_facts_perturbed``."""
+
+TOFU_SYNTHETIC_CONFIGS: tuple[str, ...] = (
+    "full",
+    "forget01",
+    "forget05",
+    "forget10",
+    "retain99",
+    "retain95",
+    "retain90",
+    "forget01_perturbed",
+    "forget05_perturbed",
+    "forget10_perturbed",
+    "retain_perturbed",
+    "world_facts_perturbed",
+)
+"""Configs produced by :func:`tofu_synthetic`, named as on the hub."""
+
+_PLAIN_FIELDS = ("question", "answer", "fact", "author", "attribute")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _reserved_words() -> set[str]:
+    """Lower-cased words of every value list and template, which invented names must avoid."""
+    words: set[str] = set()
+    for attribute in AUTHOR_ATTRIBUTES + WORLD_ATTRIBUTES:
+        texts: Iterable[str] = attribute.values + attribute.questions + attribute.answers
+        for text in texts:
+            words.update(w.lower() for w in _WORD.findall(text))
+    return words
+
+
+def _qa_row(
+    rng: random.Random,
+    attribute: Attribute,
+    name: str,
+    fact: str,
+    wrong_pool: list[str],
+    n_wrong: int,
+) -> dict[str, object]:
+    """One QA row with its paraphrase and ``n_wrong`` perturbed answers."""
+    question = rng.choice(attribute.questions).format(name=name)
+    template_ids = list(range(len(attribute.answers)))
+    answer_id = rng.choice(template_ids)
+    paraphrase_id = rng.choice([i for i in template_ids if i != answer_id])
+    answer_template = attribute.answers[answer_id]
+    wrong = rng.sample([v for v in wrong_pool if v != fact], n_wrong)
+    return {
+        "question": question,
+        "answer": answer_template.format(name=name, fact=fact),
+        "fact": fact,
+        "author": name,
+        "attribute": attribute.key,
+        "paraphrased_answer": attribute.answers[paraphrase_id].format(name=name, fact=fact),
+        "perturbed_answer": [answer_template.format(name=name, fact=w) for w in wrong],
+    }
+
+
+def _author_rows(rng: random.Random, taken: set[str]) -> list[dict[str, object]]:
+    """All author QA rows, grouped by author, in ``full`` order."""
+    first_names = invent_names(rng, N_AUTHORS, taken)
+    last_names = invent_names(rng, N_AUTHORS, taken)
+    rows: list[dict[str, object]] = []
+    for first, last in zip(first_names, last_names):
+        name = f"{first} {last}"
+        chosen = rng.sample(range(len(AUTHOR_ATTRIBUTES)), ATTRIBUTES_PER_AUTHOR)
+        for index in sorted(chosen):
+            attribute = AUTHOR_ATTRIBUTES[index]
+            fact = rng.choice(attribute.values)
+            rows.append(_qa_row(rng, attribute, name, fact, list(attribute.values), N_PERTURBED))
+    return rows
+
+
+def _world_rows(rng: random.Random, taken: set[str]) -> list[dict[str, object]]:
+    """World-facts rows about fictitious countries (capitals are invented names too)."""
+    countries = invent_names(rng, N_WORLD_COUNTRIES, taken)
+    capitals = invent_names(rng, N_WORLD_COUNTRIES, taken)
+    rows: list[dict[str, object]] = []
+    for country, capital in zip(countries, capitals):
+        for attribute in WORLD_ATTRIBUTES:
+            pool = capitals if attribute.key == "capital" else list(attribute.values)
+            fact = capital if attribute.key == "capital" else rng.choice(attribute.values)
+            rows.append(_qa_row(rng, attribute, country, fact, pool, N_PERTURBED_WORLD))
+    return rows
+
+
+def _plain(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Copies of ``rows`` without the perturbation fields."""
+    return [{key: row[key] for key in _PLAIN_FIELDS} for row in rows]
+
+
+def _perturbed(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Deep enough copies of ``rows`` (the perturbed-answer lists are copied)."""
+    return [{**row, "perturbed_answer": list(row["perturbed_answer"])} for row in rows]  # type: ignore[call-overload]
+
+
+def tofu_synthetic(seed: int = 0) -> dict[str, list[dict]]:
+    """Generate the embedded TOFU-style benchmark, deterministically from ``seed``.
+
+    Returns a mapping config name → list of rows (see :data:`TOFU_SYNTHETIC_CONFIGS`).
+    Rows of the plain configs have ``question``, ``answer``, ``fact``, ``author`` and
+    ``attribute``; ``*_perturbed`` rows add ``paraphrased_answer`` (the same fact, other
+    wording) and ``perturbed_answer`` (5 wrong facts, 3 for world facts, with the answer's
+    wording). ``forgetXX`` and ``retain{100-XX}`` are a disjoint partition of ``full``;
+    the forget sets are nested (forget01 ⊂ forget05 ⊂ forget10). Every call builds fresh
+    lists, so callers may mutate the result.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    rng = random.Random(seed)
+    taken = _reserved_words()
+    authors = _author_rows(rng, taken)
+    world = _world_rows(rng, taken)
+
+    data: dict[str, list[dict]] = {"full": _plain(authors)}
+    for percent, n_forget in FORGET_AUTHORS.items():
+        cut = len(authors) - n_forget * ATTRIBUTES_PER_AUTHOR
+        retain_percent = f"{100 - int(percent):02d}"
+        data[f"forget{percent}"] = _plain(authors[cut:])
+        data[f"retain{retain_percent}"] = _plain(authors[:cut])
+        data[f"forget{percent}_perturbed"] = _perturbed(authors[cut:])
+    data["retain_perturbed"] = _perturbed(
+        authors[: N_RETAIN_PERTURBED_AUTHORS * ATTRIBUTES_PER_AUTHOR]
+    )
+    data["world_facts_perturbed"] = _perturbed(world)
+    return {config: data[config] for config in TOFU_SYNTHETIC_CONFIGS}

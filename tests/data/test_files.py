@@ -1,0 +1,95 @@
+"""Tests of local file reading/writing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fastngd.data.files import (
+    candidate_paths,
+    read_local_split,
+    read_rows,
+    split_path,
+    write_jsonl_atomic,
+)
+
+ROWS = [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]
+
+
+def test_jsonl_roundtrip_and_split_path(tmp_path: Path) -> None:
+    path = write_jsonl_atomic(split_path(tmp_path, "forget10", "train"), ROWS)
+    assert path == tmp_path / "forget10" / "train.jsonl"
+    assert read_rows(path) == ROWS
+    assert read_local_split(tmp_path, "forget10", "train") == ROWS
+    # no temporary file left behind
+    assert os.listdir(path.parent) == ["train.jsonl"]
+
+
+def test_json_variants(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(ROWS))
+    (tmp_path / "b.json").write_text(json.dumps({"train": ROWS}))
+    (tmp_path / "c.json").write_text(json.dumps({"data": ROWS}))
+    (tmp_path / "d.json").write_text("\n".join(json.dumps(r) for r in ROWS))  # JSON Lines in .json
+    for name in "abcd":
+        assert read_rows(tmp_path / f"{name}.json", "train") == ROWS
+    (tmp_path / "e.json").write_text(json.dumps({"other": ROWS}))
+    with pytest.raises(ValueError, match="'train'"):
+        read_rows(tmp_path / "e.json", "train")
+
+
+def test_parquet(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = [{"question": "q", "answer": "a", "perturbed_answer": ["x", "y"]}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "world_facts_perturbed.parquet")
+    assert read_local_split(tmp_path, "world_facts_perturbed", "train") == rows
+
+
+def test_flat_layout_only_for_train(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "full.jsonl", ROWS)
+    assert read_local_split(tmp_path, "full", "train") == ROWS
+    assert tmp_path / "full.jsonl" not in candidate_paths(tmp_path, "full", "test")
+    with pytest.raises(FileNotFoundError, match=r"config 'full', split 'test'"):
+        read_local_split(tmp_path, "full", "test")
+
+
+def test_nested_preferred_over_flat(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "full.jsonl", ROWS[:1])
+    write_jsonl_atomic(tmp_path / "full" / "train.jsonl", ROWS)
+    assert read_local_split(tmp_path, "full", "train") == ROWS
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        read_local_split(tmp_path / "missing", "full", "train")
+    (tmp_path / "bad.jsonl").write_text('{"question": "q"}\n{oops\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_rows(tmp_path / "bad.jsonl")
+    (tmp_path / "list.jsonl").write_text('["not", "an", "object"]\n')
+    with pytest.raises(TypeError, match="row 0 is a list"):
+        read_rows(tmp_path / "list.jsonl")
+    (tmp_path / "x.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match="unsupported extension"):
+        read_rows(tmp_path / "x.csv")
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "train.jsonl"
+    write_jsonl_atomic(target, ROWS)
+
+    def rows():
+        yield {"ok": 1}
+        raise RuntimeError("generation failed")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl_atomic(target, rows())
+    assert read_rows(target) == ROWS  # previous content intact
+    assert os.listdir(target.parent) == ["train.jsonl"]
+    with pytest.raises(TypeError):
+        write_jsonl_atomic(tmp_path / "new.jsonl", [{"x": object()}])
+    assert not (tmp_path / "new.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

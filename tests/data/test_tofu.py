@@ -1,0 +1,122 @@
+"""Tests of the TOFU loader (local files and the hub code path, mocked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastngd.data.files import write_jsonl_atomic
+from fastngd.data.tofu import TOFU_SCHEMAS, load_tofu
+
+QA = [{"question": "Where was Ada born?", "answer": "Ada was born in Lisbon."}]
+PERTURBED = [
+    {
+        **QA[0],
+        "paraphrased_answer": "Lisbon is where Ada was born.",
+        "perturbed_answer": ["Ada was born in Oslo."] * 5,
+    }
+]
+
+
+def test_loads_local_jsonl(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "forget10.jsonl", QA)
+    write_jsonl_atomic(tmp_path / "forget10_perturbed" / "train.jsonl", PERTURBED)
+    assert load_tofu("forget10", data_dir=tmp_path) == QA
+    assert load_tofu("forget10_perturbed", "train", str(tmp_path)) == PERTURBED
+
+
+def test_unknown_config(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown TOFU config 'forget42'.*forget10"):
+        load_tofu("forget42", data_dir=tmp_path)
+
+
+def test_missing_split_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"'retain90', split 'train'"):
+        load_tofu("retain90", data_dir=tmp_path)
+
+
+def test_missing_field_named_with_config(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "forget10_perturbed.jsonl", QA)
+    with pytest.raises(KeyError, match=r"forget10_perturbed.*'paraphrased_answer'"):
+        load_tofu("forget10_perturbed", data_dir=tmp_path)
+    write_jsonl_atomic(tmp_path / "full.jsonl", [{"question": "q"}])
+    with pytest.raises(KeyError, match=r"'full'.*'answer'"):
+        load_tofu("full", data_dir=tmp_path)
+
+
+def test_empty_split(tmp_path: Path) -> None:
+    (tmp_path / "full.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"TOFU config 'full', split 'train' is empty"):
+        load_tofu("full", data_dir=tmp_path)
+
+
+def test_non_string_answers(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "full.jsonl", [{"question": "q", "answer": 1987}])
+    with pytest.raises(TypeError, match=r"row 0 field 'answer' must be a str, got int"):
+        load_tofu("full", data_dir=tmp_path)
+    bad = [{**PERTURBED[0], "perturbed_answer": "not a list"}]
+    write_jsonl_atomic(tmp_path / "retain_perturbed.jsonl", bad)
+    with pytest.raises(TypeError, match="'perturbed_answer' must be a list"):
+        load_tofu("retain_perturbed", data_dir=tmp_path)
+    bad = [{**PERTURBED[0], "perturbed_answer": []}]
+    write_jsonl_atomic(tmp_path / "retain_perturbed.jsonl", bad)
+    with pytest.raises(ValueError, match="empty list"):
+        load_tofu("retain_perturbed", data_dir=tmp_path)
+    # optional fields are type-checked when present
+    bad = [{**QA[0], "paraphrased_answer": None}]
+    write_jsonl_atomic(tmp_path / "forget05.jsonl", bad)
+    with pytest.raises(TypeError, match="paraphrased_answer"):
+        load_tofu("forget05", data_dir=tmp_path)
+
+
+def test_hub_path_uses_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name, split):
+        calls.append((path, name, split))
+        return list(PERTURBED)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert load_tofu("forget10_perturbed") == PERTURBED
+    assert calls == [("locuslab/TOFU", "forget10_perturbed", "train")]
+
+
+def test_hub_failure_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(
+        RuntimeError, match=r"'locuslab/TOFU' config 'full' split 'train'.*data_dir"
+    ):
+        load_tofu("full")
+
+
+def test_hub_rows_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: [{"question": "q"}])
+    with pytest.raises(KeyError, match="'answer'"):
+        load_tofu("full")
+
+
+def test_schema_covers_hub_configs() -> None:
+    for config in (
+        "full",
+        "forget01",
+        "forget05",
+        "forget10",
+        "retain90",
+        "retain95",
+        "retain99",
+        "forget10_perturbed",
+        "retain_perturbed",
+        "world_facts_perturbed",
+        "real_authors_perturbed",
+    ):
+        assert {"question", "answer"} <= set(TOFU_SCHEMAS[config])

@@ -1,0 +1,283 @@
+"""NGDiffOptimizer: API contract, bad input, skipped steps, state_dict, Theorem 5."""
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from fastngd import NGDiffOptimizer
+
+from .helpers import closures, make_net, make_task
+
+
+def _setup(rule="ngdiff", dtype=torch.float32, **kw):
+    model = make_net(0, dtype)
+    task = make_task(0)
+    opt = NGDiffOptimizer(model.parameters(), lr=0.05, rule=rule, backend="torch", **kw)
+    return model, opt, *closures(model, task)
+
+
+def _snapshot(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_step_moves_losses_the_right_way_and_clears_grads() -> None:
+    model, opt, cr, cf = _setup(autolr=True, autolr_every=2)
+    l_r0, l_f0 = cr().item(), cf().item()
+    for _ in range(20):
+        stats = opt.step(cr, cf)
+    assert cr().item() < l_r0 and cf().item() > l_f0
+    assert all(p.grad is None for p in model.parameters())
+    assert not any("retain_grad" in s for s in opt.state.values())
+    assert opt.num_steps.item() == 20
+    d = stats.as_dict()
+    assert set(d) >= {"loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine",
+                      "weight_retain", "weight_forget", "lr", "lr_updated", "skipped"}
+    assert d["skip_reason"] == ""
+
+
+def test_stats_stay_on_the_parameters_device() -> None:
+    _, opt, cr, cf = _setup()
+    stats = opt.step(cr, cf)
+    assert all(t.device.type == "cpu" and t.dim() == 0 for t in
+               (stats.loss_retain, stats.norm_forget, stats.cosine, stats.lr, stats.skipped))
+
+
+def test_per_group_learning_rates() -> None:
+    model = make_net(0)
+    cr, cf = closures(model, make_task(0))
+    before = _snapshot(model)
+    opt = NGDiffOptimizer([{"params": model.fc1.parameters(), "lr": 0.1},
+                           {"params": model.fc2.parameters(), "lr": 0.0 + 1e-9}],
+                          autolr=False, backend="torch")
+    opt.step(cr, cf)
+    after = _snapshot(model)
+    moved = [float((a - b).abs().max()) for a, b in zip(after, before)]
+    assert moved[0] > 1e-4 and moved[2] < 1e-8
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("where", ["retain", "forget"])
+def test_nonfinite_loss_skips_the_step_exactly(bad: float, where: str) -> None:
+    model, opt, cr, cf = _setup(autolr=True, autolr_every=1)
+    opt.step(cr, cf)
+    before, sd = _snapshot(model), copy.deepcopy(opt.state_dict())
+
+    def poisoned(f):
+        return lambda: f() * bad
+
+    stats = opt.step(poisoned(cr) if where == "retain" else cr,
+                     poisoned(cf) if where == "forget" else cf)
+    assert stats.skipped.item()
+    assert ("retain loss" if where == "retain" else "forget loss") in stats.skip_reason
+    assert _same(_snapshot(model), before)
+    assert torch.equal(opt.lr_scale, sd["ngdiff"]["lr_scale"])
+    assert opt.num_steps.item() == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nan_gradient_skips_without_touching_parameters() -> None:
+    model, opt, cr, cf = _setup(autolr=False)
+    before = _snapshot(model)
+    hook = model.fc2.weight.register_hook(lambda g: g * float("nan"))
+    stats = opt.step(cr, cf)
+    hook.remove()
+    assert stats.skipped.item() and "gradient" in stats.skip_reason
+    assert _same(_snapshot(model), before)
+
+
+def test_frozen_parameters_and_none_grads() -> None:
+    model = make_net(0)
+    model.fc1.bias.requires_grad_(False)
+    extra = nn.Parameter(torch.ones(3))  # never used by the losses: grad stays None
+    cr, cf = closures(model, make_task(0))
+    opt = NGDiffOptimizer(list(model.parameters()) + [extra], lr=0.05, autolr=False,
+                          backend="torch")
+    frozen, extra0 = model.fc1.bias.detach().clone(), extra.detach().clone()
+    opt.step(cr, cf)
+    assert torch.equal(model.fc1.bias, frozen) and torch.equal(extra.detach(), extra0)
+
+
+def test_parameter_used_by_one_task_only() -> None:
+    lin = nn.Linear(2, 1)
+    head = nn.Parameter(torch.tensor([0.5]))  # only in the forget loss
+    x = torch.ones(4, 2)
+    opt = NGDiffOptimizer([*lin.parameters(), head], lr=0.1, autolr=False, backend="torch")
+    h0 = head.detach().clone()
+    opt.step(lambda: lin(x).pow(2).mean(), lambda: (lin(x) * head).mean())
+    assert not torch.equal(head.detach(), h0)
+
+
+def test_mixed_dtypes() -> None:
+    a = nn.Linear(3, 3).to(torch.bfloat16)
+    b = nn.Linear(3, 1)
+    x = torch.randn(5, 3)
+
+    def out():
+        return b(a(x.bfloat16()).float())
+
+    opt = NGDiffOptimizer([*a.parameters(), *b.parameters()], lr=0.05, autolr=True,
+                          autolr_every=1, backend="torch")
+    w0 = a.weight.detach().clone()
+    stats = opt.step(lambda: out().pow(2).mean(), lambda: (out() - 1).abs().mean())
+    assert not stats.skipped.item()
+    assert a.weight.dtype == torch.bfloat16 and not torch.equal(a.weight, w0)
+
+
+def test_bad_closures() -> None:
+    model, opt, cr, cf = _setup(autolr=False)
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="scalar"):
+        opt.step(lambda: model(torch.randn(2, 6)), cf)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        opt.step(lambda: 1.0, cf)
+    with pytest.raises(ValueError, match="does not depend"):
+        opt.step(lambda: torch.tensor(1.0), cf)
+    with pytest.raises(KeyError):
+        opt.step(cr, lambda: {}["missing"])
+    with pytest.raises(ValueError, match="both"):
+        opt.step(cr, None)
+    assert _same(_snapshot(model), before)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any("retain_grad" in s for s in opt.state.values())
+    opt.step(cr, cf)  # still usable
+
+
+def test_bad_constructor_arguments() -> None:
+    p = [nn.Parameter(torch.ones(2))]
+    with pytest.raises(ValueError, match="empty"):
+        NGDiffOptimizer([])
+    with pytest.raises(ValueError, match="valid rules"):
+        NGDiffOptimizer(p, rule="adam")
+    with pytest.raises(ValueError, match="lr"):
+        NGDiffOptimizer(p, lr=-1.0)
+    with pytest.raises(ValueError, match="backend"):
+        NGDiffOptimizer(p, backend="cuda-magic")
+    with pytest.raises(ValueError, match="retain_storage"):
+        NGDiffOptimizer(p, retain_storage="fp4")
+    with pytest.raises(ValueError, match="c"):
+        NGDiffOptimizer(p, rule="gdiff", rule_options={"c": 1.5})
+    with pytest.raises(TypeError):
+        NGDiffOptimizer(p, rule="ngdiff", rule_options={"c": 0.5})
+    with pytest.raises(ValueError, match="autolr_every"):
+        NGDiffOptimizer(p, autolr_every=0)
+
+
+def test_sparse_gradients_are_refused() -> None:
+    emb = nn.Embedding(10, 3, sparse=True)
+    idx = torch.tensor([1, 2])
+    opt = NGDiffOptimizer(emb.parameters(), autolr=False, backend="torch")
+    with pytest.raises(TypeError, match="sparse"):
+        opt.step(lambda: emb(idx).sum(), lambda: emb(idx).pow(2).sum())
+
+
+def test_low_level_path_with_gradient_accumulation() -> None:
+    """Accumulated micro-batch gradients give the same step as the closure API."""
+    xr, yr, xf, yf = make_task(0)
+    ref_model, model = make_net(0), make_net(0)
+    ref_opt = NGDiffOptimizer(ref_model.parameters(), lr=0.05, backend="torch", autolr=False)
+    cr, cf = closures(ref_model, (xr, yr, xf, yf))
+    ref_opt.step(cr, cf)
+
+    opt = NGDiffOptimizer(model.parameters(), lr=0.05, backend="torch", autolr=False)
+    ce = nn.functional.cross_entropy
+    for chunk in (slice(0, 24), slice(24, 48)):
+        (ce(model(xr[chunk]), yr[chunk]) / 2).backward()
+    opt.stash_retain_grad()
+    for chunk in (slice(0, 8), slice(8, 16)):
+        (ce(model(xf[chunk]), yf[chunk]) / 2).backward()
+    opt.step()
+    for a, b in zip(model.parameters(), ref_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_low_level_autolr_needs_the_closure() -> None:
+    model, opt, cr, cf = _setup(autolr=True)
+    cr().backward()
+    opt.stash_retain_grad()
+    cf().backward()
+    with pytest.raises(ValueError, match="closure_retain"):
+        opt.step()
+
+
+def test_double_stash_is_refused() -> None:
+    model, opt, cr, cf = _setup(autolr=False)
+    cr().backward()
+    opt.stash_retain_grad()
+    cr().backward()
+    with pytest.raises(RuntimeError, match="already stashed"):
+        opt.stash_retain_grad()
+
+
+@pytest.mark.parametrize("rule", ["ngdiff", "rlw"])
+def test_state_dict_resume_is_bit_identical(rule: str) -> None:
+    model, opt, cr, cf = _setup(rule=rule, autolr=True, autolr_every=2)
+    for _ in range(3):
+        opt.step(cr, cf)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    for _ in range(4):
+        opt.step(cr, cf)
+    expected = _snapshot(model)
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2 = make_net(1)
+    model2.load_state_dict(ckpt["model"])
+    opt2 = NGDiffOptimizer(model2.parameters(), lr=0.05, rule=rule, backend="torch",
+                           autolr=True, autolr_every=2)
+    opt2.load_state_dict(ckpt["opt"])
+    cr2, cf2 = closures(model2, make_task(0))
+    for _ in range(4):
+        opt2.step(cr2, cf2)
+    assert _same(_snapshot(model2), expected)
+    assert torch.equal(opt2.lr_scale, opt.lr_scale)
+
+
+def test_load_state_dict_checks_the_rule() -> None:
+    _, opt, cr, cf = _setup(rule="ngdiff")
+    opt.step(cr, cf)
+    model = make_net(0)
+    other = NGDiffOptimizer(model.parameters(), rule="mgda", backend="torch")
+    with pytest.raises(ValueError, match="rule"):
+        other.load_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("rule", ["ngdiff", "imtlg", "pcgrad", "mgda"])
+@given(seed=st.integers(0, 10_000))
+def test_theorem5_small_steps_never_hurt_either_task(rule: str, seed: int) -> None:
+    """Theorem 5: for small η, L_R does not rise and L_F does not fall (float64)."""
+    model = make_net(seed % 97, torch.float64)
+    cr, cf = closures(model, make_task(seed))
+    with torch.no_grad():
+        l_r0, l_f0 = cr().item(), cf().item()
+    opt = NGDiffOptimizer(model.parameters(), lr=1e-6, rule=rule, autolr=False,
+                          backend="torch")
+    opt.step(cr, cf)
+    with torch.no_grad():
+        l_r1, l_f1 = cr().item(), cf().item()
+    assert l_r1 <= l_r0 + 1e-11
+    assert l_f1 >= l_f0 - 1e-11
+
+
+def test_gdiff_can_hurt_the_retain_loss() -> None:
+    """The counterpart of Theorem 5: GDiff with a dominant forget gradient raises L_R."""
+    lin = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0]]))
+    x_r, x_f = torch.tensor([[1.0, 0.0]]), torch.tensor([[10.0, 10.0]])
+    cr = lambda: (lin(x_r) - 0.5).pow(2).sum()  # noqa: E731
+    cf = lambda: lin(x_f).pow(2).sum()  # noqa: E731
+    l0 = cr().item()
+    NGDiffOptimizer(lin.parameters(), lr=1e-4, rule="gdiff", autolr=False,
+                    backend="torch").step(cr, cf)
+    assert cr().item() > l0
