@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .autolr import GeNConfig, gen_rescale
+from . import distributed as fdist
 from .backends import Backend, accumulation_dtype, get_backend
 from .rules import CombineRule, get_rule
 from .stats import StepStats
@@ -48,10 +49,10 @@ def _check_loss(loss: Any, who: str) -> Tensor:
 class _Bucket:
     """Tensors of one (device, dtype): what a backend call operates on."""
 
-    __slots__ = ("device", "dtype", "params", "retain", "forget", "lrs")
+    __slots__ = ("device", "dtype", "sharded", "params", "retain", "forget", "lrs")
 
-    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
-        self.device, self.dtype = device, dtype
+    def __init__(self, device: torch.device, dtype: torch.dtype, sharded: bool) -> None:
+        self.device, self.dtype, self.sharded = device, dtype, sharded
         self.params: list[Tensor] = []
         self.retain: list[Any] = []
         self.forget: list[Tensor] = []
@@ -201,7 +202,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
+                g = fdist.local_view(p.grad)
                 if g.is_sparse:
                     raise TypeError("NGDiffOptimizer does not support sparse gradients")
                 self.state[p][_RETAIN] = self._backend_for(p.device).store_retain(
@@ -286,8 +287,9 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 p.grad = None
 
-    def _buckets(self) -> "OrderedDict[tuple[torch.device, torch.dtype], _Bucket]":
-        buckets: OrderedDict[tuple[torch.device, torch.dtype], _Bucket] = OrderedDict()
+    def _buckets(self) -> "OrderedDict[tuple[torch.device, torch.dtype, bool], _Bucket]":
+        """Group the managed tensors (local shards for DTensors) by device, dtype, sharding."""
+        buckets: OrderedDict[tuple[torch.device, torch.dtype, bool], _Bucket] = OrderedDict()
         for group in self.param_groups:
             for p in group["params"]:
                 if not p.requires_grad:
@@ -298,20 +300,23 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                     continue
                 if g_f is not None and g_f.is_sparse:
                     raise TypeError("NGDiffOptimizer does not support sparse gradients")
-                if g_f is None:
-                    g_f = torch.zeros_like(p)
+                sharded = fdist.is_sharded(p)
+                local = fdist.local_view(p.detach())
+                g_f = torch.zeros_like(local) if g_f is None else fdist.local_view(g_f)
                 if g_r is None:
-                    g_r = torch.zeros_like(p)
-                if g_f.dtype != p.dtype or g_f.shape != p.shape:
+                    g_r = torch.zeros_like(local)
+                elif isinstance(g_r, Tensor):
+                    g_r = fdist.local_view(g_r)
+                if g_f.dtype != local.dtype or g_f.shape != local.shape:
                     raise TypeError(
                         f"gradient of dtype {g_f.dtype} / shape {tuple(g_f.shape)} does not "
-                        f"match its parameter ({p.dtype}, {tuple(p.shape)})"
+                        f"match its parameter ({local.dtype}, {tuple(local.shape)})"
                     )
-                key = (p.device, p.dtype)
+                key = (local.device, local.dtype, sharded)
                 if key not in buckets:
-                    buckets[key] = _Bucket(p.device, p.dtype)
+                    buckets[key] = _Bucket(local.device, local.dtype, sharded)
                 b = buckets[key]
-                b.params.append(p.detach() if p.requires_grad else p)
+                b.params.append(local)
                 b.retain.append(g_r)
                 b.forget.append(g_f)
                 b.lrs.append(float(group["lr"]))
@@ -338,16 +343,27 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             if all(b.dtype == torch.float64 for b in buckets.values())
             else torch.float32
         )
-        gram = torch.zeros(3, dtype=acc, device=dev)
+        fit = torch.float32 if dev.type == "mps" else torch.float64
+        world = fdist.world_size()
+        gram_local = torch.zeros(3, dtype=acc, device=dev)
+        gram_sharded = torch.zeros(3, dtype=fit, device=dev)
         for b in buckets.values():
-            gram = gram + self._backend_for(b.device).gram(b.retain, b.forget).to(dev, acc)
+            part = self._backend_for(b.device).gram(b.retain, b.forget).to(dev)
+            if b.sharded:
+                gram_sharded = gram_sharded + part.to(fit)
+            else:
+                gram_local = gram_local + part.to(acc)
 
         def as_loss(x: Optional[Tensor]) -> Tensor:
             if x is None:
-                return torch.zeros((), dtype=acc, device=dev)
-            return x.detach().reshape(()).to(dev, acc)
+                return torch.zeros((), dtype=fit, device=dev)
+            return x.detach().reshape(()).to(dev, fit)
 
         losses = torch.stack([as_loss(loss_retain), as_loss(loss_forget)])
+        if world > 1:  # one collective: sharded Gram partials and the two losses
+            reduced = fdist.all_reduce_sum(torch.cat([gram_sharded, losses]))
+            gram_sharded, losses = reduced[:3], reduced[3:] / world
+        gram = gram_local + gram_sharded.to(acc)
         if self.rule.name == "lossnorm" and (loss_retain is None or loss_forget is None):
             raise ValueError("rule 'lossnorm' needs both losses")
         if self.rule.random:
@@ -400,17 +416,17 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             except BaseException:
                 move(torch.zeros((), device=dev))
                 raise
-            fit = torch.float32 if dev.type == "mps" else torch.float64
-            factor, accepted, _ = gen_rescale(
-                loss_retain.detach().reshape(()).to(dev, fit),
-                l_plus.to(dev, fit), l_minus.to(dev, fit), self.gen_config,
-            )
+            probes = torch.stack([l_plus.to(dev, fit), l_minus.to(dev, fit)])
+            if world > 1:
+                probes = fdist.all_reduce_sum(probes) / world
+            l_plus, l_minus = probes[0], probes[1]
+            factor, accepted, _ = gen_rescale(losses[0], l_plus, l_minus, self.gen_config)
             accepted = accepted & ok
             scale = (scale * torch.where(accepted, factor, torch.ones_like(factor))).to(scale.dtype)
             move(-scale * okf)
             self._global["lr_scale"] = scale
             lr_updated = accepted
-            probe_losses = torch.stack([l_plus.to(dev, acc), l_minus.to(dev, acc)])
+            probe_losses = probes
 
         self._global["step"] = self._global["step"] + ok.long()
         self._global["calls"] += 1
