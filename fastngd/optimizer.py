@@ -189,6 +189,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         ``None``, so the next backward writes the forget gradient into a fresh buffer).
         ``loss_retain`` (optional) is remembered for rules and GeN that need L_R.
         """
+        groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -198,16 +199,15 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                         "a retain gradient is already stashed; call step_from_grads() "
                         "or discard_retain_grad() first"
                     )
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = fdist.local_view(p.grad)
-                if g.is_sparse:
+                if p.grad.is_sparse:
                     raise TypeError("NGDiffOptimizer does not support sparse gradients")
-                self.state[p][_RETAIN] = self._backend_for(p.device).store_retain(
-                    [g], self.retain_storage
-                )[0]
+                groups.setdefault((p.device, p.grad.dtype), []).append(p)
+        for (device, _), params in groups.items():
+            stored = self._backend_for(device).store_retain(
+                [fdist.local_view(p.grad) for p in params], self.retain_storage
+            )
+            for p, entry in zip(params, stored):
+                self.state[p][_RETAIN] = entry
                 p.grad = None
         self._stashed_loss = None if loss_retain is None else loss_retain.detach().reshape(())
 

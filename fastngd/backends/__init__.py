@@ -34,4 +34,6 @@ def get_backend(name: str, device: torch.device) -> Backend:
         return TorchBackend()
     from .triton import TritonBackend
 
-    return TritonBackend()
+    backend = TritonBackend()
+    backend.check_device(device)
+    return backend
