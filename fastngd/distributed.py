@@ -12,19 +12,24 @@ All of it travels in ONE ``all_reduce`` of 5 numbers per step ``[rr_s, ff_s, rf_
 (sharded Gram partials, summed; losses, summed then divided by the world size); GeN adds one
 ``all_reduce`` of its 2 probe losses on the steps it probes. A NaN anywhere propagates
 through the sum, so every rank skips the same step.
+
+FSDP2 and GeN: the root module of ``fully_shard`` keeps its all-gathered parameters after a
+forward by default (they are normally freed by the backward). After a ``no_grad`` forward,
+such as a GeN probe, they stay gathered, so the next forward would use stale values of the
+shards the optimizer has just changed. Closures therefore call :func:`reshard_fsdp` on the
+model first (or the root is sharded with ``fully_shard(model, reshard_after_forward=True)``).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
-import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["is_sharded", "local_view", "world_size", "all_reduce_sum"]
+__all__ = ["all_reduce_sum", "is_sharded", "local_view", "reshard_fsdp", "world_size"]
 
 
-def _dtensor_type() -> Optional[type]:
+def _dtensor_type() -> type | None:
     try:
         from torch.distributed.tensor import DTensor
     except ImportError:  # pragma: no cover - older torch
@@ -44,15 +49,16 @@ def is_sharded(t: Tensor) -> bool:
         return False
     from torch.distributed.tensor import Replicate, Shard
 
-    placements = t.placements
+    d: Any = t
+    placements = d.placements
     if all(isinstance(pl, Replicate) for pl in placements):
         return False
-    if not all(isinstance(pl, Shard) for pl in placements) or t.device_mesh.ndim != 1:
+    if not all(isinstance(pl, Shard) for pl in placements) or d.device_mesh.ndim != 1:
         raise NotImplementedError(
-            f"DTensor placements {placements} on a {t.device_mesh.ndim}-D mesh are not "
+            f"DTensor placements {placements} on a {d.device_mesh.ndim}-D mesh are not "
             "supported; use a 1-D mesh with Shard placements (FSDP2) or replicated tensors"
         )
-    if dist.is_initialized() and t.device_mesh.size() != dist.get_world_size():
+    if dist.is_initialized() and d.device_mesh.size() != dist.get_world_size():
         raise NotImplementedError("the DTensor mesh must span all ranks of the default group")
     return True
 
@@ -61,7 +67,8 @@ def local_view(t: Tensor) -> Tensor:
     """The local tensor behind a DTensor (sharing storage), or ``t`` itself."""
     dtensor = _dtensor_type()
     if dtensor is not None and isinstance(t, dtensor):
-        return t.to_local()
+        local: Tensor = t.to_local()  # type: ignore[attr-defined]
+        return local
     return t
 
 
@@ -74,3 +81,32 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     """In-place sum over all ranks (one collective); returns ``t``."""
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def _fsdp_module_type() -> type | None:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return None
+    return FSDPModule
+
+
+def reshard_fsdp(module: nn.Module) -> int:
+    """Free the all-gathered parameters of every FSDP2 (``fully_shard``) module inside
+    ``module``, so that its next forward all-gathers the current shards; returns how many
+    FSDP2 modules it visited (0, a no-op, for models without FSDP2).
+
+    Call it at the start of the closures given to :class:`fastngd.NGDiffOptimizer` when the
+    model is sharded with FSDP2 and GeN (``autolr=True``) is on: a GeN probe is a ``no_grad``
+    forward after which the root module keeps gathered copies that the optimizer's in-place
+    update of the shards does not reach.
+    """
+    fsdp_module = _fsdp_module_type()
+    if fsdp_module is None:
+        return 0
+    count = 0
+    for m in module.modules():
+        if isinstance(m, fsdp_module):
+            m.reshard()  # type: ignore[operator]
+            count += 1
+    return count

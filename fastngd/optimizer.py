@@ -203,9 +203,13 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                     raise TypeError("NGDiffOptimizer does not support sparse gradients")
                 groups.setdefault((p.device, p.grad.dtype), []).append(p)
         for (device, _), params in groups.items():
-            stored = self._backend_for(device).store_retain(
-                [fdist.local_view(p.grad) for p in params], self.retain_storage
-            )
+            grads = [fdist.local_view(p.grad) for p in params]
+            if self.retain_storage == "exact":
+                # a .grad that is a view (DDP with gradient_as_bucket_view=True) shares memory
+                # that the next backward writes again: only then is a copy needed
+                grads = [g.clone() if g is p.grad and g._base is not None else g
+                         for g, p in zip(grads, params)]
+            stored = self._backend_for(device).store_retain(grads, self.retain_storage)
             for p, entry in zip(params, stored):
                 self.state[p][_RETAIN] = entry
                 p.grad = None

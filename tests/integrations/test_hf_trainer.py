@@ -1,0 +1,209 @@
+"""NGDiffTrainer on a tiny LlamaForCausalLM with a word-level tokenizer built here."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from transformers import (
+    LlamaForCausalLM,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+)
+
+from fastngd import NGDiffOptimizer
+from fastngd.integrations import NGDiffTrainer
+from fastngd.integrations.hf_trainer import TrainerNGDiffOptimizer
+from fastngd.models.config import tiny_llama_config
+from fastngd.models.tokenizer import build_word_tokenizer
+
+NAMES = ["ada", "bo", "cy", "di", "ed", "fay", "gus", "hal", "ivy", "jo", "kai", "lu",
+         "max", "ned", "oz", "pia", "quin", "ray", "sal", "tim"]
+COLOURS = ["red", "blue", "green", "gold", "grey"]
+CITIES = ["paris", "oslo", "lima", "rome", "kyiv", "baku", "doha"]
+SEQ = 10
+
+
+def sentences() -> list[str]:
+    return [
+        f"{n} likes {COLOURS[i % len(COLOURS)]} and lives in {CITIES[(3 * i) % len(CITIES)]} ."
+        for i, n in enumerate(NAMES)
+    ]
+
+
+def encode(tokenizer: Any, text: str) -> dict[str, list[int]]:
+    ids = [tokenizer.bos_token_id, *tokenizer(text)["input_ids"], tokenizer.eos_token_id]
+    assert len(ids) <= SEQ
+    pad = SEQ - len(ids)
+    return {
+        "input_ids": ids + [tokenizer.pad_token_id] * pad,
+        "attention_mask": [1] * len(ids) + [0] * pad,
+        "labels": ids + [-100] * pad,
+    }
+
+
+def build_setup() -> dict[str, Any]:
+    """A tiny Llama fitted to 20 sentences (forget: the first 5), plus the encoded sets."""
+    texts = sentences()
+    tokenizer = build_word_tokenizer(texts)
+    for name, tid in (("pad_token", 0), ("bos_token", 2), ("eos_token", 3)):
+        assert getattr(tokenizer, f"{name}_id") == tid
+    examples = [encode(tokenizer, t) for t in texts]
+    config = tiny_llama_config(
+        len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=SEQ,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    batch = default_data_collator(examples)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(80):
+        opt.zero_grad()
+        model(**batch).loss.backward()
+        opt.step()
+    return {"state": copy.deepcopy(model.state_dict()), "config": config,
+            "forget": examples[:5], "retain": examples[5:]}
+
+
+@pytest.fixture(scope="module")
+def setup() -> dict[str, Any]:
+    return build_setup()
+
+
+def fresh_model(setup: dict[str, Any]) -> LlamaForCausalLM:
+    model = LlamaForCausalLM(setup["config"])
+    model.load_state_dict(setup["state"])
+    return model
+
+
+@torch.no_grad()
+def mean_loss(model: torch.nn.Module, examples: list[dict[str, list[int]]]) -> float:
+    model.eval()
+    return float(model(**default_data_collator(examples)).loss)
+
+
+def make_args(tmp_path: Any, **overrides: Any) -> TrainingArguments:
+    settings: dict[str, Any] = {
+        "output_dir": str(tmp_path), "max_steps": 12, "per_device_train_batch_size": 2,
+        "learning_rate": 0.05, "lr_scheduler_type": "constant", "logging_steps": 1, "save_strategy": "no",
+        "report_to": [], "disable_tqdm": True, "use_cpu": True, "seed": 0, "dataloader_num_workers": 0,
+    }
+    settings.update(overrides)
+    return TrainingArguments(**settings)
+
+
+class LogRecorder(TrainerCallback):
+    def __init__(self) -> None:
+        self.logs: list[dict[str, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[override]
+        self.logs.append(dict(logs or {}))
+
+
+def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
+    model = fresh_model(setup)
+    forget0, retain0 = mean_loss(model, setup["forget"]), mean_loss(model, setup["retain"])
+    assert forget0 < 1.0 and retain0 < 1.0, "the fixture model should have fitted its data"
+    recorder = LogRecorder()
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, learning_rate=0.3), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], retain_batch_size=15, data_collator=default_data_collator,
+        autolr=True, autolr_every=2, callbacks=[recorder],
+    )
+    trainer.train()
+    forget1, retain1 = mean_loss(model, setup["forget"]), mean_loss(model, setup["retain"])
+    assert forget1 > forget0 + 0.5, (forget0, forget1)
+    assert retain1 < retain0 + 0.2, (retain0, retain1)
+
+    opt = trainer.ngdiff_optimizer
+    assert isinstance(opt, TrainerNGDiffOptimizer)
+    # exactly one parameter update per Trainer step: the Trainer's own step() was a no-op
+    assert int(opt.num_steps) == 12 and opt._global["calls"] == 12
+    train_logs = [log for log in recorder.logs if "loss" in log]
+    assert len(train_logs) == 12
+    for log in train_logs:
+        for key in ("retain_loss", "forget_loss", "retain_grad_norm", "forget_grad_norm",
+                    "grad_cosine", "weight_retain", "weight_forget", "lr_scale", "learning_rate"):
+            assert key in log and log[key] == log[key], key
+        assert log["skipped_steps"] == 0
+        assert log["loss"] == pytest.approx(log["retain_loss"], rel=1e-5)
+        assert "grad_norm" not in log
+    assert train_logs[-1]["forget_loss"] > train_logs[0]["forget_loss"]
+    assert any(log["lr_scale"] != 1.0 for log in train_logs), "GeN never moved the rate"
+    assert trainer.state.log_history[-1]["train_loss"] == trainer.state.log_history[-1]["train_loss"]
+
+
+def test_checkpoint_holds_the_optimizer_state(setup, tmp_path) -> None:
+    model = fresh_model(setup)
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, max_steps=4, save_strategy="steps", save_steps=4),
+        train_dataset=setup["forget"], retain_dataset=setup["retain"],
+        data_collator=default_data_collator, autolr=True, autolr_every=1,
+    )
+    trainer.train()
+    saved = torch.load(tmp_path / "checkpoint-4" / "optimizer.pt", weights_only=False)
+    other = NGDiffOptimizer(fresh_model(setup).parameters(), lr=0.05, autolr=True, autolr_every=1)
+    other.load_state_dict(saved)
+    assert float(other.lr_scale) == float(trainer.ngdiff_optimizer.lr_scale) != 1.0
+    assert int(other.num_steps) == 4
+
+
+def test_custom_losses_and_rule(setup, tmp_path) -> None:
+    seen: dict[str, int] = {"retain": 0, "forget": 0}
+
+    def retain_loss(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        seen["retain"] += 1
+        return model(**inputs).loss
+
+    def forget_loss(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        seen["forget"] += 1
+        return model(**inputs).loss
+
+    model = fresh_model(setup)
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, max_steps=3, learning_rate=0.01), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], data_collator=default_data_collator, rule="gdiff",
+        rule_options={"c": 0.7}, autolr=False, retain_loss=retain_loss, forget_loss=forget_loss,
+    )
+    trainer.train()
+    assert seen == {"retain": 3, "forget": 3}
+    assert trainer.ngdiff_optimizer.rule.name.startswith("gdiff")
+    stats = trainer.last_step_stats
+    assert stats is not None and float(stats.weight_retain) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, overrides, match",
+    [
+        ({"retain_dataset": None}, {}, "retain_dataset"),
+        ({}, {"gradient_accumulation_steps": 2}, "gradient_accumulation_steps"),
+        ({"optimizers": (object(), None)}, {}, "builds its own"),
+        ({"optimizer_kwargs": {"lr": 1.0}}, {}, "own arguments"),
+    ],
+)
+def test_refuses_unsupported_settings(setup, tmp_path, kwargs, overrides, match) -> None:
+    base: dict[str, Any] = {
+        "train_dataset": setup["forget"], "retain_dataset": setup["retain"],
+        "data_collator": default_data_collator,
+    }
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        NGDiffTrainer(fresh_model(setup), make_args(tmp_path, **overrides), **base)
+
+
+def test_plain_step_without_pending_trainer_step_is_a_normal_step() -> None:
+    lin = torch.nn.Linear(3, 1)
+    opt = TrainerNGDiffOptimizer(lin.parameters(), lr=0.1, autolr=False)
+    x = torch.randn(4, 3)
+    opt.step(lambda: lin(x).pow(2).mean(), lambda: lin(x).mean())
+    before = [p.detach().clone() for p in lin.parameters()]
+    opt.step()  # consumes the pending statistics: no update
+    assert all(torch.equal(a, b) for a, b in zip(before, lin.parameters()))
+    with pytest.raises(RuntimeError, match="no parameter has a gradient"):
+        opt.step()  # nothing pending and no gradients: the usual error
