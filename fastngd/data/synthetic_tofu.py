@@ -14,7 +14,8 @@ Design choices that make the set a fair unlearning benchmark:
   one author does not entangle another;
 * each attribute has several answer phrasings; the paraphrased answer states the same fact
   with another phrasing and each perturbed answer states a different, wrong fact with the
-  answer's own phrasing.
+  *paraphrase's* phrasing (as in TOFU, where perturbed answers are edits of the paraphrase),
+  so the truth ratio compares facts, not a seen wording against an unseen one.
 
 Sizes: 100 authors with 4 attributes each (400 QA pairs in ``full``). The forget sets are the
 last 1 / 5 / 10 authors (4 / 20 / 40 pairs), so ``forgetXX`` and ``retainYY`` partition
@@ -95,16 +96,16 @@ def _qa_row(
     template_ids = list(range(len(attribute.answers)))
     answer_id = rng.choice(template_ids)
     paraphrase_id = rng.choice([i for i in template_ids if i != answer_id])
-    answer_template = attribute.answers[answer_id]
+    paraphrase_template = attribute.answers[paraphrase_id]
     wrong = rng.sample([v for v in wrong_pool if v != fact], n_wrong)
     return {
         "question": question,
-        "answer": answer_template.format(name=name, fact=fact),
+        "answer": attribute.answers[answer_id].format(name=name, fact=fact),
         "fact": fact,
         "author": name,
         "attribute": attribute.key,
-        "paraphrased_answer": attribute.answers[paraphrase_id].format(name=name, fact=fact),
-        "perturbed_answer": [answer_template.format(name=name, fact=w) for w in wrong],
+        "paraphrased_answer": paraphrase_template.format(name=name, fact=fact),
+        "perturbed_answer": [paraphrase_template.format(name=name, fact=w) for w in wrong],
     }
 
 
@@ -152,8 +153,8 @@ def tofu_synthetic(seed: int = 0) -> dict[str, list[dict]]:
     Returns a mapping config name → list of rows (see :data:`TOFU_SYNTHETIC_CONFIGS`).
     Rows of the plain configs have ``question``, ``answer``, ``fact``, ``author`` and
     ``attribute``; ``*_perturbed`` rows add ``paraphrased_answer`` (the same fact, other
-    wording) and ``perturbed_answer`` (5 wrong facts, 3 for world facts, with the answer's
-    wording). ``forgetXX`` and ``retain{100-XX}`` are a disjoint partition of ``full``;
+    wording) and ``perturbed_answer`` (5 wrong facts, 3 for world facts, with the
+    paraphrase's wording). ``forgetXX`` and ``retain{100-XX}`` are a disjoint partition of ``full``;
     the forget sets are nested (forget01 ⊂ forget05 ⊂ forget10). Every call builds fresh
     lists, so callers may mutate the result.
     """

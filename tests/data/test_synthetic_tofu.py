@@ -105,8 +105,8 @@ def test_fact_paraphrase_and_perturbations(
         assert len(wrong) == n_wrong and len(set(wrong)) == n_wrong
         for text in wrong:
             assert fact not in _words(text)
-            # same template: exactly one word differs from the answer
-            a, b = row["answer"].split(), text.split()
+            # the paraphrase's template: exactly one word (the fact) differs from it
+            a, b = row["paraphrased_answer"].split(), text.split()
             assert len(a) == len(b)
             assert sum(x != y for x, y in zip(a, b)) == 1
 

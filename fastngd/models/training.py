@@ -1,0 +1,297 @@
+"""Training the embedded default models from scratch on the synthetic benchmarks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+from fastngd.data.tokenize import PROMPT_TEMPLATE, QADataset, TextDataset, collate_right_pad
+from fastngd.models.config import tiny_llama_config
+from fastngd.models.tokenizer import build_word_tokenizer
+
+__all__ = [
+    "BENCHMARKS",
+    "TrainingRecipe",
+    "benchmark_corpus",
+    "default_recipe",
+    "fit",
+    "train_target_model",
+]
+
+#: Benchmarks an embedded model can be trained on.
+BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "muse-synthetic")
+
+#: Name of the JSON file written beside the weights with the training record.
+TRAINING_RECORD = "fastngd_training.json"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Hyper-parameters of :func:`train_target_model`.
+
+    AdamW(lr, betas=(0.9, 0.98), weight_decay) over ``epochs`` passes of shuffled batches of
+    ``batch_size`` examples; the learning rate warms up linearly over the first
+    ``warmup_fraction`` of the steps and then follows a cosine decay to ``lr * min_lr_ratio``.
+    Gradients are clipped to global norm ``grad_clip``. ``model`` overrides fields of
+    :func:`fastngd.models.tiny_llama_config`.
+    """
+
+    epochs: int = 40
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_length: int = 128
+    model: Mapping[str, Any] = field(default_factory=dict)
+
+
+def default_recipe(benchmark: str) -> TrainingRecipe:
+    """The recipe of the embedded default model of ``benchmark`` (see :data:`BENCHMARKS`).
+
+    ``tofu-synthetic``: 30 epochs, lr 1e-3, batch 32 (445 QA pairs, 420 steps);
+    ``muse-synthetic``: 60 epochs, lr 2e-3, batch 16, max length 256 (24 articles and 74 QA
+    pairs, 420 steps). Raises ``ValueError`` for an unknown benchmark.
+    """
+    _check_benchmark(benchmark)
+    if benchmark == "tofu-synthetic":
+        return TrainingRecipe(epochs=30)
+    return TrainingRecipe(epochs=60, lr=2e-3, batch_size=16, max_length=256)
+
+
+def _check_benchmark(benchmark: str) -> None:
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {list(BENCHMARKS)}")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def benchmark_corpus(
+    benchmark: str, seed: int = 0
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
+    """The training material of ``benchmark``'s embedded model.
+
+    Returns ``(qa_rows, text_rows, vocabulary_texts)``: QA pairs trained with answer-only
+    loss, raw texts trained on every token, and every string of every config (prompts
+    template included) from which the tokenizer vocabulary is built, so that no evaluation
+    text contains an unknown word. ``tofu-synthetic``: the ``full`` set plus the world
+    facts, no raw text. ``muse-synthetic``: the raw forget and retain texts plus the
+    forget and retain knowmem QA.
+    """
+    _check_benchmark(benchmark)
+    if benchmark == "tofu-synthetic":
+        from fastngd.data import tofu_synthetic
+
+        data: Mapping[str, Any] = tofu_synthetic(seed=seed)
+        qa = [
+            {"question": r["question"], "answer": r["answer"]}
+            for config in ("full", "world_facts_perturbed")
+            for r in data[config]
+        ]
+        texts: list[dict[str, str]] = []
+    else:
+        from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
+
+        data = muse_synthetic(seed=seed)
+        raw = data["raw"]
+        texts = [
+            {"text": r["text"]}
+            for split in ("forget", "retain1", "retain2")
+            if split in raw
+            for r in raw[split]
+        ]
+        knowmem = data["knowmem"]
+        qa = [
+            {"question": r["question"], "answer": r["answer"]}
+            for split in ("forget_qa", "retain_qa")
+            for r in knowmem[split]
+        ]
+    vocab_texts = [PROMPT_TEMPLATE.format(question="")]
+    vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))
+    return qa, texts, vocab_texts
+
+
+def _all_values(rows: Any) -> list[Any]:
+    """Every value of a config: a list of rows, or a mapping of splits to lists of rows."""
+    if isinstance(rows, Mapping):
+        return [v for split in rows.values() for v in _all_values(split)]
+    return [v for row in rows for v in row.values()]
+
+
+def _lr_at(step: int, total: int, recipe: TrainingRecipe) -> float:
+    warmup = max(1, int(recipe.warmup_fraction * total))
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = recipe.lr * recipe.min_lr_ratio
+    return floor + (recipe.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _save_atomically(out_dir: Path, write: Any) -> None:
+    """Call ``write(tmp_dir)`` in a fresh sibling directory, then rename it to ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        write(tmp)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def train_target_model(
+    benchmark: str = "tofu-synthetic",
+    *,
+    seed: int = 0,
+    out_dir: str | Path,
+    epochs: int | None = None,
+    recipe: TrainingRecipe | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train the embedded model of ``benchmark`` from scratch and save it to ``out_dir``.
+
+    A word-level tokenizer (:func:`fastngd.models.build_word_tokenizer`) is built on
+    :func:`benchmark_corpus`'s vocabulary texts and a Llama model of
+    :func:`fastngd.models.tiny_llama_config` is initialised with ``torch.manual_seed(seed)``
+    (inside a forked RNG, the caller's RNG state is untouched); it is trained with
+    ``recipe`` (default :func:`default_recipe`; ``epochs`` overrides its epochs) on the QA
+    pairs (answer-only loss) and raw texts (every token), shuffled by a generator seeded
+    with ``seed``. Model, tokenizer and a ``fastngd_training.json`` record (recipe, seed,
+    final loss, seconds) are written with ``save_pretrained`` into a temporary sibling
+    directory that is then renamed to ``out_dir``, so ``out_dir`` is either complete or
+    absent. Returns ``out_dir``. Raises ``FileExistsError`` when ``out_dir`` exists and
+    ``ValueError`` for an unknown benchmark or ``epochs`` < 1.
+    """
+    _check_benchmark(benchmark)
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"train_target_model: output directory {out} already exists")
+    recipe = recipe or default_recipe(benchmark)
+    if epochs is not None:
+        recipe = TrainingRecipe(**{**asdict(recipe), "epochs": epochs})
+    if recipe.epochs < 1:
+        raise ValueError(f"train_target_model: epochs must be >= 1, got {recipe.epochs}")
+    qa_rows, text_rows, vocab_texts = benchmark_corpus(benchmark, seed)
+    tokenizer = build_word_tokenizer(vocab_texts)
+    model = _init_model(tokenizer, recipe, seed)
+    datasets: list[Dataset[Any]] = []
+    if qa_rows:
+        datasets.append(QADataset(qa_rows, tokenizer, recipe.max_length))
+    if text_rows:
+        datasets.append(TextDataset(text_rows, tokenizer, recipe.max_length))
+    start = time.perf_counter()
+    final_loss = fit(
+        model, ConcatDataset(datasets), tokenizer, recipe, seed=seed, progress=progress
+    )
+    seconds = time.perf_counter() - start
+    record = {
+        "benchmark": benchmark,
+        "seed": seed,
+        "recipe": asdict(recipe),
+        "final_loss": final_loss,
+        "train_seconds": seconds,
+        "n_qa": len(qa_rows),
+        "n_texts": len(text_rows),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / TRAINING_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+    _save_atomically(out, write)
+    return out
+
+
+def _init_model(
+    tokenizer: PreTrainedTokenizerFast, recipe: TrainingRecipe, seed: int
+) -> LlamaForCausalLM:
+    config = tiny_llama_config(
+        len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **dict(recipe.model),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def fit(
+    model: LlamaForCausalLM,
+    dataset: Dataset[Any],
+    tokenizer: PreTrainedTokenizerFast,
+    recipe: TrainingRecipe,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> float:
+    """Train ``model`` in place on encoded examples (``input_ids``/``labels``) with ``recipe``.
+
+    The loss is the mean token cross-entropy over the labels that are not -100 (the model's
+    own causal-LM loss). Returns the mean loss of the last epoch. Raises ``ValueError`` on
+    an empty dataset.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("fit: the training dataset is empty")
+    generator = torch.Generator().manual_seed(seed)
+    pad_id = int(tokenizer.pad_token_id)
+    loader = DataLoader(
+        dataset,
+        batch_size=recipe.batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=lambda batch: collate_right_pad(batch, pad_id),
+    )
+    total = recipe.epochs * len(loader)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay
+    )
+    model.train()
+    step = 0
+    epoch_loss = float("nan")
+    bar = tqdm(total=total, desc="train", disable=not progress, leave=False)
+    try:
+        for _ in range(recipe.epochs):
+            losses: list[float] = []
+            for batch in loader:
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(step, total, recipe)
+                loss = model(**batch).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            epoch_loss = sum(losses) / len(losses)
+    finally:
+        bar.close()
+    model.eval()
+    return epoch_loss
