@@ -1,0 +1,81 @@
+"""MUSE-style experiments: unlearn the raw forget texts, evaluate VerbMem, KnowMem, PrivLeak.
+
+The forget set is ``raw/forget`` and the retain set ``raw/retain1`` + ``raw/retain2`` (every
+token carries the loss); evaluation is :func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of
+continuations and answers, Min-K% membership AUC forget vs holdout).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fastngd.data.tokenize import TextDataset
+from fastngd.eval import evaluate_muse
+from fastngd.reproduce.tofu import RunSpec
+from fastngd.unlearn import UnlearningDiverged, get_method, unlearn
+
+__all__ = ["run_muse"]
+
+
+def run_muse(
+    model: Any,
+    tokenizer: Any,
+    data: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    runs: Sequence[RunSpec],
+    *,
+    seed: int = 0,
+    unlearn_options: Mapping[str, Any] | None = None,
+    max_length: int = 256,
+    verbmem_max_new_tokens: int = 64,
+    knowmem_max_new_tokens: int = 16,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Unlearn ``data["raw"]["forget"]`` from copies of ``model`` with every run of ``runs``.
+
+    Returns ``{"no_unlearn": aggregate, "methods": {name: aggregate + run info},
+    "curves": {name: {"history": [...]}}, "seed"}`` with the aggregates of
+    :func:`fastngd.eval.evaluate_muse`; ``model`` itself is not modified.
+    """
+    for spec in runs:
+        get_method(spec.method)
+    raw = data["raw"]
+    forget = TextDataset(raw["forget"], tokenizer, max_length)
+    retain_rows = [r for split in ("retain1", "retain2") if split in raw for r in raw[split]]
+    retain = TextDataset(retain_rows, tokenizer, max_length)
+    initial = copy.deepcopy(model.state_dict())
+
+    def evaluate(m: Any) -> dict[str, Any]:
+        res = evaluate_muse(m, tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
+                            knowmem_max_new_tokens=knowmem_max_new_tokens, max_length=max_length)
+        return dict(res["aggregate"])
+
+    log("evaluating the target model (no unlearning)")
+    no_unlearn = evaluate(model)
+    methods: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for spec in runs:
+        options = {**dict(unlearn_options or {}), **dict(spec.options)}
+        worker = copy.deepcopy(model)
+        worker.load_state_dict(initial)
+        info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
+                                "lr": spec.lr}
+        t0 = time.perf_counter()
+        try:
+            result = unlearn(worker, forget, retain, spec.method, autolr=spec.autolr,
+                             lr=spec.lr, seed=seed, progress=progress, **options)
+        except UnlearningDiverged as exc:
+            methods[spec.name] = {**info, "diverged": True, "message": str(exc)}
+            log(f"  {spec.name}: {exc}")
+            continue
+        summary = evaluate(worker)
+        info.update(diverged=False, steps=result.steps, final_lr=result.final_lr,
+                    unlearn_seconds=time.perf_counter() - t0)
+        methods[spec.name] = {**summary, **info}
+        curves[spec.name] = {"history": result.history}
+        log(f"  {spec.name:<18} verbmem {summary['verbmem_forget']:.1f}  knowmem forget "
+            f"{summary['knowmem_forget']:.1f}  retain {summary['knowmem_retain']:.1f}  "
+            f"privleak {summary['privleak']:.1f}")
+    return {"no_unlearn": no_unlearn, "methods": methods, "curves": curves, "seed": seed}

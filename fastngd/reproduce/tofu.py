@@ -1,0 +1,365 @@
+"""TOFU-style experiments: unlearn a forget split with several methods, evaluate, summarise.
+
+One *run* is a method with its settings (:class:`RunSpec`); :func:`run_tofu` starts each run
+from the same target model, unlearns ``forget10`` (by default) while keeping the matching
+``retain90``, records cheap learning curves (ROUGE-L recall of greedy answers on the forget
+split and on ``retain_perturbed``) and ends with the TOFU protocol
+(:func:`fastngd.eval.evaluate_tofu`). :func:`summarise_tofu` reduces that protocol's output
+to the seed paper's table metrics:
+
+* ``verbmem``: ROUGE-L recall of continuations of half-given forget answers (↓);
+* ``forget_rouge_l_recall`` (the seed paper's Knowmem): ROUGE-L recall of answers to the
+  forget questions (↓);
+* ``utility`` = ``retain_rouge_l_recall``: ROUGE-L recall on the retain questions (↑);
+* ``truth_ratio``: forget-split ``mean min(tr, 1/tr)``;
+* ``model_utility``: TOFU's harmonic mean over the retain-type splits; fact accuracies.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fastngd.data.tokenize import QADataset, format_prompt
+from fastngd.eval import answer_nll, evaluate_tofu, fact_accuracy, generate, rouge_l_recall
+from fastngd.unlearn import UnlearningDiverged, get_method, unlearn
+
+__all__ = [
+    "TOFU_EVAL_CONFIGS",
+    "RunSpec",
+    "answer_scores",
+    "forget_truth_ratio_logspace",
+    "run_tofu",
+    "summarise_tofu",
+    "tofu_eval_data",
+]
+
+TOFU_EVAL_CONFIGS = ("retain_perturbed", "world_facts_perturbed", "real_authors_perturbed")
+"""Retain-type configs evaluated when the data has them."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One unlearning run of an experiment.
+
+    Attributes:
+        name: the key in the results (e.g. ``"ngdiff"``, ``"gdiff-0.5"``, ``"npo+autolr"``).
+        method: a method name of :func:`fastngd.unlearn.get_method`.
+        autolr: GeN AutoLR on/off.
+        lr: the (initial) learning rate.
+        options: further keyword arguments of :func:`fastngd.unlearn.unlearn`
+            (``epochs``, ``autolr_scale``...), overriding the experiment's.
+    """
+
+    name: str
+    method: str
+    autolr: bool
+    lr: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def tofu_eval_data(data: Mapping[str, Sequence[Mapping[str, Any]]], forget_split: str) -> dict[str, Any]:
+    """The configs :func:`fastngd.eval.evaluate_tofu` scores: the forget split (perturbed
+    version when present) and the retain-type configs of :data:`TOFU_EVAL_CONFIGS`."""
+    out: dict[str, Any] = {}
+    for name in (f"{forget_split}_perturbed", forget_split, *TOFU_EVAL_CONFIGS):
+        if name in data:
+            out[name] = data[name]
+    if forget_split not in out and f"{forget_split}_perturbed" not in out:
+        raise KeyError(f"forget split {forget_split!r} is not in the data (configs: {sorted(data)})")
+    return out
+
+
+def answer_scores(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 64,
+) -> tuple[float, float | None]:
+    """``(ROUGE-L recall, fact accuracy)`` of greedy answers to ``rows``' questions (means;
+    fact accuracy is None without a ``fact`` field)."""
+    prompts = [format_prompt(r["question"]) for r in rows]
+    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size)
+    rouge = rouge_l_recall(outs, [r["answer"] for r in rows])
+    facts = [r.get("fact") for r in rows]
+    acc = None
+    if all(isinstance(f, str) and f for f in facts):
+        acc = sum(fact_accuracy(outs, facts)) / len(rows)  # type: ignore[arg-type]
+    return sum(rouge) / len(rouge), acc
+
+
+def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed paper's table metrics from an :func:`evaluate_tofu` result (see module doc)."""
+    agg = result["aggregate"]
+    forget, retain = agg["forget"], agg.get("retain") or {}
+    world = agg.get("world_facts") or {}
+    return {
+        "verbmem": agg["seed_paper"]["verbmem"],
+        "knowmem": agg["seed_paper"]["knowmem"],
+        "utility": agg["seed_paper"]["utility"],
+        "truth_ratio": agg["seed_paper"]["truth_ratio"],
+        "forget_rouge_l_recall": forget["rougeL_recall"],
+        "retain_rouge_l_recall": retain.get("rougeL_recall"),
+        "world_facts_rouge_l_recall": world.get("rougeL_recall"),
+        "forget_fact_accuracy": forget.get("fact_accuracy"),
+        "retain_fact_accuracy": retain.get("fact_accuracy"),
+        "forget_probability": forget.get("probability"),
+        "retain_probability": retain.get("probability"),
+        "retain_truth_ratio": retain.get("truth_ratio"),
+        "model_utility": agg.get("model_utility"),
+    }
+
+
+def _finite_or_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every run of one experiment shares (picklable, sent to worker processes)."""
+
+    forget_split: str
+    retain_split: str
+    seed: int
+    unlearn_options: dict[str, Any]
+    curve_points: int
+    curve_max_new_tokens: int
+    eval_max_new_tokens: int
+    max_length: int
+    progress: bool
+
+
+def _retain_split(forget_split: str) -> str:
+    pct = forget_split.replace("forget", "")
+    if not pct.isdigit():
+        raise KeyError(f"forget split must look like forget01/05/10, got {forget_split!r}")
+    return f"retain{100 - int(pct):02d}"
+
+
+def forget_truth_ratio_logspace(
+    model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int = 128
+) -> float:
+    """Forget-split truth ratio ``mean_i min(tr_i, 1/tr_i)`` computed from NLLs in log space.
+
+    ``log tr_i = nll(paraphrased_i) − mean_k nll(perturbed_i,k)`` with ``nll`` the mean
+    answer-token NLL (:func:`fastngd.eval.answer_nll`), so ``min(tr, 1/tr) = exp(−|log tr|)``.
+    Same value as the probability form, but finite when the probabilities underflow to 0
+    (forget answers pushed to NLLs of hundreds of nats by unlearning).
+    """
+    questions = [r["question"] for r in rows]
+    para = answer_nll(model, tokenizer, questions, [r["paraphrased_answer"] for r in rows],
+                      max_length=max_length)
+    flat_q = [r["question"] for r in rows for _ in r["perturbed_answer"]]
+    flat_a = [a for r in rows for a in r["perturbed_answer"]]
+    flat = answer_nll(model, tokenizer, flat_q, flat_a, max_length=max_length)
+    values, start = [], 0
+    for i, r in enumerate(rows):
+        k = len(r["perturbed_answer"])
+        log_tr = para[i] - sum(flat[start : start + k]) / k
+        start += k
+        values.append(math.exp(-abs(log_tr)))
+    return sum(values) / len(values)
+
+
+def _evaluate_final(model: Any, tokenizer: Any, data: Mapping[str, Any],
+                    settings: _Settings) -> dict[str, Any]:
+    """TOFU protocol summary; when the forget probabilities underflow to 0 (which the
+    probability-form truth ratio refuses), the forget truth ratio is computed in log space
+    by :func:`forget_truth_ratio_logspace` instead."""
+    eval_data = tofu_eval_data(data, settings.forget_split)
+    kwargs: dict[str, Any] = {"forget_split": settings.forget_split, "batch_size": 64,
+              "max_new_tokens": settings.eval_max_new_tokens, "max_length": settings.max_length}
+    try:
+        return {k: _finite_or_none(v) for k, v in
+                summarise_tofu(evaluate_tofu(model, tokenizer, eval_data, **kwargs)).items()}
+    except ValueError as exc:
+        perturbed = f"{settings.forget_split}_perturbed"
+        if "probability" not in str(exc) or perturbed not in eval_data:
+            raise
+    # first without the forget split's truth ratio, then (if the retain-type splits
+    # underflow too) without any truth ratio; the forget one is then computed in log space
+    rows = eval_data[perturbed]
+    for strip in ([perturbed], list(eval_data)):
+        stripped = {
+            name: [{k: v for k, v in r.items() if k not in ("paraphrased_answer",
+                                                             "perturbed_answer")}
+                   for r in split] if name in strip else split
+            for name, split in eval_data.items()
+        }
+        try:
+            summary = summarise_tofu(evaluate_tofu(model, tokenizer, stripped, **kwargs))
+            break
+        except ValueError as exc:
+            if "probability" not in str(exc) or len(strip) == len(eval_data):
+                raise
+    summary["truth_ratio"] = forget_truth_ratio_logspace(
+        model, tokenizer, rows, max_length=settings.max_length)
+    summary["truth_ratio_logspace"] = True
+    return {k: _finite_or_none(v) for k, v in summary.items()}
+
+
+def _one_run(model: Any, tokenizer: Any, data: Mapping[str, Any], spec: RunSpec,
+             settings: _Settings) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Unlearn with ``spec`` (``model`` is modified), evaluate; returns (entry, curves)."""
+    forget_rows = data[settings.forget_split]
+    curve_retain = data.get("retain_perturbed") or data[settings.retain_split][: len(forget_rows)]
+    forget_set = QADataset(forget_rows, tokenizer, settings.max_length)
+    retain_set = QADataset(data[settings.retain_split], tokenizer, settings.max_length)
+    options = {**settings.unlearn_options, **dict(spec.options)}
+    epochs = int(options.get("epochs", 10))
+    batch_size = int(options.get("batch_size", 8))
+    total = epochs * -(-len(forget_set) // batch_size)
+    eval_every = max(1, total // max(1, settings.curve_points))
+
+    def curve(m: Any) -> dict[str, Any]:
+        f_rouge, f_acc = answer_scores(m, tokenizer, forget_rows,
+                                       max_new_tokens=settings.curve_max_new_tokens)
+        r_rouge, r_acc = answer_scores(m, tokenizer, curve_retain,
+                                       max_new_tokens=settings.curve_max_new_tokens)
+        return {"forget_rouge_l_recall": f_rouge, "retain_rouge_l_recall": r_rouge,
+                "forget_fact_accuracy": f_acc, "retain_fact_accuracy": r_acc}
+
+    info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
+                            "lr": spec.lr, "options": _jsonable(options)}
+    t0 = time.perf_counter()
+    try:
+        result = unlearn(model, forget_set, retain_set, spec.method, autolr=spec.autolr,
+                         lr=spec.lr, seed=settings.seed, eval_every=eval_every, evaluate=curve,
+                         progress=settings.progress, **options)
+    except UnlearningDiverged as exc:
+        info.update(diverged=True, message=str(exc), unlearn_seconds=time.perf_counter() - t0)
+        return info, None
+    seconds = time.perf_counter() - t0
+    summary = _evaluate_final(model, tokenizer, data, settings)
+    last = result.history[-1] if result.history else {}
+    info.update(diverged=False, steps=result.steps, unlearn_seconds=seconds,
+                final_lr=result.final_lr, final_loss_retain=last.get("loss_retain"),
+                final_loss_forget=last.get("loss_forget"))
+    return {**summary, **info}, {"evals": result.evals, "history": result.history}
+
+
+def _worker_run(model_path: str, device: str, data: Mapping[str, Any], spec: RunSpec,
+                settings: _Settings) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One run in a worker process: one torch thread, the model loaded from ``model_path``."""
+    import torch
+
+    from fastngd.models import load_model
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_model(model_path, dtype="float32", device=device)
+    return _one_run(model, tokenizer, data, spec, settings)
+
+
+def _log_run(log: Callable[[str], None], name: str, entry: Mapping[str, Any]) -> None:
+    if entry.get("diverged"):
+        log(f"  {name}: {entry['message']}")
+        return
+    log(f"  {name:<18} forget ROUGE-L {entry['forget_rouge_l_recall']:.3f}  retain ROUGE-L "
+        f"{entry['retain_rouge_l_recall']:.3f}  ({entry['unlearn_seconds']:.0f} s, "
+        f"{entry['steps']} steps)")
+
+
+def run_tofu(
+    model: Any,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: Sequence[RunSpec],
+    *,
+    forget_split: str = "forget10",
+    seed: int = 0,
+    unlearn_options: Mapping[str, Any] | None = None,
+    curve_points: int = 8,
+    curve_max_new_tokens: int = 24,
+    eval_max_new_tokens: int = 32,
+    max_length: int = 128,
+    jobs: int = 1,
+    model_path: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Unlearn ``forget_split`` from copies of ``model`` with every run of ``runs``.
+
+    ``data`` maps TOFU config names to rows (e.g. :func:`fastngd.data.tofu_synthetic`); the
+    retain set is ``retain{100 − p}`` for ``forget{p}``. ``unlearn_options`` are keyword
+    arguments of :func:`fastngd.unlearn.unlearn` shared by every run (a run's ``options``
+    win). Learning curves hold about ``curve_points`` evaluations per run. A run that
+    diverges is reported with ``"diverged": True`` and the message, the others go on.
+    With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
+    each), which load the model from ``model_path`` (required then, the saved ``model``).
+
+    Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
+    {name: {"evals", "history"}}, "seed"}``; ``model`` itself is not modified.
+    """
+    retain_split = _retain_split(forget_split)
+    if forget_split not in data or retain_split not in data:
+        raise KeyError(
+            f"need configs {forget_split!r} and {retain_split!r} (configs: {sorted(data)})"
+        )
+    for spec in runs:
+        get_method(spec.method)
+    if jobs > 1 and model_path is None:
+        raise ValueError("jobs > 1 needs model_path (workers load the model themselves)")
+    settings = _Settings(forget_split, retain_split, seed, dict(unlearn_options or {}),
+                         curve_points, curve_max_new_tokens, eval_max_new_tokens, max_length,
+                         progress and jobs == 1)
+    log("evaluating the target model (no unlearning)")
+    t0 = time.perf_counter()
+    no_unlearn = _evaluate_final(model, tokenizer, data, settings)
+    no_unlearn["eval_seconds"] = time.perf_counter() - t0
+    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+    if jobs > 1 and len(runs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        device = str(next(model.parameters()).device)
+        context = multiprocessing.get_context("spawn")
+        log(f"running {len(runs)} unlearning runs in {min(jobs, len(runs))} worker processes")
+        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=context) as pool:
+            futures = {
+                pool.submit(_worker_run, str(model_path), device, dict(data), spec,
+                            settings): spec.name
+                for spec in runs
+            }
+            for future in as_completed(futures):
+                name = futures[future]
+                outcomes[name] = future.result()
+                _log_run(log, name, outcomes[name][0])
+    else:
+        initial = copy.deepcopy(model.state_dict())
+        worker = copy.deepcopy(model)
+        for spec in runs:
+            worker.load_state_dict(initial)
+            outcomes[spec.name] = _one_run(worker, tokenizer, data, spec, settings)
+            _log_run(log, spec.name, outcomes[spec.name][0])
+        del worker
+    methods: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for spec in runs:
+        entry, curve_data = outcomes[spec.name]
+        if entry.get("diverged"):
+            entry = {**{k: None for k in no_unlearn if k != "eval_seconds"}, **entry}
+        methods[spec.name] = entry
+        if curve_data is not None:
+            curves[spec.name] = curve_data
+    return {"no_unlearn": no_unlearn, "methods": methods, "curves": curves, "seed": seed}
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in options.items():
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def run_spec_dict(spec: RunSpec) -> dict[str, Any]:
+    """A plain-dict form of ``spec`` (for records)."""
+    return asdict(spec)
+

@@ -1,0 +1,133 @@
+"""Retain and forget objectives, written as the quantity each closure hands the optimizer.
+
+:class:`fastngd.NGDiffOptimizer` *decreases* the retain closure's value and *increases* the
+forget closure's value. With per-example ``nll_i = −log π(y_i|x_i)`` (summed over the target
+tokens) and ``n_i = |y_i|`` (see :mod:`fastngd.unlearn.tasks`):
+
+* retain, and the ``"ce"`` forget objective: the token-mean cross-entropy
+  ``CE = Σ_i nll_i / Σ_i n_i`` (ascending it on the forget batch is gradient ascent);
+* ``"npo"``: ``L_NPO = mean_i −(2/β)·log σ(−β·(log π(y_i|x_i) − log π_ref(y_i|x_i)))`` on
+  sequence-summed log-probabilities, π_ref the frozen model before unlearning (β = 0.1).
+  Minimising ``L_NPO`` unlearns, so the forget closure returns ``−L_NPO``;
+* ``"simnpo"``: ``L_SimNPO = mean_i −(2/β)·log σ(β·nll_i/n_i − δ)`` (β = 4.5, δ = 0), i.e.
+  NPO without a reference and with a length-normalised log-probability:
+  ``−(β/|y|)·log π(y|x) = β·nll/|y|``. Minimising it raises the mean NLL, so the forget
+  closure returns ``−L_SimNPO``.
+
+At the start of NPO, π = π_ref and ``L_NPO = (2/β)·log 2``; ``L_SimNPO`` decreases towards 0
+as the forget answers become unlikely.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+from torch.nn import functional as F
+
+__all__ = [
+    "FORGET_OBJECTIVES",
+    "ForgetObjective",
+    "get_objective",
+    "mean_nll",
+    "npo_loss",
+    "simnpo_loss",
+]
+
+
+def mean_nll(nll: Tensor, n: Tensor) -> Tensor:
+    """Token-mean cross-entropy ``Σ nll_i / Σ n_i`` (the causal-LM loss of a batch)."""
+    total = n.sum()
+    if not bool(total > 0):
+        raise ValueError("the batch has no target token (every label is -100)")
+    return nll.sum() / total
+
+
+def npo_loss(nll: Tensor, ref_nll: Tensor, beta: float = 0.1) -> Tensor:
+    """``L_NPO = mean_i −(2/β)·log σ(−β·(log π_i − log π_ref,i))`` with ``log π = −nll``.
+
+    ``nll`` and ``ref_nll`` are sequence-summed NLLs ``[B]`` of the current and reference
+    models. Computed with ``logsigmoid`` (stable for large arguments).
+    """
+    if not beta > 0:
+        raise ValueError(f"NPO needs beta > 0, got {beta}")
+    log_ratio = (-nll) - (-ref_nll.to(nll))
+    return (-(2.0 / beta) * F.logsigmoid(-beta * log_ratio)).mean()
+
+
+def simnpo_loss(nll: Tensor, n: Tensor, beta: float = 4.5, delta: float = 0.0) -> Tensor:
+    """``L_SimNPO = mean_i −(2/β)·log σ(β·nll_i/n_i − δ)`` (length-normalised, no reference)."""
+    if not beta > 0:
+        raise ValueError(f"SimNPO needs beta > 0, got {beta}")
+    if bool((n <= 0).any()):
+        raise ValueError("SimNPO needs at least one target token per example")
+    return (-(2.0 / beta) * F.logsigmoid(beta * nll / n - delta)).mean()
+
+
+@dataclass(frozen=True)
+class ForgetObjective:
+    """A forget objective: the value the forget closure returns (to be *increased*).
+
+    Attributes:
+        name: ``"ce"``, ``"npo"`` or ``"simnpo"``.
+        options: ``beta`` (NPO, SimNPO) and ``delta`` (SimNPO).
+    """
+
+    name: str
+    options: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether reference NLLs of the initial model are needed (NPO)."""
+        return self.name == "npo"
+
+    def __call__(self, nll: Tensor, n: Tensor, ref_nll: Tensor | None = None) -> Tensor:
+        """The forget closure's value: ``CE``, ``−L_NPO`` or ``−L_SimNPO``."""
+        if self.name == "ce":
+            return mean_nll(nll, n)
+        if self.name == "npo":
+            if ref_nll is None:
+                raise ValueError("the NPO objective needs the reference NLLs of the initial model")
+            return -npo_loss(nll, ref_nll, self.options.get("beta", 0.1))
+        return -simnpo_loss(
+            nll, n, self.options.get("beta", 4.5), self.options.get("delta", 0.0)
+        )
+
+    def describe(self) -> str:
+        """A short human-readable form, e.g. ``"npo(beta=0.1)"``."""
+        if not self.options:
+            return self.name
+        opts = ", ".join(f"{k}={v:g}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({opts})"
+
+
+FORGET_OBJECTIVES: dict[str, dict[str, float]] = {
+    "ce": {},
+    "npo": {"beta": 0.1},
+    "simnpo": {"beta": 4.5, "delta": 0.0},
+}
+"""Forget objectives by name, with their default options."""
+
+
+def get_objective(name: str, **options: Any) -> ForgetObjective:
+    """The forget objective ``name`` with its defaults overridden by ``options``.
+
+    Raises ValueError for an unknown name or option (listing the valid ones) and for a
+    non-positive or non-finite ``beta``.
+    """
+    if name not in FORGET_OBJECTIVES:
+        raise ValueError(f"unknown forget objective {name!r}; valid: {sorted(FORGET_OBJECTIVES)}")
+    merged = dict(FORGET_OBJECTIVES[name])
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in merged:
+            raise ValueError(
+                f"forget objective {name!r} takes no option {key!r}; valid: {sorted(merged)}"
+            )
+        merged[key] = float(value)
+    beta = merged.get("beta")
+    if beta is not None and not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"{name}: beta must be a finite positive number, got {beta}")
+    return ForgetObjective(name, merged)

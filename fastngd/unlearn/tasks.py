@@ -1,0 +1,106 @@
+"""How a batch is built and scored: the per-example negative log-likelihood of a model.
+
+Every objective of :mod:`fastngd.unlearn.objectives` is a function of two per-example
+quantities, computed by a *task*:
+
+* ``nll[i] = −log π(y_i | x_i)``, summed over the example's target tokens;
+* ``n[i]``, the number of those tokens (|y_i|; 1 for a classifier).
+
+:class:`CausalLMTask` scores right-padded token batches (labels ``-100`` carry no loss, the
+label of position t is predicted from position t−1, as in Hugging Face causal LMs);
+:class:`ClassifierTask` scores ``(x, y)`` pairs with a model returning class logits.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from fastngd.data.tokenize import IGNORE_INDEX, collate_right_pad
+
+__all__ = ["CausalLMTask", "ClassifierTask", "Task", "infer_task"]
+
+
+class Task(Protocol):
+    """Builds batches from examples and scores them."""
+
+    def collate(self, examples: Sequence[Any]) -> Any:
+        """One batch from a list of examples."""
+        ...
+
+    def nll(self, model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
+        """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``."""
+        ...
+
+
+class CausalLMTask:
+    """Token sequences ``{"input_ids", "attention_mask", "labels"}`` for a causal LM.
+
+    ``nll[i] = −Σ_t log softmax(logits[i, t−1])[labels[i, t]]`` over the positions whose label
+    is not ``-100``; ``n[i]`` counts them. Log-probabilities are computed in float32 at least.
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = int(pad_token_id)
+
+    def collate(self, examples: Sequence[Mapping[str, list[int]]]) -> dict[str, Tensor]:
+        """Right-pad encoded examples (:func:`fastngd.data.collate_right_pad`)."""
+        return collate_right_pad(examples, self.pad_token_id)
+
+    def nll(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Per-example summed answer NLL and answer-token count."""
+        device = next(model.parameters()).device
+        input_ids = batch["input_ids"].to(device)
+        attention = batch["attention_mask"].to(device)
+        labels = batch["labels"].to(device)
+        logits = model(input_ids=input_ids, attention_mask=attention).logits
+        logits = logits[:, :-1, :]
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        target = labels[:, 1:]
+        per_token = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
+        ).view(target.shape)
+        mask = target != IGNORE_INDEX
+        nll = (per_token * mask).sum(dim=1)
+        return nll, mask.sum(dim=1).to(nll.dtype)
+
+
+class ClassifierTask:
+    """``(x, y)`` examples for a model mapping a batch ``x`` to class logits ``[B, K]``.
+
+    ``nll[i] = −log softmax(model(x)_i)[y_i]`` and ``n[i] = 1``.
+    """
+
+    def collate(self, examples: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Stack the inputs and the labels."""
+        xs, ys = zip(*examples)
+        return torch.stack(list(xs)), torch.stack([torch.as_tensor(y) for y in ys]).long()
+
+    def nll(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """Per-example cross-entropy and ones."""
+        device = next(model.parameters()).device
+        x, y = batch
+        logits = model(x.to(device))
+        nll = F.cross_entropy(logits.float(), y.to(device), reduction="none")
+        return nll, torch.ones_like(nll)
+
+
+def infer_task(example: Any, pad_token_id: int | None) -> Task:
+    """The task matching one example: a mapping with ``input_ids`` → :class:`CausalLMTask`,
+    a pair ``(x, y)`` → :class:`ClassifierTask`. Raises TypeError otherwise."""
+    if isinstance(example, Mapping) and "input_ids" in example and "labels" in example:
+        return CausalLMTask(0 if pad_token_id is None else pad_token_id)
+    if isinstance(example, (tuple, list)) and len(example) == 2:
+        return ClassifierTask()
+    raise TypeError(
+        "cannot tell how to score the examples: expected encoded sequences (mappings with "
+        "'input_ids' and 'labels', e.g. fastngd.data.QADataset items) or (x, y) pairs; got "
+        f"{type(example).__name__}. Pass task=... explicitly."
+    )

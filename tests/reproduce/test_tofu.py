@@ -1,0 +1,90 @@
+"""TOFU experiment helpers on a tiny model."""
+from __future__ import annotations
+
+import pytest
+
+from fastngd.data import tofu_synthetic
+from fastngd.models import load_model
+from fastngd.reproduce.tables import autolr_table, method_table
+from fastngd.reproduce.tofu import RunSpec, run_tofu, tofu_eval_data
+
+
+def test_run_tofu_records_every_run(tiny_model_dir) -> None:
+    model, tokenizer = load_model(str(tiny_model_dir))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = tofu_synthetic(0)
+    runs = [RunSpec("ngdiff", "ngdiff", True, 0.05), RunSpec("ngdiff-fixed", "ngdiff", False, 0.05)]
+    res = run_tofu(model, tokenizer, data, runs, unlearn_options={"epochs": 1, "batch_size": 20},
+                   curve_points=2, curve_max_new_tokens=4, eval_max_new_tokens=4,
+                   progress=False, log=lambda s: None)
+    assert set(res["methods"]) == {"ngdiff", "ngdiff-fixed"}
+    for name, entry in res["methods"].items():
+        assert entry["steps"] == 2 and entry["diverged"] is False
+        for key in ("verbmem", "utility", "truth_ratio", "forget_rouge_l_recall",
+                    "retain_rouge_l_recall"):
+            assert 0.0 <= entry[key] <= 1.0, (name, key)
+        assert [e["step"] for e in res["curves"][name]["evals"]] == [0, 1, 2]
+    assert res["methods"]["ngdiff"]["autolr"] is True
+    # the target model is untouched
+    assert all((before[k] == v).all() for k, v in model.state_dict().items())
+    table1 = method_table(res)
+    assert "no unlearning" in table1 and "ngdiff-fixed" in table1
+    assert "ngdiff" in autolr_table(res)
+
+
+def test_eval_data_needs_forget_split() -> None:
+    with pytest.raises(KeyError, match="forget99"):
+        tofu_eval_data(tofu_synthetic(0), "forget99")
+
+
+def test_run_tofu_rejects_unknown_method(tiny_model_dir) -> None:
+    model, tokenizer = load_model(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="valid methods"):
+        run_tofu(model, tokenizer, tofu_synthetic(0), [RunSpec("x", "nope", True, 0.1)],
+                 log=lambda s: None)
+
+
+def test_worker_processes_match_sequential_runs(tiny_model_dir) -> None:
+    """jobs=2 (spawned workers loading the saved model) gives the sequential results."""
+    model, tokenizer = load_model(str(tiny_model_dir))
+    data = tofu_synthetic(0)
+    runs = [RunSpec("ngdiff", "ngdiff", True, 0.05), RunSpec("npo", "npo", False, 0.05)]
+    common = {"unlearn_options": {"epochs": 1, "batch_size": 20}, "curve_points": 1,
+              "curve_max_new_tokens": 2, "eval_max_new_tokens": 2, "progress": False,
+              "log": lambda s: None}
+    seq = run_tofu(model, tokenizer, data, runs, **common)
+    par = run_tofu(model, tokenizer, data, runs, jobs=2, model_path=str(tiny_model_dir), **common)
+    for name in ("ngdiff", "npo"):
+        assert par["curves"][name]["history"] == seq["curves"][name]["history"]
+        assert par["methods"][name]["forget_rouge_l_recall"] == seq["methods"][name][
+            "forget_rouge_l_recall"]
+    with pytest.raises(ValueError, match="model_path"):
+        run_tofu(model, tokenizer, data, runs, jobs=2, **common)
+
+
+def test_logspace_truth_ratio_matches_probability_form(tiny_model_dir) -> None:
+    from fastngd.eval import evaluate_tofu
+    from fastngd.reproduce.tofu import forget_truth_ratio_logspace
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    rows = tofu_synthetic(0)["forget10_perturbed"][:4]
+    res = evaluate_tofu(model, tokenizer, {"forget10_perturbed": rows}, max_new_tokens=2,
+                        max_length=128)
+    expected = res["aggregate"]["forget"]["truth_ratio"]
+    assert forget_truth_ratio_logspace(model, tokenizer, rows) == pytest.approx(expected,
+                                                                               rel=1e-6)
+
+
+def test_final_evaluation_survives_underflowing_probabilities(tiny_model_dir) -> None:
+    import torch
+
+    from fastngd.reproduce.tofu import _evaluate_final, _Settings
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e4)  # logits of thousands of nats: exp(-nll) underflows
+    data = tofu_synthetic(0)
+    settings = _Settings("forget10", "retain90", 0, {}, 1, 2, 2, 128, False)
+    summary = _evaluate_final(model, tokenizer, data, settings)
+    assert summary.get("truth_ratio_logspace") is True
+    assert 0.0 <= summary["truth_ratio"] <= 1.0

@@ -1,0 +1,110 @@
+"""The command-line interface, run through ``main([...])`` with tiny settings."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fastngd.cli import main
+from tests.reproduce.conftest import save_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(save_tiny_model(tmp_path_factory.mktemp("cli-model")))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["demo"], ["finetune"], ["unlearn"], ["eval"], ["reproduce"], ["data", "export"],
+])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: fastngd" in text
+    if argv in (["unlearn"], ["reproduce"]):
+        assert "--autolr, --no-autolr" in text and "--seeds" in text
+
+
+def test_demo_tiny(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "--model", tiny_model, "--out", str(out), "--methods",
+            "ngdiff,gdiff-0.5,ngdiff-no-autolr", "--epochs", "1", "--jobs", "1", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Table 1" in printed and "Table 3" in printed and "no unlearning" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == {"ngdiff", "gdiff-0.5", "ngdiff-no-autolr"}
+    keys = {"verbmem", "utility", "truth_ratio", "forget_rouge_l_recall",
+            "retain_rouge_l_recall"}
+    for entry in [*results["methods"].values(), results["no_unlearn"]]:
+        assert keys <= set(entry)
+    assert results["methods"]["ngdiff"]["autolr"] is True
+    assert results["methods"]["gdiff-0.5"]["autolr"] is False
+    assert isinstance(results["seed"], int) and results["wall_seconds"] > 0
+    for name in ("curves.png", "tradeoff.png", "autolr.png", "tables.txt", "curves.json"):
+        assert (out / name).stat().st_size > 0, name
+    # an existing output folder is never overwritten silently
+    assert main(argv) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_demo_rejects_unknown_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "d"), "--methods", "magic"]) == 2
+    assert "valid" in capsys.readouterr().err
+
+
+def test_unlearn_then_eval(tiny_model: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    argv = ["unlearn", "--model", tiny_model, "--method", "npo", "--no-autolr", "--epochs", "1",
+            "--lr", "0.01", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "npo" and summary["autolr"] is False and summary["steps"] == 5
+    assert len(json.loads((out / "history.json").read_text())) == 5
+    assert (out / "model" / "config.json").exists()
+    assert (out / "checkpoint" / "checkpoint.pt").exists()
+    assert main(argv) == 2  # existing folder
+    assert main([*argv, "--resume"]) == 0  # a finished run resumes to itself
+    assert main([*argv[:-2], "--lr", "0.5", "--out", str(out), "--resume"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(out / "model"), "--max-new-tokens", "4",
+                 "--max-examples", "4", "--out", str(report)]) == 0
+    assert "Verbmem" in capsys.readouterr().out
+    assert json.loads(report.read_text())["summary"]["utility"] is not None
+
+
+def test_unlearn_bad_method(tiny_model: str, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["unlearn", "--model", tiny_model, "--method", "magic",
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "valid methods" in err and "ngdiff" in err
+
+
+def test_unlearn_bad_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["unlearn", "--model", str(tmp_path / "missing"), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_bad_benchmark_lists_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--benchmark", "nope", "--out", "x"])
+    assert "tofu-synthetic" in capsys.readouterr().err
+
+
+def test_reproduce_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "digits"
+    assert main(["reproduce", "digits", "--methods", "ngdiff,gd", "--seeds", "0", "1",
+                 "--limit", "300", "--epochs", "2", "--out", str(out)]) == 0
+    agg = json.loads((out / "results.json").read_text())
+    assert agg["seeds"] == [0, 1]
+    assert agg["methods"]["ngdiff"]["train_forget_accuracy"]["n"] == 2
+    assert (out / "seed1.json").exists() and "mean ± std" in capsys.readouterr().out
+    assert main(["reproduce", "digits", "--methods", "nope", "--out",
+                 str(tmp_path / "d2")]) == 2

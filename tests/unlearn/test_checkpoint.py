@@ -1,0 +1,98 @@
+"""Whole-run checkpoints: bit-identical resume and the refusal cases."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from fastngd.unlearn import CHECKPOINT_NAME, UnlearningDiverged, load_checkpoint, unlearn
+
+from .conftest import make_classifier_data
+
+
+def _same_params(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("method", ["ngdiff", "rlw"])
+def test_resume_is_bit_identical_classifier(tmp_path, method) -> None:
+    model, forget, retain = make_classifier_data()
+    full = copy.deepcopy(model)
+    ref = unlearn(full, forget, retain, method, epochs=3, batch_size=3, autolr_every=3)
+    part = copy.deepcopy(model)
+    first = unlearn(part, forget, retain, method, epochs=3, batch_size=3, autolr_every=3,
+                    checkpoint_dir=tmp_path, max_steps=7)
+    assert first.steps == 7 and not first.completed
+    fresh = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.add_(1.0)  # the checkpoint must overwrite whatever the model holds
+    resumed = unlearn(fresh, forget, retain, method, epochs=3, batch_size=3, autolr_every=3,
+                      checkpoint_dir=tmp_path, resume=True)
+    assert resumed.steps == ref.steps and resumed.completed
+    assert _same_params(fresh, full)
+    assert resumed.history == ref.history
+
+
+def test_resume_is_bit_identical_lm_npo_autolr(tmp_path, tiny_lm, lm_data) -> None:
+    forget, retain = lm_data
+    full = copy.deepcopy(tiny_lm)
+    kwargs = {"epochs": 2, "batch_size": 2, "lr": 0.2, "autolr": True, "autolr_every": 2}
+    ref = unlearn(full, forget, retain, "npo", **kwargs)
+    part = copy.deepcopy(tiny_lm)
+    unlearn(part, forget, retain, "npo", checkpoint_dir=tmp_path, max_steps=3, **kwargs)
+    saved = load_checkpoint(tmp_path)
+    assert saved is not None and saved["step"] == 3 and saved["ref_nll"].shape == (4,)
+    # resuming from a model that already moved: the reference NLLs come from the checkpoint
+    resumed = unlearn(part, forget, retain, "npo", checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert _same_params(part, full)
+    assert [h["loss_forget"] for h in resumed.history] == [h["loss_forget"] for h in ref.history]
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+    unlearn(model, forget, retain, epochs=1, batch_size=4, checkpoint_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(FileExistsError, match="resume=True"):
+        unlearn(model, forget, retain, epochs=1, batch_size=4, checkpoint_dir=tmp_path)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"lr": 0.5}, "lr"),
+    ({"method": "gdiff-0.3"}, "method"),
+    ({"seed": 3}, "seed"),
+])
+def test_resume_with_other_config_is_refused(tmp_path, change, match) -> None:
+    model, forget, retain = make_classifier_data()
+    base = {"method": "ngdiff", "epochs": 2, "batch_size": 4, "lr": 0.02, "seed": 0}
+    unlearn(model, forget, retain, checkpoint_dir=tmp_path, max_steps=2, **base)
+    with pytest.raises(ValueError, match=f"another configuration(.|\n)*{match}"):
+        unlearn(model, forget, retain, checkpoint_dir=tmp_path, resume=True, **{**base, **change})
+
+
+def test_resume_with_other_data_is_refused(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+    unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    with pytest.raises(ValueError, match="fingerprint"):
+        unlearn(model, forget[1:] + forget[:1], retain, epochs=2, batch_size=4,
+                checkpoint_dir=tmp_path, resume=True)
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+
+    def blow_up(record):
+        if record["step"] == 3:
+            with torch.no_grad():
+                model[0].weight[0, 0] = float("nan")
+
+    with pytest.raises(UnlearningDiverged, match="diverged at step 4.*last good checkpoint"):
+        unlearn(model, forget, retain, epochs=3, batch_size=2, checkpoint_dir=tmp_path,
+                checkpoint_every=1, callbacks=[blow_up])
+    saved = load_checkpoint(tmp_path)
+    assert saved is not None and saved["step"] == 2
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != CHECKPOINT_NAME]
+    assert leftovers == []

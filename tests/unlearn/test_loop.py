@@ -1,0 +1,126 @@
+"""The unlearning loop on tiny models: losses move the right way, evaluation, protocol."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from fastngd.unlearn import CausalLMTask, mean_nll, unlearn
+
+from .conftest import make_classifier_data
+
+
+def _ce(model, task, data) -> float:
+    with torch.no_grad():
+        nll, n = task.nll(model, task.collate([data[i] for i in range(len(data))]))
+        return mean_nll(nll, n).item()
+
+
+@pytest.mark.parametrize("method", ["ngdiff", "pcgrad", "mgda", "imtlg"])
+@pytest.mark.parametrize("autolr", [True, False])
+def test_two_sided_rules_lower_retain_and_raise_forget(tiny_lm, lm_data, method, autolr) -> None:
+    forget, retain = lm_data
+    task = CausalLMTask(0)
+    before = _ce(tiny_lm, task, forget), _ce(tiny_lm, task, retain)
+    result = unlearn(tiny_lm, forget, retain, method, autolr=autolr, epochs=3, batch_size=2,
+                     retain_batch_size=12, lr=0.05, autolr_every=2)
+    after = _ce(tiny_lm, task, forget), _ce(tiny_lm, task, retain)
+    assert result.steps == 6 and result.completed
+    assert after[0] > before[0] + 0.01, (before, after)
+    assert after[1] < before[1] - 0.01, (before, after)
+
+
+@pytest.mark.parametrize("method", ["gdiff-0.5", "npo", "simnpo", "lossnorm", "ga"])
+def test_forget_objectives_raise_forget_nll(trained_lm, lm_data, method) -> None:
+    forget, retain = lm_data
+    task = CausalLMTask(0)
+    before = _ce(trained_lm, task, forget)
+    result = unlearn(trained_lm, forget, retain, method, autolr=False, epochs=3, batch_size=4,
+                     lr=0.5 if method in ("npo", "simnpo") else 0.1)
+    assert _ce(trained_lm, task, forget) > before + 0.01
+    assert len(result.history) == 3
+    assert all(h["lr"] > 0 for h in result.history)
+
+
+def test_gd_lowers_retain_only(tiny_lm, lm_data) -> None:
+    forget, retain = lm_data
+    task = CausalLMTask(0)
+    before = _ce(tiny_lm, task, retain)
+    result = unlearn(tiny_lm, forget, retain, "gd", autolr=True, epochs=2, batch_size=2, lr=0.05)
+    assert _ce(tiny_lm, task, retain) < before
+    assert all(h["weight_forget"] == 0 for h in result.history)
+
+
+def test_qa_rows_are_encoded_with_tokenizer(tiny_lm, qa_split, word_tokenizer) -> None:
+    forget, retain = qa_split
+    result = unlearn(tiny_lm, forget, retain, epochs=1, batch_size=4, tokenizer=word_tokenizer)
+    assert result.steps == 1
+    with pytest.raises(ValueError, match="tokenizer"):
+        unlearn(tiny_lm, forget, retain, epochs=1)
+
+
+def test_protocol_pairs_each_forget_batch_with_a_retain_batch() -> None:
+    model, forget, retain = make_classifier_data()
+    seen: list[int] = []
+    unlearn(model, forget, retain, "ngdiff", epochs=2, batch_size=4,
+            callbacks=[lambda rec: seen.append(rec["epoch"]) and None])
+    per_epoch = -(-len(forget) // 4)
+    assert seen == [1] * per_epoch + [2] * per_epoch
+
+
+def test_evaluate_runs_at_start_every_k_and_end() -> None:
+    model, forget, retain = make_classifier_data()
+    calls: list[int] = []
+
+    def evaluate(m):
+        calls.append(1)
+        return {"forget_acc": 0.5}
+
+    result = unlearn(model, forget, retain, epochs=1, batch_size=2, eval_every=3,
+                     evaluate=evaluate)
+    steps = result.steps
+    expected = [0] + list(range(3, steps, 3)) + [steps]
+    assert [e["step"] for e in result.evals] == expected
+    assert result.evals[0]["forget_acc"] == 0.5 and len(calls) == len(expected)
+
+
+def test_callback_can_stop_and_model_mode_restored() -> None:
+    model, forget, retain = make_classifier_data()
+    model.train()
+    result = unlearn(model, forget, retain, epochs=3, batch_size=2,
+                     callbacks=[lambda rec: rec["step"] >= 2])
+    assert result.steps == 2 and not result.completed
+    assert model.training
+
+
+def test_same_seed_same_result_other_seed_differs() -> None:
+    model, forget, retain = make_classifier_data()
+    a, b, c = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    unlearn(a, forget, retain, "rlw", epochs=2, batch_size=3, seed=1)
+    unlearn(b, forget, retain, "rlw", epochs=2, batch_size=3, seed=1)
+    unlearn(c, forget, retain, "rlw", epochs=2, batch_size=3, seed=2)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "bogus"}, "valid methods"),
+    ({"epochs": 0}, "epochs"),
+    ({"lr": -1.0}, "lr"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"resume": True}, "checkpoint_dir"),
+])
+def test_bad_settings(kwargs, match) -> None:
+    model, forget, retain = make_classifier_data()
+    with pytest.raises(ValueError, match=match):
+        unlearn(model, forget, retain, **kwargs)
+
+
+def test_bad_data() -> None:
+    model, _forget, retain = make_classifier_data()
+    with pytest.raises(ValueError, match="empty"):
+        unlearn(model, [], retain)
+    with pytest.raises(TypeError, match="how to score"):
+        unlearn(model, ["a"], ["b"])
