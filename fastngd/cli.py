@@ -237,7 +237,7 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
         description="Build (or reuse) the embedded target model, unlearn forget10 of "
                     "tofu-synthetic with NGDiff+AutoLR and the key baselines (GDiff c=0.9/0.5/"
                     "0.1, NPO, LossNorm) plus an AutoLR ablation, evaluate, print tables in "
-                    "the layout of the seed paper's Tables 1 and 3 and write results.json, "
+                    "the layout of the NGDiff paper's Tables 1 and 3 and write results.json, "
                     "curves.json, tables.txt and PNG figures into --out.",
     )
     p.add_argument("--out", default="fastngd-demo", help="output folder (must be new or empty)")
@@ -458,7 +458,7 @@ def _add_eval_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
         "eval", help="evaluate a model (TOFU or MUSE protocol)",
         description="TOFU benchmarks: ROUGE-L recall, probability, truth ratio and fact "
                     "accuracy on the forget split and the retain-type splits, model utility "
-                    "and the seed paper's Verbmem/Knowmem/Utility. MUSE benchmarks: VerbMem, "
+                    "and the NGDiff paper's Verbmem/Knowmem/Utility. MUSE benchmarks: VerbMem, "
                     "KnowMem and PrivLeak.",
     )
     _add_model_args(p, ("tofu-synthetic", "tofu", "muse-synthetic", "muse-news", "muse-books"))

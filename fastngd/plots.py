@@ -1,9 +1,9 @@
 """Figures of unlearning runs (matplotlib, written as PNG without a display).
 
 * :func:`plot_curves`: ROUGE-L recall on the forget and retain questions and the two losses
-  over the steps, one line per method (the seed paper's learning-curve figures);
+  over the steps, one line per method (the NGDiff paper's learning-curve figures);
 * :func:`plot_tradeoff`: forget vs retain score, one point per method, with an optional
-  frontier (e.g. a GDiff c-sweep) drawn as a line (the seed paper's trade-off figure);
+  frontier (e.g. a GDiff c-sweep) drawn as a line (the NGDiff paper's trade-off figure);
 * :func:`plot_autolr`: the GeN learning rate and the gradient norms ‖g_R‖, ‖g_F‖ over the
   steps of one run.
 """

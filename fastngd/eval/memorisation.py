@@ -1,4 +1,4 @@
-"""Generation-based memorisation scores of the seed paper and fact accuracy."""
+"""Generation-based memorisation scores of the NGDiff paper and fact accuracy."""
 
 from __future__ import annotations
 

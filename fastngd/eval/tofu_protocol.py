@@ -1,4 +1,4 @@
-"""The TOFU evaluation protocol (and the seed paper's table metrics) on QA splits."""
+"""The TOFU evaluation protocol (and the NGDiff paper's table metrics) on QA splits."""
 
 from __future__ import annotations
 

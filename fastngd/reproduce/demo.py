@@ -3,7 +3,7 @@
 1. build (or reuse from the cache) the embedded target model of ``tofu-synthetic``;
 2. unlearn ``forget10`` with NGDiff + AutoLR and the key baselines (GDiff c = 0.9/0.5/0.1,
    NPO, LossNorm), plus the AutoLR ablation (NGDiff without, GDiff-0.5 and LossNorm with);
-3. evaluate every model with the TOFU protocol, print the seed paper's Table 1 and Table 3
+3. evaluate every model with the TOFU protocol, print the NGDiff paper's Table 1 and Table 3
    layouts, write ``results.json``, ``curves.json``, ``tables.txt`` and PNG figures.
 """
 from __future__ import annotations

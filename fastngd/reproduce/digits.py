@@ -1,6 +1,6 @@
 """Class unlearning on scikit-learn's handwritten digits (ships offline, 1,797 8×8 images).
 
-The experiment of the seed paper's appendix on a small classifier: train an MLP on all ten
+The experiment of the NGDiff paper's appendix on a small classifier: train an MLP on all ten
 classes, then make it forget one class (the forget set is every training image of that
 class, the retain set every other training image) with each method, and report the
 accuracy on the forget class and on the other classes, for the training split and a held-out

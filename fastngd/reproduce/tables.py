@@ -1,4 +1,4 @@
-"""Plain-text tables of experiment results (the layout of the seed paper's Tables 1 and 3)."""
+"""Plain-text tables of experiment results (the layout of the NGDiff paper's Tables 1 and 3)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -41,7 +41,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def method_table(results: Mapping[str, Any]) -> str:
-    """Table 1: one row per method (and the model before unlearning) with the seed paper's
+    """Table 1: one row per method (and the model before unlearning) with the NGDiff paper's
     metrics; ``results`` has ``"no_unlearn"`` and ``"methods"`` (see
     :func:`fastngd.reproduce.tofu.run_tofu`)."""
     header = ["method", "AutoLR"] + [label for _, label in _TABLE1_COLUMNS]

@@ -5,10 +5,10 @@ from the same target model, unlearns ``forget10`` (by default) while keeping the
 ``retain90``, records cheap learning curves (ROUGE-L recall of greedy answers on the forget
 split and on ``retain_perturbed``) and ends with the TOFU protocol
 (:func:`fastngd.eval.evaluate_tofu`). :func:`summarise_tofu` reduces that protocol's output
-to the seed paper's table metrics:
+to the NGDiff paper's table metrics:
 
 * ``verbmem``: ROUGE-L recall of continuations of half-given forget answers (↓);
-* ``forget_rouge_l_recall`` (the seed paper's Knowmem): ROUGE-L recall of answers to the
+* ``forget_rouge_l_recall`` (the NGDiff paper's Knowmem): ROUGE-L recall of answers to the
   forget questions (↓);
 * ``utility`` = ``retain_rouge_l_recall``: ROUGE-L recall on the retain questions (↑);
 * ``truth_ratio``: forget-split ``mean min(tr, 1/tr)``;
@@ -95,7 +95,7 @@ def answer_scores(
 
 
 def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed paper's table metrics from an :func:`evaluate_tofu` result (see module doc)."""
+    """The NGDiff paper's table metrics from an :func:`evaluate_tofu` result (see module doc)."""
     agg = result["aggregate"]
     forget, retain = agg["forget"], agg.get("retain") or {}
     world = agg.get("world_facts") or {}
