@@ -33,6 +33,7 @@ codes and values as :mod:`fastngd.compact` without a tensor-sized temporary.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import threading
@@ -41,8 +42,6 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
-
-import math
 
 from fastngd.compact import (
     BLOCK_SIZE,
