@@ -5,7 +5,6 @@ architecture (vocabulary 50257, context 1024, tied output embedding).
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
@@ -16,6 +15,8 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from fastngd.memory import peak_extra_bytes
 
 Shape = tuple[int, ...]
 
@@ -111,47 +112,6 @@ def time_fn(fn: Callable[[], object], device: torch.device, reps: int,
         sync(device)
         out.append((time.perf_counter() - t0) * 1e3)
     return Timing(out)
-
-
-def _cpu_allocations(prof: Any) -> list[tuple[int, int]]:
-    events: list[tuple[int, int]] = []
-
-    def walk(node: Any) -> None:
-        if "Allocation" in str(node.tag):
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        for child in node.children:
-            walk(child)
-
-    for root in prof.profiler.kineto_results.experimental_event_tree():
-        walk(root)
-    events.sort()
-    return events
-
-
-def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Highest number of bytes allocated while ``fn`` ran and alive at one moment, counting
-    frees of memory allocated before the call as negative.
-
-    CPU: the running sum of the profiler's allocation events. CUDA: ``max_memory_allocated``
-    minus the memory allocated at the start.
-    """
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        start = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return int(torch.cuda.max_memory_allocated(device) - start)
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    running = peak = 0
-    for _, size in _cpu_allocations(prof):
-        running += size
-        peak = max(peak, running)
-    return peak
 
 
 class _OpCounter(TorchDispatchMode):

@@ -13,8 +13,8 @@ from torch import nn
 
 from fastngd import NGDiffOptimizer
 from fastngd.backends.torch_backend import CHUNK
+from fastngd.memory import peak_extra_bytes
 
-from .memtrack import peak_extra_bytes
 
 
 def _model():

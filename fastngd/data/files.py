@@ -13,11 +13,11 @@ Candidates are tried in that order (nested before flat, then ``.jsonl``, ``.json
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from fastngd.atomic import atomic_write
 
 EXTENSIONS: tuple[str, ...] = (".jsonl", ".json", ".parquet")
 """File extensions the loaders read, in order of preference."""
@@ -119,17 +119,8 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> P
     The file appears complete or not at all (the temporary file is removed on error).
     Parent directories are created.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    def write(handle: Any) -> None:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return atomic_write(path, write)

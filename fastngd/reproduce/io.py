@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from fastngd.atomic import atomic_write
 
 __all__ = ["prepare_out_dir", "write_json"]
 
@@ -43,16 +43,8 @@ def _clean(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON through a temporary file renamed into place."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_clean(data), handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    def write(handle: Any) -> None:
+        json.dump(_clean(data), handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+    return atomic_write(path, write)

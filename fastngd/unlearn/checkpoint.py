@@ -10,12 +10,12 @@ leaves a torn checkpoint.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from fastngd.atomic import atomic_write
 
 __all__ = ["CHECKPOINT_NAME", "config_mismatch", "load_checkpoint", "save_checkpoint"]
 
@@ -25,21 +25,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 def save_checkpoint(directory: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``directory/checkpoint.pt`` atomically; returns the path."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / CHECKPOINT_NAME
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return target
+    return atomic_write(Path(directory) / CHECKPOINT_NAME,
+                        lambda handle: torch.save(payload, handle), binary=True)
 
 
 def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
