@@ -269,7 +269,8 @@ def _read(t: Any, s: Optional[int], e: Optional[int], acc: torch.dtype) -> Tenso
 def _direction(r: Tensor, f: Tensor, w_r: float, w_f: float, sago: bool) -> Tensor:
     """``w_R·r − w_F·f``, or SAGO's ``w_R·r ⊙ m − w_F·f ⊙ (1 − m)`` with ``m = [r·f > 0]``."""
     if sago:
-        return torch.where(r * f > 0, r * w_r, f * (-w_f))
+        # judged from the signs, so that no product can underflow to a false "no conflict"
+        return torch.where(torch.sign(r) * torch.sign(f) > 0, r * w_r, f * (-w_f))
     return r * w_r - f * w_f
 
 

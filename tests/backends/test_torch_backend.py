@@ -106,3 +106,11 @@ def test_get_backend() -> None:
     assert get_backend("auto", torch.device("cpu")).name == "torch"
     with pytest.raises(ValueError, match="valid"):
         get_backend("nope", torch.device("cpu"))
+
+
+def test_sago_mask_does_not_underflow() -> None:
+    """Tiny same-sign coordinates conflict even when their product underflows to 0."""
+    r, f = torch.full((3,), 1e-30), torch.full((3,), 1e-30)
+    p = [torch.zeros(3)]
+    TorchBackend().update(p, [r], [f], torch.ones(1), torch.tensor([1.0, 1.0]), sago=True)
+    assert torch.equal(p[0], -r)  # d = w_R·r: the retain gradient wins the conflict
