@@ -110,8 +110,9 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             raise ValueError(f"retain_storage must be 'exact' or 'int8', got {retain_storage!r}")
         self.rule: CombineRule = get_rule(rule, **(rule_options or {}))
         self.autolr = bool(autolr)
+        lo, hi = autolr_clip
         self.gen_config = GeNConfig(
-            every=autolr_every, ema=autolr_ema, clip=tuple(autolr_clip), scale=autolr_scale
+            every=autolr_every, ema=autolr_ema, clip=(float(lo), float(hi)), scale=autolr_scale
         )
         self.backend_name = backend
         self.retain_storage = retain_storage
@@ -203,7 +204,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                     raise TypeError("NGDiffOptimizer does not support sparse gradients")
                 groups.setdefault((p.device, p.grad.dtype), []).append(p)
         for (device, _), params in groups.items():
-            grads = [fdist.local_view(p.grad) for p in params]
+            grads = [fdist.local_view(p.grad) for p in params if p.grad is not None]
             if self.retain_storage == "exact":
                 # a .grad that is a view (DDP with gradient_as_bucket_view=True) shares memory
                 # that the next backward writes again: only then is a copy needed
