@@ -330,9 +330,67 @@ def _method_default_lr(method: str, autolr: bool) -> float:
     return default_lr(method, autolr)
 
 
+def _init_torchrun(args: argparse.Namespace) -> tuple[int, int, bool]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) join the process group:
+    gloo on CPU, nccl on CUDA (each rank then uses ``cuda:LOCAL_RANK``, ``args.device`` is
+    updated). Returns ``(world size, rank, whether this call created the group)``."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 1, 0, False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise _UserError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    cuda = str(args.device).startswith("cuda")
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        args.device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if dist.get_world_size() != world:
+        raise _UserError(f"WORLD_SIZE={world} but the process group has "
+                         f"{dist.get_world_size()} ranks")
+    return world, dist.get_rank(), created
+
+
+def _rank0_first(world: int, rank: int, action: Any) -> Any:
+    """Run ``action()`` on rank 0, then on the other ranks (so that a cache or folder it
+    creates is made once); an error on rank 0 is raised on every rank as a _UserError
+    instead of leaving the others waiting."""
+    if world == 1:
+        return action()
+    import torch.distributed as dist
+
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = action()
+        except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
+            error = exc
+    message = [None if error is None else str(error)]
+    dist.broadcast_object_list(message, src=0)
+    if error is not None:
+        raise error
+    if message[0] is not None:
+        raise _UserError(f"rank 0 failed: {message[0]}")
+    return action() if rank != 0 else result
+
+
 def _cmd_unlearn(args: argparse.Namespace) -> int:
-    """``fastngd unlearn``: one method, one or more seeds; saves model, history, summary."""
+    """``fastngd unlearn``: one method, one or more seeds; saves model, history, summary.
+
+    Under ``torchrun`` every rank loads the model and the data, wraps the model in
+    ``DistributedDataParallel`` and processes its share of every batch; rank 0 alone writes
+    the output folder and prints.
+    """
     _set_threads(args)
+    from functools import partial
+
     from fastngd.data import QADataset, TextDataset
     from fastngd.reproduce.defaults import UNLEARN_DEFAULTS
     from fastngd.reproduce.io import prepare_out_dir, write_json
@@ -346,29 +404,43 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else _method_default_lr(method.name, autolr)
     options = {**UNLEARN_DEFAULTS, **_unlearn_overrides(args)}
     root = Path(args.out)
+    world, rank, created = 1, 0, False
     try:
+        world, rank, created = _init_torchrun(args)
         if not args.resume:
-            prepare_out_dir(root, args.overwrite)
+            _rank0_first(world, rank,
+                         lambda: prepare_out_dir(root, args.overwrite) if rank == 0 else None)
         for seed in args.seeds:
             out = root / f"seed{seed}" if len(args.seeds) > 1 else root
-            model, tokenizer, source = _load_target(args, seed)
+            model, tokenizer, source = _rank0_first(world, rank,
+                                                    partial(_load_target, args, seed))
             forget: Any
             retain: Any
             if args.benchmark in _QA_BENCHMARKS:
-                data = _load_qa_data(args, seed)
+                data = _rank0_first(world, rank, partial(_load_qa_data, args, seed))
                 configs = _tofu_configs(args.forget)
                 forget = QADataset(data[configs[0]], tokenizer, 128)
                 retain = QADataset(data[configs[1]], tokenizer, 128)
             else:
-                data = _load_text_data(args, seed)
+                data = _rank0_first(world, rank, partial(_load_text_data, args, seed))
                 forget = TextDataset(data["raw"]["forget"], tokenizer, 256)
                 retain = TextDataset(data["raw"]["retain1"] + data["raw"].get("retain2", []),
                                      tokenizer, 256)
-            print(f"unlearning {args.benchmark}/{args.forget if args.benchmark in _QA_BENCHMARKS else 'forget'} "
-                  f"from {source} with {method.name} (autolr={autolr}, lr={lr:g}, seed={seed})")
-            result = unlearn(model, forget, retain, method.name, autolr=autolr, lr=lr, seed=seed,
-                             checkpoint_dir=out / "checkpoint", resume=args.resume,
-                             progress=True, **options)
+            if rank == 0:
+                print(f"unlearning {args.benchmark}/{args.forget if args.benchmark in _QA_BENCHMARKS else 'forget'} "
+                      f"from {source} with {method.name} (autolr={autolr}, lr={lr:g}, seed={seed}"
+                      f"{f', {world} ranks' if world > 1 else ''})")
+            trained = model
+            if world > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                device_ids = [model.device.index] if str(args.device).startswith("cuda") else None
+                trained = DistributedDataParallel(model, device_ids=device_ids)
+            result = unlearn(trained, forget, retain, method.name, autolr=autolr, lr=lr,
+                             seed=seed, checkpoint_dir=out / "checkpoint", resume=args.resume,
+                             progress=rank == 0, **options)
+            if rank != 0:
+                continue
             model.save_pretrained(out / "model")
             tokenizer.save_pretrained(out / "model")
             write_json(out / "history.json", result.history)
@@ -389,6 +461,13 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
         return _fail("unlearn", exc, status=1)
     except (_UserError, FileExistsError, NotADirectoryError, ValueError, KeyError) as exc:
         return _fail("unlearn", exc)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # the other ranks wait until rank 0 has written its files
+            if created:
+                dist.destroy_process_group()
     return 0
 
 

@@ -4,6 +4,11 @@ Protocol: each epoch is one pass over the forget set in a random order, cut into
 ``batch_size``; each forget batch is paired with ``retain_batch_size`` retain examples drawn
 at random without replacement. The order of epoch ``e`` depends only on ``(seed, e)``, so a
 run resumed at any step sees exactly the batches the uninterrupted run would have seen.
+
+Data parallel runs (``torchrun``, world size W > 1) use the same plan on every rank; rank r
+processes rows ``r::W`` of every forget and retain batch (:func:`rank_share`), so with mean
+losses the average over ranks is the full-batch loss. Every batch must then split into W
+equal shares (:func:`check_shardable`).
 """
 from __future__ import annotations
 
@@ -14,7 +19,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["EpochPlan", "data_fingerprint", "epoch_plan", "steps_per_epoch"]
+__all__ = [
+    "EpochPlan", "check_shardable", "data_fingerprint", "epoch_plan", "rank_share",
+    "steps_per_epoch",
+]
 
 EpochPlan = list[tuple[list[int], list[int]]]
 """``[(forget_indices, retain_indices), ...]``: the batches of one epoch, in order."""
@@ -48,6 +56,37 @@ def epoch_plan(
             retain = torch.randint(n_retain, (k,), generator=generator).tolist()
         plan.append((order[start : start + batch_size], retain))
     return plan
+
+
+def check_shardable(
+    n_forget: int, n_retain: int, batch_size: int, retain_batch_size: int, world: int
+) -> None:
+    """Raise ValueError unless every forget and retain batch of the protocol splits into
+    ``world`` equal shares (forget batches of ``batch_size`` and a last one of
+    ``n_forget mod batch_size``; retain batches of ``min(retain_batch_size, n_retain)``)."""
+    if world < 1:
+        raise ValueError(f"the world size must be positive, got {world}")
+    if world == 1:
+        return
+    sizes = {"batch_size": batch_size, "retain batch size": min(retain_batch_size, n_retain)}
+    last = n_forget % batch_size
+    if last:
+        sizes["last forget batch (n_forget mod batch_size)"] = last
+    bad = [f"{name} = {size}" for name, size in sizes.items() if size % world]
+    if bad:
+        raise ValueError(
+            f"data parallel unlearning on {world} ranks gives every rank an equal share of "
+            f"each batch, but {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not "
+            f"divisible by {world}: choose batch sizes (and a forget set size) that are "
+            f"multiples of the world size"
+        )
+
+
+def rank_share(indices: Sequence[int], rank: int, world: int) -> list[int]:
+    """Rows ``rank::world`` of a batch: the share of ``rank`` among ``world`` ranks."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside a world of {world} ranks")
+    return list(indices[rank::world])
 
 
 def _example_bytes(example: Any) -> bytes:

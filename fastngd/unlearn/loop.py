@@ -9,6 +9,12 @@ order; each forget batch is paired with a random retain batch; one optimizer ste
 
 The model stays in eval mode inside the closures (no dropout), so the GeN probes of the
 retain loss are deterministic.
+
+Under ``torchrun`` (a process group with W > 1 ranks, the model wrapped in DDP or sharded with
+FSDP2), every rank follows the same data order and processes its share ``rank::W`` of each
+forget and retain batch; DDP/FSDP2 average the gradients and the optimizer averages the
+losses, so the run follows the full-batch one. Checkpoints hold the full (gathered) model
+state and are written by rank 0 only; the checkpoint folder must be visible to every rank.
 """
 from __future__ import annotations
 
@@ -20,12 +26,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+from fastngd import distributed as fdist
 from fastngd.distributed import reshard_fsdp
 from fastngd.optimizer import NGDiffOptimizer
-from fastngd.unlearn.batching import EpochPlan, data_fingerprint, epoch_plan, steps_per_epoch
+from fastngd.unlearn.batching import (
+    EpochPlan,
+    check_shardable,
+    data_fingerprint,
+    epoch_plan,
+    rank_share,
+    steps_per_epoch,
+)
 from fastngd.unlearn.checkpoint import (
     CHECKPOINT_NAME,
     config_mismatch,
@@ -142,9 +157,10 @@ def _as_dataset(data: Any, tokenizer: Any, max_length: int, what: str) -> Any:
 
 
 def _config_record(
-    config: UnlearnConfig, forget: Sequence[Any], retain: Sequence[Any], objective: ForgetObjective
+    config: UnlearnConfig, forget: Sequence[Any], retain: Sequence[Any],
+    objective: ForgetObjective, world: int = 1,
 ) -> dict[str, Any]:
-    """The configuration compared on resume (run settings + data fingerprints)."""
+    """The configuration compared on resume (run settings, data fingerprints, world size)."""
     method = get_method(config.method)
     record = asdict(config)
     record["autolr_clip"] = list(config.autolr_clip)
@@ -157,8 +173,76 @@ def _config_record(
         n_retain=len(retain),
         forget_fingerprint=data_fingerprint(forget),
         retain_fingerprint=data_fingerprint(retain),
+        world_size=int(world),
     )
     return record
+
+
+def _check_world_size(saved_config: Mapping[str, Any], world: int, where: Any) -> None:
+    """Refuse to resume a checkpoint written with another number of ranks (checkpoints
+    without a recorded world size come from single-process runs)."""
+    saved_world = int(saved_config.get("world_size", 1))
+    if saved_world != world:
+        raise ValueError(
+            f"cannot resume: the checkpoint in {where} was written by a run on {saved_world} "
+            f"process(es) (world size {saved_world}), this run has world size {world}. Each "
+            "rank's share of every batch depends on the world size: resume with "
+            f"{saved_world} process(es) or start a new run in another folder"
+        )
+
+
+def _rank(world: int) -> int:
+    """This process's rank (0 outside a process group)."""
+    return dist.get_rank() if world > 1 and dist.is_available() and dist.is_initialized() else 0
+
+
+def _full_model_state(model: nn.Module, world: int) -> dict[str, Any]:
+    """The whole model state on CPU: a copy of ``state_dict()`` on one process; under
+    ``torchrun`` gathered with ``get_model_state_dict(full_state_dict=True)`` (a collective:
+    every rank calls it; only rank 0 receives the tensors, the others get ``{}``). DDP's
+    ``module.`` prefix and FSDP2's DTensor shards disappear: keys are the plain module's."""
+    if world == 1:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(
+        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+
+
+def _load_full_model_state(model: nn.Module, state: dict[str, Any], world: int) -> None:
+    """Inverse of :func:`_full_model_state`; under ``torchrun`` every rank passes the full
+    state it read from the checkpoint and keeps its own shard (FSDP2) or replica (DDP)."""
+    if world == 1:
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _optimizer_state(optimizer: NGDiffOptimizer) -> dict[str, Any]:
+    """The optimizer's state between steps. NGDiffOptimizer keeps no per-parameter tensor
+    between steps (the retain gradient is dropped after each step), so this is the same on
+    every rank, sharded or not; a per-parameter tensor would be a shard under FSDP2."""
+    state = optimizer.state_dict()
+    leftover = [k for k, v in state["state"].items() if v]
+    if leftover:
+        raise RuntimeError(
+            f"the optimizer holds per-parameter state between steps ({len(leftover)} "
+            "parameters): it cannot be checkpointed as a whole-run state"
+        )
+    return state
+
+
+def _all_rng_states(world: int) -> list[dict[str, Any]] | None:
+    """Every rank's RNG states on rank 0 (``None`` on the other ranks); one collective."""
+    mine = _rng_state()
+    if world == 1:
+        return [mine]
+    gathered: list[Any] = [None] * world if _rank(world) == 0 else []
+    dist.gather_object(mine, gathered if _rank(world) == 0 else None, dst=0)
+    return gathered if _rank(world) == 0 else None
 
 
 @torch.no_grad()
@@ -172,8 +256,16 @@ def _reference_nll(model: nn.Module, task: Task, data: Sequence[Any], batch_size
     return torch.cat(out)
 
 
-def _params_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+def _params_finite(model: nn.Module, world: int = 1) -> bool:
+    """All parameters are finite; under ``torchrun`` on every rank (each checks its local
+    shard or replica, then one ``all_reduce``), so all ranks get the same answer."""
+    params = [fdist.local_view(p) for p in model.parameters()]
+    finite = all(bool(torch.isfinite(p).all()) for p in params)
+    if world == 1:
+        return finite
+    device = params[0].device if params else torch.device("cpu")
+    flag = torch.tensor([0.0 if finite else 1.0], device=device)
+    return not bool(fdist.all_reduce_sum(flag).item() > 0)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -263,7 +355,9 @@ def unlearn(
         checkpoint_dir, checkpoint_every, resume: whole-run checkpoints (default every
             epoch and at the end when ``checkpoint_dir`` is set). A folder that already
             holds a checkpoint is refused unless ``resume=True``; resuming with another
-            configuration or other data is refused.
+            configuration, other data or another world size is refused. Under ``torchrun``
+            rank 0 writes the (gathered) checkpoint while the others wait; every rank reads
+            it on resume, so the folder must be shared by all ranks.
         max_steps: stop after this many steps in total (the run can be resumed later).
         task: how to batch and score examples (inferred from the first example).
         progress: show a tqdm progress bar.
@@ -271,7 +365,8 @@ def unlearn(
     Raises:
         UnlearningDiverged: a loss became non-finite (parameters of the last good step are
             in the checkpoint, when checkpointing).
-        FileExistsError, ValueError: see ``checkpoint_dir``/``resume``; bad settings.
+        FileExistsError, ValueError: see ``checkpoint_dir``/``resume``; bad settings; under
+            ``torchrun``, batch sizes that do not split into equal shares per rank.
     """
     config = UnlearnConfig(
         method=method, autolr=bool(autolr), epochs=epochs, batch_size=batch_size,
@@ -293,16 +388,22 @@ def unlearn(
     forget_data = _as_dataset(forget, tokenizer, max_length, "forget")
     retain_data = _as_dataset(retain, tokenizer, max_length, "retain")
     if task is None:
-        pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+        from torch.nn.parallel import DistributedDataParallel
+
+        base = model.module if isinstance(model, DistributedDataParallel) else model
+        pad = getattr(getattr(base, "config", None), "pad_token_id", None)
         if pad is None and tokenizer is not None:
             pad = getattr(tokenizer, "pad_token_id", None)
         task = infer_task(forget_data[0], pad)
-    record = _config_record(config, forget_data, retain_data, objective)
+    world = fdist.world_size()
+    rank = _rank(world)
+    record = _config_record(config, forget_data, retain_data, objective, world)
 
     n_forget, n_retain = len(forget_data), len(retain_data)
     per_epoch = steps_per_epoch(n_forget, config.batch_size)
     total = per_epoch * config.epochs
     retain_bs = config.retain_batch_size or config.batch_size
+    check_shardable(n_forget, n_retain, config.batch_size, retain_bs, world)
     ckpt_every = checkpoint_every or per_epoch
 
     optimizer = NGDiffOptimizer(
@@ -326,19 +427,21 @@ def unlearn(
                 f"{Path(checkpoint_dir) / CHECKPOINT_NAME} already exists (step "  # type: ignore[arg-type]
                 f"{saved['step']}); pass resume=True to continue it or choose another folder"
             )
-        diffs = config_mismatch(saved["config"], record)
+        _check_world_size(saved["config"], world, checkpoint_dir)
+        diffs = config_mismatch({"world_size": 1, **saved["config"]}, record)
         if diffs:
             raise ValueError(
                 "cannot resume: the checkpoint was made with another configuration or other "
                 "data:\n  " + "\n  ".join(diffs)
             )
-        model.load_state_dict(saved["model"])
+        _load_full_model_state(model, saved["model"], world)
         optimizer.load_state_dict(saved["optimizer"])
         step = int(saved["step"])
         history = list(saved["history"])
         evals = list(saved["evals"])
         ref_nll = saved["ref_nll"]
-        _set_rng_state(saved["rng"])
+        rng_ranks = saved.get("rng_ranks")
+        _set_rng_state(rng_ranks[rank] if rng_ranks is not None else saved["rng"])
     if objective.needs_reference and ref_nll is None:
         ref_nll = _reference_nll(model, task, forget_data, config.batch_size)
 
@@ -353,20 +456,42 @@ def unlearn(
         return plans[epoch]
 
     def checkpoint() -> None:
-        if checkpoint_dir is None or not _params_finite(model):
+        """Write the whole run (skipped when a parameter is not finite). Under ``torchrun``
+        every rank takes part in gathering the state, rank 0 alone writes the file and the
+        others wait for it (a broadcast of its outcome: a failed write fails every rank), so
+        ranks never race on the same file."""
+        if checkpoint_dir is None or not _params_finite(model, world):
             return
-        save_checkpoint(checkpoint_dir, {
-            "format": 1,
-            "config": record,
-            "step": step,
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "data_order": plan_for(min(step // per_epoch, config.epochs - 1)),
-            "ref_nll": ref_nll,
-            "rng": _rng_state(),
-            "history": history,
-            "evals": evals,
-        })
+        model_state = _full_model_state(model, world)
+        rng_states = _all_rng_states(world)
+        error: BaseException | None = None
+        if rank == 0:
+            assert rng_states is not None
+            try:
+                save_checkpoint(checkpoint_dir, {
+                    "format": 1,
+                    "config": record,
+                    "step": step,
+                    "model": model_state,
+                    "optimizer": _optimizer_state(optimizer),
+                    "data_order": plan_for(min(step // per_epoch, config.epochs - 1)),
+                    "ref_nll": ref_nll,
+                    "rng": rng_states[0],
+                    "rng_ranks": rng_states if world > 1 else None,
+                    "history": history,
+                    "evals": evals,
+                })
+            except Exception as exc:
+                if world == 1:
+                    raise
+                error = exc
+        if world > 1:  # the others wait for rank 0 here, and learn whether it succeeded
+            status = [None if error is None else f"{type(error).__name__}: {error}"]
+            dist.broadcast_object_list(status, src=0)
+            if error is not None:
+                raise error
+            if status[0] is not None:
+                raise RuntimeError(f"rank 0 could not write the checkpoint: {status[0]}")
 
     def run_eval() -> None:
         if evaluate is None:
@@ -388,6 +513,8 @@ def unlearn(
                 break
             epoch, position = divmod(step, per_epoch)
             f_idx, r_idx = plan_for(epoch)[position]
+            if world > 1:  # this rank's equal share of both batches
+                f_idx, r_idx = rank_share(f_idx, rank, world), rank_share(r_idx, rank, world)
             f_batch = task.collate([forget_data[i] for i in f_idx])
             r_batch = task.collate([retain_data[i] for i in r_idx])
             f_ref = ref_nll[torch.tensor(f_idx)] if ref_nll is not None else None

@@ -1,16 +1,22 @@
 """``fastngd.unlearn.unlearn`` under ``torchrun`` (2 gloo CPU processes, DDP and FSDP2).
 
 The launcher is ``python -m torch.distributed.run --standalone --nproc_per_node 2``, i.e.
-``torchrun``; each rank's loop history must equal the single-process history.
+``torchrun``. Each rank reads only its half (rows ``rank::2``) of every forget and retain
+batch, yet its loop history and final parameters must equal the single-process full-batch
+run; a run checkpointed mid-epoch (rank 0 writes, the gathered state) and resumed must give
+the same continuation as the uninterrupted run.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
+
+from fastngd.unlearn import CHECKPOINT_NAME
 
 from . import unlearn_worker
 from .launch import run_ranks
@@ -19,6 +25,7 @@ pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
 )
 WORLD = 2
+N_STEPS = 2 * 8 // 4  # epochs × forget examples / batch size
 
 
 @pytest.fixture(scope="module")
@@ -27,38 +34,93 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     job = run_ranks(
         ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
          str(Path(unlearn_worker.__file__)), str(out)],
-        WORLD, out, timeout=180, per_rank=False,
+        WORLD, out, timeout=240, per_rank=False,
     )
     assert job.ok, job.report()
     return [torch.load(out / f"unlearn{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
-_SINGLE: dict[bool, list[dict]] = {}
+_SINGLE: dict[bool, dict[str, Any]] = {}
 
 
-def single(root_param: bool) -> list[dict]:
+def single(root_param: bool) -> dict[str, Any]:
+    """The single-process run (full batches) with or without the root parameter."""
     assert not dist.is_initialized()
     if root_param not in _SINGLE:
-        _SINGLE[root_param] = unlearn_worker.run("single", root_param)
+        _SINGLE[root_param] = unlearn_worker.run_logged("single", root_param)
     return _SINGLE[root_param]
 
 
-@pytest.mark.parametrize(
-    "engine",
-    unlearn_worker.ENGINES,
-)
+def _history(ranks: list[dict], rank: int, name: str) -> list[dict]:
+    history = ranks[rank][name]
+    assert not isinstance(history, str), f"rank {rank}, {name}:\n{history}"
+    return history
+
+
+def _assert_close_histories(got: list[dict], ref: list[dict], what: Any) -> None:
+    assert len(got) == len(ref) == N_STEPS, what
+    for step, (a, b) in enumerate(zip(got, ref)):
+        for key in unlearn_worker.KEYS:
+            assert math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9), (
+                what, step, key, a[key], b[key]
+            )
+
+
+def _assert_close_params(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> None:
+    assert sorted(got) == sorted(ref)
+    for key, value in ref.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-7, atol=1e-9, msg=key)
+
+
+@pytest.mark.parametrize("engine", unlearn_worker.ENGINES)
 def test_unlearn_under_torchrun_matches_single_process(ranks, engine: str) -> None:
-    single_history = single("root" in engine)
-    n_steps = 2 * 8 // 4  # epochs × forget examples / batch size
-    assert len(single_history) == n_steps
-    assert single_history[-1]["loss_forget"] > single_history[0]["loss_forget"]
+    ref = single("root" in engine)
+    assert len(ref["history"]) == N_STEPS
+    assert ref["history"][-1]["loss_forget"] > ref["history"][0]["loss_forget"]
     for rank in range(WORLD):
-        history = ranks[rank][engine]
-        assert not isinstance(history, str), f"rank {rank}, {engine}:\n{history}"
-        assert len(history) == n_steps
-        for step, (got, ref) in enumerate(zip(history, single_history)):
-            for key in unlearn_worker.KEYS:
-                assert math.isclose(got[key], ref[key], rel_tol=1e-6, abs_tol=1e-9), (
-                    engine, rank, step, key, got[key], ref[key]
-                )
+        _assert_close_histories(_history(ranks, rank, engine), ref["history"], (engine, rank))
+        _assert_close_params(ranks[rank][f"{engine}:final"], ref["final"])
     assert ranks[0][engine] == ranks[1][engine]
+
+
+@pytest.mark.parametrize("engine", unlearn_worker.ENGINES)
+def test_each_rank_reads_its_share_of_every_batch(ranks, engine: str) -> None:
+    full = single("root" in engine)["shares"]
+    assert len(full) == N_STEPS
+    assert all(len(f) == 4 and len(r) == 4 for f, r in full)  # batch_size 4, retain 4
+    for rank in range(WORLD):
+        _history(ranks, rank, engine)
+        shares = ranks[rank][f"{engine}:shares"]
+        assert len(shares) == N_STEPS
+        for step, ((f_got, r_got), (f_all, r_all)) in enumerate(zip(shares, full)):
+            assert f_got == f_all[rank::WORLD], (engine, rank, step, f_got, f_all)
+            assert r_got == r_all[rank::WORLD], (engine, rank, step, r_got, r_all)
+
+
+@pytest.mark.parametrize("engine", unlearn_worker.RESUMED)
+def test_checkpoint_and_resume_under_torchrun(ranks, engine: str) -> None:
+    name = f"{engine}-resume"
+    ref = single(False)
+    for rank in range(WORLD):
+        resumed = _history(ranks, rank, name)
+        uninterrupted = _history(ranks, rank, engine)
+        assert resumed == uninterrupted, (engine, rank)
+        _assert_close_histories(resumed, ref["history"], (name, rank))
+        final, straight = ranks[rank][f"{name}:final"], ranks[rank][f"{engine}:final"]
+        assert sorted(final) == sorted(straight)
+        assert all(torch.equal(final[k], straight[k]) for k in final), (engine, rank)
+        assert ranks[rank][f"{name}:world"] == WORLD
+        assert ranks[rank][f"{name}:leftovers"] == [CHECKPOINT_NAME]
+        assert ranks[rank][f"{name}:shares"] == ranks[rank][f"{engine}:shares"][:unlearn_worker.STOP_AT]
+    # only rank 0 writes: at the epoch end (step 2), at the stop (3) and at the end (4)
+    assert ranks[0][f"{name}:saves"] == 3
+    assert ranks[1][f"{name}:saves"] == 0
+
+
+def test_failed_checkpoint_write_fails_every_rank(ranks) -> None:
+    """Rank 0 cannot write: it raises its error, the other rank learns of it (no hang)."""
+    errors = [ranks[rank]["ddp-failed-write:error"] for rank in range(WORLD)]
+    assert errors[0] == "OSError: disk full (simulated)"
+    assert errors[1] == (
+        "RuntimeError: rank 0 could not write the checkpoint: OSError: disk full (simulated)"
+    )

@@ -1,10 +1,20 @@
 """``fastngd.unlearn.unlearn`` on a DDP- and an FSDP2-wrapped classifier, one rank of a
 ``torchrun`` job (``python -m torch.distributed.run --nproc_per_node 2 unlearn_worker.py OUT``).
 
-Every rank runs the loop on the same data (the loop pairs the same forget and retain batches
-on every rank: its data order depends only on the seed); DDP and FSDP2 average identical
-gradients and the optimizer averages identical losses, so each rank's history must equal the
-single-process one. Each rank writes ``OUT/unlearn{rank}.pt``: ``{engine: history or error}``.
+Every rank follows the same data order (it depends only on the seed) and processes its half
+(rows ``rank::2``) of every forget and retain batch; DDP and FSDP2 average the gradients and
+the optimizer averages the losses, so each rank's history must equal the single-process
+full-batch one. Each rank writes ``OUT/unlearn{rank}.pt``: ``{name: value or error}`` with
+
+* ``engine``: the loop's history; ``engine:shares``: per step, the forget and retain example
+  indices this rank read; ``engine:final``: the gathered final parameters;
+* ``engine-resume`` (for :data:`RESUMED`): the history of a run stopped after
+  :data:`STOP_AT` steps with a checkpoint, then resumed on a perturbed fresh model;
+  ``engine-resume:final``, its final parameters; ``engine-resume:shares``, the indices read
+  before the interruption; ``engine-resume:saves``, how often this rank wrote a checkpoint
+  file; ``engine-resume:world``, the world size recorded in it; ``engine-resume:leftovers``,
+  the files of the checkpoint folder;
+* ``ddp-failed-write``: the error each rank raised when rank 0 cannot write a checkpoint.
 """
 from __future__ import annotations
 
@@ -17,7 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fastngd.unlearn import unlearn
+import fastngd.unlearn.loop
+from fastngd.unlearn import load_checkpoint, unlearn
 
 ENGINES = ("ddp", "fsdp2", "fsdp2-root-explicit", "fsdp2-root")
 """``fsdp2-root*``: the root module owns a parameter (see :class:`Scale`); ``-explicit``
@@ -26,6 +37,9 @@ SETTINGS: dict[str, Any] = {
     "method": "ngdiff", "autolr": True, "autolr_every": 2, "epochs": 2, "batch_size": 4, "lr": 0.3, "seed": 5,
     "backend": "torch",
 }
+RESUMED = ("ddp", "fsdp2")
+STOP_AT = 3
+"""Steps of the interrupted run (2 steps per epoch: the checkpoint lands mid-epoch)."""
 KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine", "lr", "lr_scale")
 
 
@@ -48,12 +62,36 @@ def make_model(root_param: bool = False) -> nn.Module:
     return nn.Sequential(*layers).double()
 
 
-def make_data() -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+class Recording(list):  # type: ignore[type-arg]
+    """A list of examples that logs the indices read while ``recording`` is on."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.recording = False
+        self.log: list[int] = []
+
+    def __getitem__(self, i: Any) -> Any:
+        if self.recording and isinstance(i, int):
+            self.log.append(i)
+        return super().__getitem__(i)
+
+
+def make_data() -> tuple[Recording, Recording]:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(24, 5, generator=g, dtype=torch.float64)
     y = torch.randint(0, 3, (24,), generator=g)
     pairs = [(x[i], y[i]) for i in range(24)]
-    return pairs[:8], pairs[8:]
+    return Recording(pairs[:8]), Recording(pairs[8:])
+
+
+def full_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole parameters (gathered from FSDP2 shards; DDP's ``module.`` prefix dropped);
+    a collective under a process group."""
+    if not dist.is_initialized():
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
 def wrap(model: nn.Module, engine: str) -> nn.Module:
@@ -71,13 +109,83 @@ def wrap(model: nn.Module, engine: str) -> nn.Module:
     return model
 
 
-def run(engine: str, root_param: bool = False) -> list[dict[str, Any]]:
-    """The loop's history (selected fields) for ``engine`` (``"single"``: no wrapping; with
-    ``root_param`` the single-process model has the parameter of the ``fsdp2-root*`` ones)."""
+def run_logged(engine: str, root_param: bool = False, **options: Any) -> dict[str, Any]:
+    """One loop run of ``engine`` (``"single"``: no wrapping; with ``root_param`` the
+    single-process model has the parameter of the ``fsdp2-root*`` ones): its history
+    (selected fields), the indices it read per step, its final parameters."""
     forget, retain = make_data()
     model = wrap(make_model(root_param or "root" in engine), engine)
-    result = unlearn(model, forget, retain, **SETTINGS)
-    return [{k: rec[k] for k in KEYS} for rec in result.history]
+    if options.pop("perturb", False):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)  # the checkpoint must overwrite whatever the model holds
+    shares: list[tuple[list[int], list[int]]] = []
+
+    def start_recording(_: nn.Module) -> dict[str, float]:
+        forget.recording = retain.recording = True  # the loop starts after the step-0 eval
+        return {}
+
+    def end_of_step(_: dict[str, Any]) -> None:
+        shares.append((list(forget.log), list(retain.log)))
+        forget.log.clear()
+        retain.log.clear()
+
+    result = unlearn(model, forget, retain, evaluate=start_recording, callbacks=[end_of_step],
+                     **{**SETTINGS, **options})
+    history = [{k: rec[k] for k in KEYS} for rec in result.history]
+    return {"history": history, "shares": shares, "final": full_params(model)}
+
+
+def run(engine: str, root_param: bool = False) -> list[dict[str, Any]]:
+    """The loop's history (selected fields) for ``engine``; see :func:`run_logged`."""
+    history: list[dict[str, Any]] = run_logged(engine, root_param)["history"]
+    return history
+
+
+def run_resumed(engine: str, folder: str) -> dict[str, Any]:
+    """Stop after :data:`STOP_AT` steps with a checkpoint in ``folder``, then resume on a
+    fresh, perturbed model; counts this rank's checkpoint writes."""
+    saves = 0
+    original = fastngd.unlearn.loop.save_checkpoint
+
+    def counting_save(*args: Any, **kwargs: Any) -> Any:
+        nonlocal saves
+        saves += 1
+        return original(*args, **kwargs)
+
+    fastngd.unlearn.loop.save_checkpoint = counting_save  # type: ignore[assignment]
+    try:
+        first = run_logged(engine, checkpoint_dir=folder, max_steps=STOP_AT)
+        assert len(first["history"]) == STOP_AT, first["history"]
+        saved = load_checkpoint(folder)
+        assert saved is not None and saved["step"] == STOP_AT
+        out = run_logged(engine, checkpoint_dir=folder, resume=True, perturb=True)
+    finally:
+        fastngd.unlearn.loop.save_checkpoint = original  # type: ignore[assignment]
+    out["history"] = first["history"] + out["history"][STOP_AT:]
+    out["shares"] = first["shares"]  # the resumed call makes no step-0 eval: not recorded
+    out["saves"] = saves
+    out["world"] = saved["config"]["world_size"]
+    out["leftovers"] = sorted(os.listdir(folder))
+    return out
+
+
+def run_failed_write(folder: str) -> dict[str, Any]:
+    """A DDP run whose rank 0 fails to write its first checkpoint: every rank must raise
+    (rank 0 its own error, the others a RuntimeError) instead of waiting forever."""
+    original = fastngd.unlearn.loop.save_checkpoint
+
+    def failing_save(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full (simulated)")
+
+    fastngd.unlearn.loop.save_checkpoint = failing_save  # type: ignore[assignment]
+    try:
+        run_logged("ddp", checkpoint_dir=folder)
+    except (OSError, RuntimeError) as exc:
+        return {"history": [], "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        fastngd.unlearn.loop.save_checkpoint = original  # type: ignore[assignment]
+    return {"history": [], "error": None}
 
 
 def main(out_dir: str) -> int:
@@ -86,11 +194,21 @@ def main(out_dir: str) -> int:
     rank = dist.get_rank()
     results: dict[str, Any] = {}
     try:
-        for engine in ENGINES:
+        jobs = [(engine, None) for engine in ENGINES]
+        jobs += [(f"{engine}-resume", engine) for engine in RESUMED]
+        jobs.append(("ddp-failed-write", None))
+        for name, resumed in jobs:
             try:
-                results[engine] = run(engine)
+                if name == "ddp-failed-write":
+                    out = run_failed_write(os.path.join(out_dir, "ckpt-failed"))
+                elif resumed is None:
+                    out = run_logged(name)
+                else:
+                    out = run_resumed(resumed, os.path.join(out_dir, f"ckpt-{resumed}"))
+                results[name] = out.pop("history")
+                results.update({f"{name}:{key}": value for key, value in out.items()})
             except Exception:  # noqa: BLE001 - recorded for the test to report
-                results[engine] = traceback.format_exc()
+                results[name] = traceback.format_exc()
             dist.barrier()
     finally:
         torch.save(results, os.path.join(out_dir, f"unlearn{rank}.pt"))

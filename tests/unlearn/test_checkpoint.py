@@ -96,3 +96,42 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != CHECKPOINT_NAME]
     assert leftovers == []
+
+
+def test_checkpoint_records_the_world_size(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+    unlearn(model, forget, retain, epochs=1, batch_size=4, checkpoint_dir=tmp_path, max_steps=1)
+    saved = load_checkpoint(tmp_path)
+    assert saved is not None and saved["config"]["world_size"] == 1
+
+
+def test_resume_with_other_world_size_is_refused(tmp_path, monkeypatch) -> None:
+    import fastngd.distributed
+
+    model, forget, retain = make_classifier_data()
+    kwargs = {"epochs": 2, "batch_size": 4, "retain_batch_size": 4}
+    unlearn(model, forget, retain, checkpoint_dir=tmp_path, max_steps=2, **kwargs)
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    params = [p.detach().clone() for p in model.parameters()]
+    monkeypatch.setattr(fastngd.distributed, "world_size", lambda: 2)
+    with pytest.raises(ValueError, match=r"world size 1.*world size 2"):
+        unlearn(model, forget, retain, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
+
+
+def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
+    """Checkpoints written before the world size was recorded count as single-process."""
+    from fastngd.unlearn.checkpoint import save_checkpoint
+
+    model, forget, retain = make_classifier_data()
+    full = copy.deepcopy(model)
+    ref = unlearn(full, forget, retain, epochs=2, batch_size=4)
+    unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    saved = load_checkpoint(tmp_path)
+    assert saved is not None
+    del saved["config"]["world_size"]
+    save_checkpoint(tmp_path, saved)
+    resumed = unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path,
+                      resume=True)
+    assert resumed.history == ref.history and _same_params(model, full)
