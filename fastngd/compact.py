@@ -43,6 +43,7 @@ from torch import Tensor
 __all__ = [
     "BLOCK_SIZE",
     "CODE_SHAPE",
+    "encode_blocks",
     "QuantizedTensor",
     "code_magnitudes",
     "code_midpoints",
@@ -217,7 +218,6 @@ def quantize_blockwise(t: Tensor) -> QuantizedTensor:
     if not t.dtype.is_floating_point:
         raise TypeError(f"quantize_blockwise expects a floating tensor, got {t.dtype}")
     n = t.numel()
-    nb = num_blocks(n)
     dev = t.device
     if n == 0:
         return QuantizedTensor(
@@ -226,7 +226,34 @@ def quantize_blockwise(t: Tensor) -> QuantizedTensor:
             t.shape,
             t.dtype,
         )
-    x = t.detach().reshape(-1).to(torch.float32)
+    codes, absmax = encode_blocks(t.detach().reshape(-1))
+    return QuantizedTensor(codes, absmax, t.shape, t.dtype)
+
+
+_PADDED_MIDS: dict[torch.device, Tensor] = {}
+
+
+def _padded_mids(device: torch.device) -> Tensor:
+    """``[-inf, m_0, …, m_126, +inf]``: the code's decision thresholds, padded."""
+    if device not in _PADDED_MIDS:
+        inf = torch.tensor([float("inf")], device=device)
+        _PADDED_MIDS[device] = torch.cat([-inf, code_midpoints(device), inf])
+    return _PADDED_MIDS[device]
+
+
+def encode_blocks(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """Codes (uint8, one per element) and float32 block scales of a flat tensor.
+
+    Per block of :data:`BLOCK_SIZE`: ``absmax = max |x|``, ``y = |x|/absmax`` and the level
+    ``j`` = the number of decision thresholds (:func:`code_midpoints`) strictly below ``y``;
+    the code is ``j + 128·[x < 0]``. For finite blocks ``j`` is found by inverting the code's
+    shape, ``t = round(127/a · asinh(y·sinh a))`` (within one of ``j``), then one exact
+    correction against the thresholds; otherwise by a binary search (``torch.bucketize``).
+    Both give the same ``j``.
+    """
+    n = flat.numel()
+    nb = num_blocks(n)
+    x = flat.to(torch.float32)
     pad = nb * BLOCK_SIZE - n
     if pad:
         x = torch.cat([x, x.new_zeros(pad)])
@@ -234,8 +261,14 @@ def quantize_blockwise(t: Tensor) -> QuantizedTensor:
     ax = xb.abs()
     absmax = ax.amax(dim=1)
     safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-    y = ax / safe[:, None]
-    mids = code_midpoints(dev)
-    j = torch.bucketize(y, mids, right=False).clamp_(max=127)
+    y = ax.div_(safe[:, None])
+    if bool(torch.isfinite(absmax).all()):
+        t = torch.asinh(y * math.sinh(CODE_SHAPE)).mul_(127.0 / CODE_SHAPE)
+        j = t.add_(0.5).floor_().clamp_(0, 127).to(torch.int64)
+        mids = _padded_mids(x.device)  # mids[k] is threshold k-1: mids[j] < y <= mids[j+1]
+        j += (mids[j + 1] < y).to(torch.int64)
+        j -= (mids[j] >= y).to(torch.int64)
+    else:
+        j = torch.bucketize(y, code_midpoints(x.device), right=False).clamp_(max=127)
     codes = (j + 128 * (xb < 0).to(j.dtype)).to(torch.uint8).view(-1)[:n]
-    return QuantizedTensor(codes.contiguous(), absmax.contiguous(), t.shape, t.dtype)
+    return codes.contiguous(), absmax.contiguous()

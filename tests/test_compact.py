@@ -17,6 +17,7 @@ from fastngd.compact import (
     code_magnitudes,
     code_midpoints,
     code_table,
+    encode_blocks,
     quantize_blockwise,
 )
 
@@ -182,3 +183,19 @@ def test_invalid_input_raises() -> None:
     state["dtype"] = "nonsense"
     with pytest.raises(ValueError, match="unknown dtype"):
         QuantizedTensor.from_state(state)
+
+
+@given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e30]))
+def test_encode_blocks_matches_a_binary_search(seed: int, scale: float) -> None:
+    """The shape-inverting level search equals ``torch.bucketize`` over the thresholds,
+    including values placed exactly on thresholds and levels."""
+    g = torch.Generator().manual_seed(seed)
+    mids, mags = code_midpoints(torch.device("cpu")), code_table(torch.device("cpu"))[:128]
+    x = torch.cat([torch.randn(700, generator=g), mids, mags, -mids, torch.zeros(3)]) * scale
+    codes, absmax = encode_blocks(x)
+    n = x.numel()
+    xb = torch.cat([x, x.new_zeros(-n % BLOCK_SIZE)]).view(-1, BLOCK_SIZE)
+    y = xb.abs() / torch.where(absmax > 0, absmax, torch.ones_like(absmax))[:, None]
+    j = torch.bucketize(y, mids, right=False).clamp_(max=127)
+    expected = (j + 128 * (xb < 0).long()).to(torch.uint8).view(-1)[:n]
+    assert torch.equal(codes, expected)

@@ -33,7 +33,6 @@ codes and values as :mod:`fastngd.compact` without a tensor-sized temporary.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import queue
 import threading
@@ -45,9 +44,8 @@ from torch import Tensor
 
 from fastngd.compact import (
     BLOCK_SIZE,
-    CODE_SHAPE,
     QuantizedTensor,
-    code_midpoints,
+    encode_blocks,
     code_table,
     num_blocks,
     quantize_blockwise,
@@ -76,7 +74,6 @@ COMPACT_CHUNK = 1 << 19
 #: below this many elements in a bucket, everything runs on the calling thread.
 PARALLEL_MIN = 1 << 20
 
-_SINH_A = math.sinh(CODE_SHAPE)
 
 # a work item: (tensor indices, start, stop); start is None for whole tensors (a group of
 # small tensors, or one non-contiguous tensor).
@@ -296,51 +293,12 @@ def _split(t: Tensor, s: Optional[int], e: Optional[int], size: int) -> list[tup
     return [(a, min(a + size, e)) for a in range(s, e, size)]
 
 
-_PADDED_MIDS: dict[torch.device, Tensor] = {}
-
-
-def _padded_mids(device: torch.device) -> Tensor:
-    """``[-inf, m_0, …, m_126, +inf]``: the code's decision thresholds, padded."""
-    if device not in _PADDED_MIDS:
-        inf = torch.tensor([float("inf")], device=device)
-        _PADDED_MIDS[device] = torch.cat([-inf, code_midpoints(device), inf])
-    return _PADDED_MIDS[device]
-
-
 def _quantize_into(flat: Tensor, codes: Tensor, absmax: Tensor, s: int, e: int) -> None:
-    """Codes and block scales of ``flat[s:e]`` (``s`` a multiple of the block size), equal to
-    :func:`fastngd.compact.quantize_blockwise`'s.
-
-    The level index ``j`` (the number of thresholds below ``y = |x|/absmax``) is found by
-    inverting the code's shape, ``t = 127/a · asinh(y·sinh a)``, rounding, and one exact
-    correction against the thresholds themselves (the estimate is within one of ``j``), instead
-    of a binary search: the same codes, several times faster. Blocks with non-finite values go
-    through :func:`~fastngd.compact.quantize_blockwise` itself.
-    """
-    x = flat[s:e].to(torch.float32)
-    n = x.numel()
-    nb = num_blocks(n)
-    pad = nb * BLOCK_SIZE - n
-    if pad:
-        x = torch.cat([x, x.new_zeros(pad)])
-    xb = x.view(nb, BLOCK_SIZE)
-    ax = xb.abs()
-    amax = ax.amax(dim=1)
-    if not bool(torch.isfinite(amax).all()):
-        q = quantize_blockwise(flat[s:e])
-        codes[s:e] = q.codes
-        absmax[s // BLOCK_SIZE:s // BLOCK_SIZE + nb] = q.absmax
-        return
-    safe = torch.where(amax > 0, amax, torch.ones_like(amax))
-    y = ax.div_(safe[:, None])
-    t = torch.asinh(y * _SINH_A).mul_(127.0 / CODE_SHAPE).add_(0.5).floor_().clamp_(0, 127)
-    k = t.to(torch.int64)
-    mids = _padded_mids(x.device)  # mids[k] = threshold k-1; j satisfies mids[j] < y <= mids[j+1]
-    k += (mids[k + 1] < y).to(torch.int64)
-    k -= (mids[k] >= y).to(torch.int64)
-    k += (xb < 0).to(torch.int64) * 128
-    codes[s:e] = k.view(-1)[:n].to(torch.uint8)
-    absmax[s // BLOCK_SIZE:s // BLOCK_SIZE + nb] = amax
+    """Codes and block scales of ``flat[s:e]`` (``s`` a multiple of the block size), written
+    into ``codes`` and ``absmax`` (:func:`fastngd.compact.encode_blocks`)."""
+    c, a = encode_blocks(flat[s:e])
+    codes[s:e] = c
+    absmax[s // BLOCK_SIZE:s // BLOCK_SIZE + a.numel()] = a
 
 
 class TorchBackend(Backend):
