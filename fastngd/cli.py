@@ -169,13 +169,22 @@ def _add_model_args(p: argparse.ArgumentParser, benchmarks: Sequence[str]) -> No
                    help=f"benchmark (default {benchmarks[0]})")
     p.add_argument("--data-dir", default=None,
                    help="local copy of a hub benchmark (see 'fastngd data export')")
+    _add_runtime_args(p)
+
+
+def _add_runtime_args(
+    p: argparse.ArgumentParser, *, dtype: bool = True, threads: int | None = None,
+    threads_help: str = "torch CPU threads",
+) -> None:
+    """--device, --dtype (optional), --cache-dir and --threads, shared by the commands."""
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    p.add_argument("--dtype", default="float32",
-                   help="parameter dtype: float32 (default), bfloat16, float16")
+    if dtype:
+        p.add_argument("--dtype", default="float32",
+                       help="parameter dtype: float32 (default), bfloat16, float16")
     p.add_argument("--cache-dir", default=None,
                    help="where embedded models are cached (default $FASTNGD_CACHE or "
                         "~/.cache/fastngd)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=threads, help=threads_help)
 
 
 def _add_unlearn_args(p: argparse.ArgumentParser, *, method_default: str | None) -> None:
@@ -247,11 +256,9 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p.add_argument("--methods", default=None,
                    help="comma-separated subset of the demo's runs (default: all)")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
-    p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--cache-dir", default=None, help="cache of embedded models")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: fastest for this small model, and "
-                        "robust when the CPU is shared)")
+    _add_runtime_args(p, dtype=False, threads=1,
+                      threads_help="torch CPU threads (default 1: fastest for this small "
+                                   "model, and robust when the CPU is shared)")
     p.add_argument("--jobs", type=int, default=2,
                    help="worker processes sharing the unlearning runs (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -663,10 +670,7 @@ def _add_reproduce_parser(subparsers: argparse._SubParsersAction) -> None:  # ty
                    help="comma-separated methods (default: the demo's runs; digits: all)")
     _add_unlearn_args(p, method_default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--dtype", default="float32", help="parameter dtype")
-    p.add_argument("--cache-dir", default=None, help="cache of embedded models")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    _add_runtime_args(p)
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes sharing the runs of one seed (tofu)")
     p.add_argument("--out", required=True, help="output folder (must be new or empty)")
