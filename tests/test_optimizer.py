@@ -57,7 +57,7 @@ def test_per_group_learning_rates() -> None:
     cr, cf = closures(model, make_task(0))
     before = _snapshot(model)
     opt = NGDiffOptimizer([{"params": model.fc1.parameters(), "lr": 0.1},
-                           {"params": model.fc2.parameters(), "lr": 0.0 + 1e-9}],
+                           {"params": model.fc2.parameters(), "lr": 1e-9}],
                           autolr=False, backend="torch")
     opt.step(cr, cf)
     after = _snapshot(model)
