@@ -158,13 +158,24 @@ class QuantizedTensor:
 
         The product ``table[c]·absmax`` is formed in float32 and rounded once to ``dtype``.
         """
+        return self.dequantize_slice(0, self.numel(), dtype).view(self.shape)
+
+    def dequantize_slice(self, start: int, stop: int, dtype: torch.dtype | None = None) -> Tensor:
+        """Elements ``start:stop`` of the flattened ``x̃`` (same values as :meth:`dequantize`),
+        formed without a tensor-sized temporary: ``table[c_i]·absmax[i // 256]`` in float32,
+        rounded once to ``dtype`` (default: the original dtype)."""
         out_dtype = self.dtype if dtype is None else dtype
         n = self.numel()
-        if n == 0:
-            return torch.empty(self.shape, dtype=out_dtype, device=self.device)
-        table = code_table(self.device)
-        scale = self.absmax.repeat_interleave(BLOCK_SIZE)[:n]
-        return (table[self.codes.long()] * scale).to(out_dtype).view(self.shape)
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"slice {start}:{stop} out of range for {n} elements")
+        if start == stop:
+            return torch.empty(0, dtype=out_dtype, device=self.device)
+        b0 = start // BLOCK_SIZE
+        b1 = (stop + BLOCK_SIZE - 1) // BLOCK_SIZE
+        off = start - b0 * BLOCK_SIZE
+        scale = self.absmax[b0:b1].repeat_interleave(BLOCK_SIZE)[off:off + stop - start]
+        values = code_table(self.device)[self.codes[start:stop].long()]
+        return (values * scale).to(out_dtype)
 
     def to_state(self) -> dict[str, Any]:
         """A plain dict (tensors, ints, a dtype name) for ``state_dict``/``torch.save``.

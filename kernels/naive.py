@@ -1,11 +1,14 @@
-"""Float64 per-tensor reference of what each kernel computes (the test oracle).
+"""Float64 per-tensor reference of what each backend operation computes (the test oracle).
 
-Deliberately plain: one tensor at a time, everything promoted to float64, no fusion.
-A retain entry may be a tensor or a :class:`fastngd.compact.QuantizedTensor` (its
-dequantized values, formed in float32 as the kernels do, are used).
+Deliberately plain: one tensor at a time, everything promoted to float64, no fusion, written
+straight from the formulas in :mod:`fastngd.backends.base`. Nothing here writes to its
+inputs: every function returns new float64 tensors. A retain entry may be a tensor or a
+:class:`fastngd.compact.QuantizedTensor` (its dequantized values, formed in float32 as the
+kernels do, are used).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Union
 
@@ -13,10 +16,12 @@ import torch
 from torch import Tensor
 
 from fastngd.compact import QuantizedTensor
+from fastngd.rules.elementwise import combine
 
-__all__ = ["dense", "direction", "gram", "perturb", "update"]
+__all__ = ["advance", "base_update", "dense", "direction", "gram", "perturb", "step"]
 
 Retain = Union[Tensor, QuantizedTensor]
+Row = Sequence[float]
 
 
 def dense(r: Retain) -> Tensor:
@@ -26,41 +31,121 @@ def dense(r: Retain) -> Tensor:
     return r.double()
 
 
-def gram(retain: Sequence[Retain], forget: Sequence[Tensor]) -> Tensor:
-    """``[Σ‖r_i‖², Σ‖f_i‖², Σ r_i·f_i]`` in float64."""
-    out = torch.zeros(3, dtype=torch.float64)
+def gram(retain: Sequence[Retain], forget: Sequence[Tensor], per_tensor: bool = False) -> Tensor:
+    """``[Σ‖r_i‖², Σ‖f_i‖², Σ r_i·f_i]`` in float64, or one row per tensor (``(n, 3)``)."""
+    rows = []
     for r, f in zip(retain, forget):
         rd, fd = dense(r).reshape(-1).cpu(), f.double().reshape(-1).cpu()
-        out += torch.stack([rd @ rd, fd @ fd, rd @ fd])
-    return out
+        rows.append(torch.stack([rd @ rd, fd @ fd, rd @ fd]))
+    out = torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
+    return out if per_tensor else out.sum(0)
 
 
-def direction(r: Retain, f: Tensor, weights: Sequence[float], sago: bool = False) -> Tensor:
-    """``w_R·r − w_F·f`` or, with ``sago``, ``w_R·r`` where ``r·f > 0`` else ``−w_F·f``."""
-    rd, fd = dense(r), f.double()
-    wr, wf = float(weights[0]), float(weights[1])
-    if sago:
-        agree = torch.sign(rd) * torch.sign(fd) > 0
-        return torch.where(agree, wr * rd, -wf * fd)
-    return wr * rd - wf * fd
+def direction(r: Retain, f: Tensor, weights: Row, mode: str = "linear") -> Tensor:
+    """``d = combine(r, f, w_R, w_F, mode)`` in float64 (see :mod:`fastngd.rules.elementwise`)."""
+    return combine(dense(r), f.double(), float(weights[0]), float(weights[1]), mode)
 
 
-def update(
+def base_update(
+    p: Tensor, d: Tensor, state: Sequence[Tensor], hyper: Row, kind: str
+) -> tuple[Tensor, list[Tensor]]:
+    """The update direction ``u`` and the new state of base ``kind`` for one tensor, from
+    the direction ``d``, the parameter ``p`` and the state before the step (float64).
+    ``hyper`` is one row of ``HYPER_COLUMNS = (lr, weight_decay, beta1, beta2, eps, bc1,
+    bc2)``; ``lr`` is not used here."""
+    _, wd, b1, b2, eps, bc1, bc2 = (float(x) for x in hyper)
+    p64, d64 = p.double(), d.double()
+    s64 = [s.double() for s in state]
+    if kind == "sgd":
+        return d64 + wd * p64, []
+    if kind == "momentum":
+        buf = b1 * s64[0] + (d64 + wd * p64)
+        return buf.clone(), [buf]
+    if kind in ("adam", "adamw"):
+        g = d64 + wd * p64 if kind == "adam" else d64
+        m = b1 * s64[0] + (1 - b1) * g
+        v = b2 * s64[1] + (1 - b2) * g * g
+        u = (m / bc1) / (v.sqrt() / math.sqrt(bc2) + eps)
+        if kind == "adamw":
+            u = u + wd * p64
+        return u, [m, v]
+    raise ValueError(f"unknown base {kind!r}")
+
+
+def _per_tensor(
     params: Sequence[Tensor],
     retain: Sequence[Retain],
     forget: Sequence[Tensor],
-    lr: Sequence[float],
-    weights: Sequence[float],
-    sago: bool = False,
-) -> list[Tensor]:
-    """New parameters ``p_i − lr_i·d_i`` in float64 (``p_i`` unchanged where lr_i == 0)."""
-    out = []
-    for p, r, f, eta in zip(params, retain, forget, lr):
-        if float(eta) == 0.0:
-            out.append(p.double().clone())
-        else:
-            out.append(p.double() - float(eta) * direction(r, f, weights, sago))
-    return out
+    state: Sequence[Sequence[Tensor]],
+    hyper: Tensor,
+    weights: Tensor,
+    kind: str,
+    mode: str,
+) -> tuple[list[Tensor], list[list[Tensor]], Tensor, list[bool]]:
+    """``u_i``, the new state and ``[Σ r·u, Σ f·u]``; skipped rows (lr 0) keep their state
+    and get ``u = 0``."""
+    hyper64, w64 = hyper.double().cpu(), weights.double().cpu()
+    us: list[Tensor] = []
+    new_state: list[list[Tensor]] = [[] for _ in state]
+    products = torch.zeros(2, dtype=torch.float64)
+    live = []
+    for i, (p, r, f) in enumerate(zip(params, retain, forget)):
+        old = [s[i] for s in state]
+        ok = float(hyper64[i, 0]) != 0.0
+        live.append(ok)
+        if not ok:
+            us.append(torch.zeros_like(p, dtype=torch.float64))
+            for k, s in enumerate(old):
+                new_state[k].append(s.double().clone())
+            continue
+        d = direction(r, f, w64[i].tolist(), mode)
+        u, s_new = base_update(p, d, old, hyper64[i].tolist(), kind)
+        us.append(u)
+        for k, s in enumerate(s_new):
+            new_state[k].append(s)
+        products += torch.stack([(dense(r) * u).sum(), (f.double() * u).sum()]).cpu()
+    return us, new_state, products, live
+
+
+def step(
+    params: Sequence[Tensor],
+    retain: Sequence[Retain],
+    forget: Sequence[Tensor],
+    state: Sequence[Sequence[Tensor]],
+    hyper: Tensor,
+    weights: Tensor,
+    kind: str,
+    mode: str = "linear",
+) -> tuple[list[Tensor], list[list[Tensor]], Tensor]:
+    """What :meth:`Backend.step` computes: ``(new params, new state, [Σ r·u, Σ f·u])``, all
+    float64 (``p − lr·u``; skipped rows unchanged)."""
+    us, new_state, products, live = _per_tensor(
+        params, retain, forget, state, hyper, weights, kind, mode
+    )
+    lrs = hyper.double().cpu()[:, 0].tolist()
+    new_params = [
+        p.double() - lr * u if ok else p.double().clone()
+        for p, u, lr, ok in zip(params, us, lrs, live)
+    ]
+    return new_params, new_state, products
+
+
+def advance(
+    params: Sequence[Tensor],
+    retain: Sequence[Retain],
+    forget: Sequence[Tensor],
+    state: Sequence[Sequence[Tensor]],
+    hyper: Tensor,
+    weights: Tensor,
+    kind: str,
+    mode: str = "linear",
+) -> tuple[list[Tensor], list[list[Tensor]], Tensor]:
+    """What :meth:`Backend.advance_and_backup` computes: ``(u, new state, [Σ r·u, Σ f·u])``
+    in float64 (``u = 0`` and the state kept on skipped rows)."""
+    us, new_state, products, _ = _per_tensor(
+        params, retain, forget, state, hyper, weights, kind, mode
+    )
+    return us, new_state, products
 
 
 def perturb(

@@ -46,7 +46,6 @@ from fastngd.compact import (
     BLOCK_SIZE,
     QuantizedTensor,
     encode_blocks,
-    code_table,
     num_blocks,
     quantize_blockwise,
 )
@@ -240,21 +239,13 @@ def _plan(tensor_lists: Sequence[Sequence[Any]], size: int, keys: Optional[Seque
 
 
 # ---------------------------------------------------------------------------- reading
-def _dequant_slice(q: QuantizedTensor, s: int, e: int) -> Tensor:
-    """Elements ``s:e`` of ``q.dequantize()`` (same values, flat), without the whole tensor."""
-    b0 = s // BLOCK_SIZE
-    b1 = (e + BLOCK_SIZE - 1) // BLOCK_SIZE
-    scale = q.absmax[b0:b1].repeat_interleave(BLOCK_SIZE)[s - b0 * BLOCK_SIZE:e - b0 * BLOCK_SIZE]
-    return (code_table(q.device)[q.codes[s:e].long()] * scale).to(q.dtype)
-
-
 def _region(t: Any, s: Optional[int], e: Optional[int]) -> Tensor:
     """The item's region of ``t``: a flat slice, or the whole tensor (shape kept)."""
     if isinstance(t, Tensor):
         return t if s is None else t.view(-1)[s:e]
     if s is None:
         return t.dequantize()
-    return _dequant_slice(t, s, e)  # type: ignore[arg-type]
+    return t.dequantize_slice(s, e)
 
 
 def _read(t: Any, s: Optional[int], e: Optional[int], acc: torch.dtype) -> Tensor:
