@@ -1,18 +1,20 @@
 """GeN automatic learning rate: a quadratic fit of the retain loss along the update.
 
-Along the update direction ``d`` the retain loss is modelled as
-``L_R(θ − η·d) ≈ L₀ − η·G + ½·η²·C`` with ``G = g_Rᵀd`` and ``C = dᵀH_R d``; its minimiser is
-``η* = G/C``. Both come from two extra forward passes at ``θ ∓ ξ·d`` with ``ξ`` the current
-learning rate:
+Along the update ``u`` the base takes (``u = d`` for ``base="sgd"``) the retain loss is
+modelled as ``L_R(θ − η·u) ≈ L₀ − η·G + ½·η²·C`` with ``G = g_Rᵀu`` and ``C = uᵀH_R u``; its
+minimiser is ``η* = G/C``. Both come from two extra forward passes at ``θ ∓ ξ·u`` with ``ξ``
+the current learning rate:
 
-    L₊ = L_R(θ − ξd),  L₋ = L_R(θ + ξd)
+    L₊ = L_R(θ − ξu),  L₋ = L_R(θ + ξu)
     G ≈ (L₋ − L₊)/(2ξ),  C ≈ (L₊ − 2L₀ + L₋)/ξ²,  η* = G/C.
 
 The fit is accepted only when ``G > 0`` and ``C > 0`` (and all losses are finite); then
 ``η ← ema·η + (1 − ema)·clip(κ·η*, lo·η, hi·η)``, otherwise ``η`` is kept. Defaults follow the
 GeN reference: ``ema = 0.9``, ``[lo, hi] = [1/2, 2]``, ``κ = 1``. ``κ`` in ``(0, 2)`` scales the
 fitted step: ``η*`` minimises L_R and is therefore conservative about forgetting, while any
-``η < 2η*`` still decreases the quadratic model of L_R.
+``η < 2η*`` still decreases the quadratic model of L_R. A probe whose loss is not finite
+means the step would overflow: the step is not taken and the rate is multiplied by
+``shrink`` (1/2). The probing procedure itself is :class:`fastngd.step_sizes.GeNStep`.
 
 Everything here is in units of the probe step, ``t = η/ξ``, so it applies unchanged when
 parameter groups have different learning rates (the fit rescales all of them together).
@@ -36,12 +38,14 @@ class GeNConfig:
         ema: weight of the old learning rate in the moving average.
         clip: ``(lo, hi)``: the fitted rate is clipped to ``[lo·η, hi·η]`` before averaging.
         scale: ``κ``, multiplies the fitted rate ``η*`` (``0 < κ < 2``).
+        shrink: multiplies the rate when a probe loss is not finite (``0 < shrink < 1``).
     """
 
     every: int = 10
     ema: float = 0.9
     clip: tuple[float, float] = (0.5, 2.0)
     scale: float = 1.0
+    shrink: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.every, int) or self.every < 1:
@@ -53,6 +57,8 @@ class GeNConfig:
             raise ValueError(f"autolr_clip must satisfy 0 < lo <= 1 <= hi, got {self.clip}")
         if not 0.0 < self.scale < 2.0:
             raise ValueError(f"autolr_scale must be in (0, 2), got {self.scale}")
+        if not 0.0 < self.shrink < 1.0:
+            raise ValueError(f"the GeN shrink factor must be in (0, 1), got {self.shrink}")
 
 
 def gen_fit(l0: Tensor, l_plus: Tensor, l_minus: Tensor) -> tuple[Tensor, Tensor, Tensor]:

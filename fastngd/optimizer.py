@@ -1,32 +1,53 @@
-"""``NGDiffOptimizer``: two-task unlearning steps with pluggable combine rules and GeN AutoLR.
+"""``NGDiffOptimizer``: two-task unlearning steps in three layers — direction, base update,
+step size.
 
 One step (see :meth:`NGDiffOptimizer.step`):
 
 1. ``L_R = closure_retain()``, backward; the fresh ``p.grad`` *is* g_R and is moved into the
    optimizer state (no copy);
 2. ``L_F = closure_forget()``, backward into a fresh ``p.grad`` = g_F;
-3. the Gram scalars ``rr = ‖g_R‖², ff = ‖g_F‖², rf = g_R·g_F`` over every parameter;
-4. the combine rule gives ``(w_R, w_F)``, the direction is ``d = w_R·g_R − w_F·g_F``;
-5. every ``autolr_every`` calls, GeN fits the learning rate from two probes of L_R at
-   ``θ ∓ ξd`` (``θ`` backed up in the then-free gradient buffer, restored bit-exactly);
-6. ``θ ← θ − η·d``.
+3. the Gram scalars ``rr = ‖g_R‖², ff = ‖g_F‖², rf = g_R·g_F`` over every parameter
+   (:mod:`fastngd.reduction`; one collective under ``torchrun``);
+4. **direction**: the combine rule (:mod:`fastngd.rules`) gives ``(w_R, w_F)`` and
+   ``d = w_R·g_R − w_F·g_F`` (or a per-coordinate SAGO mask);
+5. the skip decision (:func:`fastngd.stats.skip_flags`): a NaN/Inf anywhere skips the step;
+6. **base update** (:mod:`fastngd.bases`): ``u`` from ``d`` and the base's state (``u = d`` for
+   ``"sgd"``; momentum; Adam/AdamW with torch's semantics);
+7. **step size** (:mod:`fastngd.step_sizes`): ``θ ← θ − η·u`` with a fixed η, or η refitted
+   by GeN from two probes of L_R along ``u`` (θ backed up in the then-free gradient buffer,
+   restored bit-exactly).
 
 Memory: besides the parameters and their one ``.grad``, exact mode holds one gradient-sized
-buffer (g_R), GeN included; ``retain_storage="int8"`` stores g_R as 8-bit blockwise codes.
+buffer (g_R) and the base's state, GeN included; ``retain_storage="int8"`` stores g_R as
+8-bit blockwise codes.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Callable, Iterable, Optional, Union
+import math
+from collections.abc import Iterable
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
 
-from .autolr import GeNConfig, gen_rescale
 from . import distributed as fdist
-from .backends import Backend, accumulation_dtype, get_backend
+from .autolr import GeNConfig
+from .backends import Backend, get_backend, scalar_dtype
+from .bases import GROUP_KEYS, BaseUpdate, get_base
+from .closures import backward_into, check_loss
+from .reduction import Reduced, reduce_gram
 from .rules import CombineRule, get_rule
-from .stats import StepStats
+from .stats import (
+    SKIP_FORGET_LOSS,
+    SKIP_GRAM,
+    SKIP_LR,
+    SKIP_RETAIN_LOSS,
+    SKIP_WEIGHTS,
+    StepStats,
+    skip_flags,
+)
+from .step_sizes import StepContext, StepSize, StepSizeResult, get_step_size
+from .update import Bucket, UpdatePass, gather_buckets
 
 __all__ = ["NGDiffOptimizer"]
 
@@ -34,58 +55,49 @@ Closure = Callable[[], Tensor]
 ParamsT = Union[Iterable[Tensor], Iterable[dict[str, Any]]]
 
 _RETAIN = "retain_grad"
+#: rule names of older checkpoints that mean the same rule today.
+_LEGACY_RULE_NAMES = {"gdiff": "gdiff-0.5"}
 
 
-def _check_loss(loss: Any, who: str) -> Tensor:
-    if not isinstance(loss, Tensor):
-        raise TypeError(f"{who} must return a scalar torch.Tensor, got {type(loss).__name__}")
-    if loss.numel() != 1:
-        raise ValueError(f"{who} must return a scalar loss, got shape {tuple(loss.shape)}")
-    if not loss.is_floating_point():
-        raise TypeError(f"{who} must return a floating-point loss, got {loss.dtype}")
-    return loss.reshape(())
-
-
-class _Bucket:
-    """Tensors of one (device, dtype): what a backend call operates on."""
-
-    __slots__ = ("device", "dtype", "sharded", "params", "retain", "forget", "lrs")
-
-    def __init__(self, device: torch.device, dtype: torch.dtype, sharded: bool) -> None:
-        self.device, self.dtype, self.sharded = device, dtype, sharded
-        self.params: list[Tensor] = []
-        self.retain: list[Any] = []
-        self.forget: list[Tensor] = []
-        self.lrs: list[float] = []
-
-    def lr_tensor(self, factor: Tensor) -> Tensor:
-        """Per-tensor learning rates ``lr_i·factor`` on the bucket's device."""
-        acc = accumulation_dtype(self.dtype)
-        base = torch.tensor(self.lrs, dtype=acc).to(self.device, non_blocking=True)
-        return base * factor.to(device=self.device, dtype=acc)
+def _check_lr(lr: Any, where: str) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"{where} must be a finite positive number, got {lr!r}")
+    return float(lr)
 
 
 class NGDiffOptimizer(torch.optim.Optimizer):
     """Normalized gradient difference (and every two-task rule) as a ``torch.optim.Optimizer``.
 
     Args:
-        params: parameters or parameter groups (each group may set its own ``lr``).
-        lr: the learning rate η of ``θ ← θ − η·d`` (the initial one when ``autolr``).
+        params: parameters or parameter groups (each group may set its own ``lr`` and base
+            hyper-parameters, like torch's optimizers).
+        lr: the learning rate η of ``θ ← θ − η·u`` (the initial one when ``autolr``).
         rule: the combine rule, one of :data:`fastngd.rules.RULES` (``"ngdiff"``, ``"gdiff"``,
             ``"gd"``, ``"ga"``, ``"lossnorm"``, ``"rlw"``, ``"pcgrad"``, ``"pcgrad_retain"``,
-            ``"imtlg"``, ``"mgda"``, ``"sago"``); global to all groups.
+            ``"imtlg"``, ``"mgda"``, ``"sago"`` and the ``"surgery_*"`` strategies); global to
+            all groups.
+        base: the base update under the direction, one of :data:`fastngd.BASES`: ``"sgd"``
+            (``u = d``, the default), ``"momentum"``, ``"adam"``, ``"adamw"`` (torch's
+            semantics with ``d`` in place of the gradient; see :mod:`fastngd.bases`).
+        momentum: μ of ``base="momentum"`` (default 0.9).
+        betas, eps: Adam's ``(β₁, β₂)`` (default (0.9, 0.999)) and ε (default 1e-8).
+        weight_decay: L2 decay (``sgd``, ``momentum``, ``adam``; default 0) or decoupled decay
+            (``adamw``; default 1e-2).
         rule_options: options of the rule, e.g. ``{"c": 0.9}`` for ``gdiff``.
-        autolr: fit the learning rate with GeN (needs ``closure_retain``).
+        autolr: fit the learning rate with GeN (needs ``closure_retain``); the same as
+            ``step_size="gen"`` (``False``: ``"fixed"``).
         autolr_every: fit every this many calls of :meth:`step`.
         autolr_ema, autolr_clip, autolr_scale: see :class:`fastngd.autolr.GeNConfig`.
+        step_size: a name of :data:`fastngd.step_sizes.STEP_SIZES` or a
+            :class:`fastngd.step_sizes.StepSize`; overrides ``autolr`` when given.
         backend: ``"auto"`` (Triton on CUDA when available, else torch), ``"torch"``,
             ``"triton"``.
         retain_storage: ``"exact"`` (g_R kept as is) or ``"int8"`` (8-bit blockwise codes).
         seed: seeds the generator of randomised rules (``rlw``).
 
-    With ``autolr``, the learning rate applied to group ``k`` is ``group["lr"] × lr_scale``,
-    where ``lr_scale`` (initially 1) is what GeN fits; schedulers may still edit
-    ``group["lr"]``.
+    The learning rate applied to group ``k`` is ``group["lr"] × lr_scale``, where
+    ``lr_scale`` (initially 1) is what GeN fits; schedulers may still edit ``group["lr"]``
+    (a non-finite value then skips the step, with its reason in the statistics).
     """
 
     def __init__(
@@ -94,49 +106,73 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         lr: float = 1e-3,
         rule: str = "ngdiff",
         *,
+        base: str = "sgd",
+        momentum: Optional[float] = None,
+        betas: Optional[tuple[float, float]] = None,
+        eps: Optional[float] = None,
+        weight_decay: Optional[float] = None,
         rule_options: Optional[dict[str, Any]] = None,
         autolr: bool = True,
         autolr_every: int = 10,
         autolr_ema: float = 0.9,
         autolr_clip: tuple[float, float] = (0.5, 2.0),
         autolr_scale: float = 1.0,
+        step_size: Union[str, StepSize, None] = None,
         backend: str = "auto",
         retain_storage: str = "exact",
         seed: int = 0,
     ) -> None:
-        if not isinstance(lr, (int, float)) or not lr > 0 or lr != lr or lr == float("inf"):
-            raise ValueError(f"lr must be a finite positive number, got {lr!r}")
+        lr = _check_lr(lr, "lr")
         if retain_storage not in ("exact", "int8"):
             raise ValueError(f"retain_storage must be 'exact' or 'int8', got {retain_storage!r}")
         self.rule: CombineRule = get_rule(rule, **(rule_options or {}))
-        self.autolr = bool(autolr)
+        self.base: BaseUpdate = get_base(base)
+        defaults = self._defaults(lr, momentum=momentum, betas=betas, eps=eps,
+                                  weight_decay=weight_decay)
         lo, hi = autolr_clip
         self.gen_config = GeNConfig(
             every=autolr_every, ema=autolr_ema, clip=(float(lo), float(hi)), scale=autolr_scale
         )
+        if isinstance(step_size, StepSize):
+            self.step_size: StepSize = step_size
+        else:
+            name = step_size if step_size is not None else ("gen" if autolr else "fixed")
+            self.step_size = get_step_size(name, self.gen_config)
         self.backend_name = backend
         self.retain_storage = retain_storage
-        super().__init__(params, {"lr": float(lr)})
-        for group in self.param_groups:
-            if not isinstance(group["lr"], (int, float)) or not group["lr"] > 0:
-                raise ValueError(f"every group lr must be a positive number, got {group['lr']!r}")
-        first = self.param_groups[0]["params"][0]
-        self._device = first.device
+        super().__init__(params, defaults)
+        first = next((p for g in self.param_groups for p in g["params"]), None)
+        if first is None:
+            raise ValueError("NGDiffOptimizer got no parameters (every group is empty)")
+        self._device = fdist.local_view(first.detach()).device
         get_backend(backend, self._device)  # fail early on an unusable backend
         self._backends: dict[torch.device, Backend] = {}
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(int(seed))
         self._global: dict[str, Any] = {
             "step": torch.zeros((), dtype=torch.int64, device=self._device),
-            "lr_scale": torch.ones(
-                (), dtype=torch.float32 if self._device.type == "mps" else torch.float64,
-                device=self._device,
-            ),
+            "lr_scale": torch.ones((), dtype=scalar_dtype(self._device), device=self._device),
             "calls": 0,
         }
         self._stashed_loss: Optional[Tensor] = None
 
+    def _defaults(self, lr: float, **given: Any) -> dict[str, Any]:
+        """``lr`` and the base's per-group hyper-parameters, the given ones overriding the
+        base's defaults; ``ValueError`` for a value the base does not use or a bad one."""
+        defaults: dict[str, Any] = {"lr": lr, **self.base.defaults}
+        for key, value in given.items():
+            if value is None:
+                continue
+            defaults[key] = tuple(value) if key == "betas" and isinstance(value, list) else value
+        self.base.validate(defaults)
+        return defaults
+
     # ------------------------------------------------------------------ public API
+    @property
+    def autolr(self) -> bool:
+        """Whether the step size probes (GeN)."""
+        return self.step_size.name != "fixed"
+
     @property
     def lr_scale(self) -> Tensor:
         """The GeN multiplier of every group's ``lr`` (a 0-d device tensor)."""
@@ -144,8 +180,29 @@ class NGDiffOptimizer(torch.optim.Optimizer):
 
     @property
     def num_steps(self) -> Tensor:
-        """Number of applied (not skipped) steps, as a 0-d device tensor."""
+        """Number of steps whose update was applied (not skipped), as a 0-d device tensor."""
         return self._global["step"]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.add_param_group`` with checks: ``ValueError`` for a
+        parameter listed twice (in this group or another), a group ``lr`` that is not a
+        finite positive number, or a bad base hyper-parameter."""
+        params = param_group.get("params")
+        if isinstance(params, Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, set):
+            params = list(params)
+            if len({id(p) for p in params}) != len(params):
+                raise ValueError("a parameter group lists the same tensor more than once")
+        param_group = {**param_group, "params": params}
+        if "lr" in param_group:
+            _check_lr(param_group["lr"], "every group lr")
+        super().add_param_group(param_group)
+        try:
+            self.base.validate(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     def step(  # type: ignore[override]
         self,
@@ -158,7 +215,8 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         forget loss L_F (to increase), each a scalar tensor built from the current
         parameters. They must not call ``backward`` (the optimizer does) and should be
         deterministic (same batch, no dropout) because GeN calls ``closure_retain`` again to
-        probe. On return every managed ``.grad`` is ``None``.
+        probe. A closure whose loss reaches none of the optimizer's parameters is an error.
+        On return every managed ``.grad`` is ``None``.
 
         Called with no closures, this is :meth:`step_from_grads` (for code that computes the
         gradients itself, such as gradient accumulation or ``accelerate``).
@@ -169,14 +227,15 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             raise ValueError("pass both closure_retain and closure_forget, or neither")
         self._clear_grads()
         self.discard_retain_grad()
-        with torch.enable_grad():
-            loss_r = _check_loss(closure_retain(), "closure_retain")
-            self._backward(loss_r, "closure_retain")
-        self.stash_retain_grad(loss_r)
+        managed = self._managed()
         try:
             with torch.enable_grad():
-                loss_f = _check_loss(closure_forget(), "closure_forget")
-                self._backward(loss_f, "closure_forget")
+                loss_r = check_loss(closure_retain(), "closure_retain")
+                backward_into(loss_r, "closure_retain", managed)
+            self.stash_retain_grad(loss_r)
+            with torch.enable_grad():
+                loss_f = check_loss(closure_forget(), "closure_forget")
+                backward_into(loss_f, "closure_forget", managed)
         except BaseException:
             self.discard_retain_grad()
             self._clear_grads()
@@ -220,7 +279,8 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         """Drop a stashed retain gradient (e.g. after an aborted step)."""
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p].pop(_RETAIN, None) if p in self.state else None
+                if p in self.state:
+                    self.state[p].pop(_RETAIN, None)
         self._stashed_loss = None
 
     def step_from_grads(
@@ -244,8 +304,9 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             self._clear_grads()
 
     def state_dict(self) -> dict[str, Any]:
-        """``torch.optim.Optimizer.state_dict`` plus the global state under ``"ngdiff"``
-        (step count, GeN learning-rate scale, call counter, RNG state)."""
+        """``torch.optim.Optimizer.state_dict`` (the base's per-parameter state included)
+        plus the global state under ``"ngdiff"`` (step count, GeN learning-rate scale, call
+        counter, RNG state, rule, base and step-size state)."""
         sd = super().state_dict()
         sd["ngdiff"] = {
             "step": self._global["step"].clone(),
@@ -253,27 +314,69 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             "calls": self._global["calls"],
             "rng_state": self._generator.get_state(),
             "rule": self.rule.name,
+            "base": self.base.name,
+            "step_size": {"name": self.step_size.name, **self.step_size.state_dict()},
         }
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`; later steps are bit-identical to the original run."""
+        """Inverse of :meth:`state_dict`; later steps are bit-identical to the original run.
+
+        The base's state keeps its own dtype (float32 moments of bf16 parameters are not
+        cast to bf16 as ``torch.optim.Optimizer`` would)."""
         state_dict = dict(state_dict)
         extra = state_dict.pop("ngdiff", None)
         if extra is None:
             raise ValueError("state_dict has no 'ngdiff' entry: not from an NGDiffOptimizer")
-        if extra["rule"] != self.rule.name:
+        self._check_compatible(extra)
+        state_dict["state"], kept = self._split_base_state(state_dict.get("state", {}))
+        super().load_state_dict(state_dict)
+        self._restore_base_state(state_dict, kept)
+        self._global = {
+            "step": extra["step"].to(self._device).clone(),
+            "lr_scale": extra["lr_scale"].to(self._device, scalar_dtype(self._device)).clone(),
+            "calls": int(extra["calls"]),
+        }
+        self._generator.set_state(extra["rng_state"])
+        self.step_size.load_state_dict(
+            {k: v for k, v in extra.get("step_size", {}).items() if k != "name"})
+
+    # ------------------------------------------------------------------ state_dict parts
+    def _check_compatible(self, extra: dict[str, Any]) -> None:
+        rule = _LEGACY_RULE_NAMES.get(extra["rule"], extra["rule"])
+        if rule != self.rule.name:
             raise ValueError(
                 f"state_dict was saved with rule {extra['rule']!r}, this optimizer uses "
                 f"{self.rule.name!r}"
             )
-        super().load_state_dict(state_dict)
-        self._global = {
-            "step": extra["step"].to(self._device).clone(),
-            "lr_scale": extra["lr_scale"].to(self._device).clone(),
-            "calls": int(extra["calls"]),
-        }
-        self._generator.set_state(extra["rng_state"])
+        base = extra.get("base", "sgd")
+        if base != self.base.name:
+            raise ValueError(
+                f"state_dict was saved with base {base!r}, this optimizer uses {self.base.name!r}"
+            )
+
+    def _split_base_state(self, state: dict[Any, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
+        """``(rest, base)``: the per-parameter state without, and with only, the base's
+        buffers (which ``Optimizer.load_state_dict`` would cast to the parameter dtype)."""
+        names = set(self.base.state_names) | ({"step"} if self.base.counts_steps else set())
+        rest, kept = {}, {}
+        for pid, entries in state.items():
+            rest[pid] = {k: v for k, v in entries.items() if k not in names}
+            kept[pid] = {k: v for k, v in entries.items() if k in names}
+        return rest, kept
+
+    def _restore_base_state(self, state_dict: dict[str, Any], kept: dict[Any, Any]) -> None:
+        saved_ids = [pid for g in state_dict["param_groups"] for pid in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        by_id = dict(zip(saved_ids, params))
+        for pid, entries in kept.items():
+            if pid not in by_id or not entries:
+                continue
+            p = by_id[pid]
+            fresh = self.base.init_state(p)
+            for name, value in entries.items():
+                like = fresh[name]
+                self.state[p][name] = value.to(device=like.device, dtype=like.dtype).clone()
 
     # ------------------------------------------------------------------ internals
     def _backend_for(self, device: torch.device) -> Backend:
@@ -281,51 +384,59 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             self._backends[device] = get_backend(self.backend_name, device)
         return self._backends[device]
 
-    @staticmethod
-    def _backward(loss: Tensor, who: str) -> None:
-        if not loss.requires_grad:
-            raise ValueError(f"the loss from {who} does not depend on any trainable parameter")
-        loss.backward()
+    def _managed(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
 
     def _clear_grads(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None
 
-    def _buckets(self) -> "OrderedDict[tuple[torch.device, torch.dtype, bool], _Bucket]":
-        """Group the managed tensors (local shards for DTensors) by device, dtype, sharding."""
-        buckets: OrderedDict[tuple[torch.device, torch.dtype, bool], _Bucket] = OrderedDict()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if not p.requires_grad:
-                    continue
-                g_r = self.state[p].get(_RETAIN) if p in self.state else None
-                g_f = p.grad
-                if g_r is None and g_f is None:
-                    continue
-                if g_f is not None and g_f.is_sparse:
-                    raise TypeError("NGDiffOptimizer does not support sparse gradients")
-                sharded = fdist.is_sharded(p)
-                local = fdist.local_view(p.detach())
-                g_f = torch.zeros_like(local) if g_f is None else fdist.local_view(g_f)
-                if g_r is None:
-                    g_r = torch.zeros_like(local)
-                elif isinstance(g_r, Tensor):
-                    g_r = fdist.local_view(g_r)
-                if g_f.dtype != local.dtype or g_f.shape != local.shape:
-                    raise TypeError(
-                        f"gradient of dtype {g_f.dtype} / shape {tuple(g_f.shape)} does not "
-                        f"match its parameter ({local.dtype}, {tuple(local.shape)})"
-                    )
-                key = (local.device, local.dtype, sharded)
-                if key not in buckets:
-                    buckets[key] = _Bucket(local.device, local.dtype, sharded)
-                b = buckets[key]
-                b.params.append(local)
-                b.retain.append(g_r)
-                b.forget.append(g_f)
-                b.lrs.append(float(group["lr"]))
-        return buckets
+    def _losses(self, loss_retain: Optional[Tensor], loss_forget: Optional[Tensor]) -> Tensor:
+        sd, dev = scalar_dtype(self._device), self._device
+
+        def as_loss(x: Optional[Tensor]) -> Tensor:
+            if x is None:
+                return torch.zeros((), dtype=sd, device=dev)
+            return x.detach().reshape(()).to(dev, sd)
+
+        return torch.stack([as_loss(loss_retain), as_loss(loss_forget)])
+
+    def _weights(self, reduced: Reduced, buckets: list[Bucket]) -> Tensor:
+        """The rule's weights (``(2,)``, or ``(N, 2)`` for per-tensor rules), also set on
+        every bucket as its ``(n, 2)`` table."""
+        if self.rule.random:
+            noise = torch.randn(2, generator=self._generator, dtype=torch.float32)
+            noise = noise.to(self._device, reduced.gram.dtype, non_blocking=True)
+        else:
+            noise = torch.zeros(2, dtype=reduced.gram.dtype, device=self._device)
+        source = reduced.rows if self.rule.per_tensor else reduced.gram
+        weights = self.rule.weights(source, reduced.losses, noise)  # type: ignore[arg-type]
+        start = 0
+        for b in buckets:
+            rows = weights[start:start + len(b)] if self.rule.per_tensor else weights.expand(len(b), 2)
+            b.weights = rows.to(device=b.device, dtype=scalar_dtype(b.device)).contiguous()
+            start += len(b)
+        return weights
+
+    def _skip_flags(self, reduced: Reduced, weights: Tensor) -> Tensor:
+        """The step's skip flags: non-finite losses, Gram scalars, weights or learning rate."""
+        lrs = [float(g["lr"]) for g in self.param_groups]
+        scale = self._global["lr_scale"]
+        if all(math.isfinite(x) for x in lrs):
+            lr_bad = ~torch.isfinite(scale * max(abs(x) for x in lrs))
+        else:
+            lr_bad = torch.ones((), dtype=torch.bool, device=self._device)
+        gram_bad = ~torch.isfinite(reduced.gram).all()
+        if reduced.rows is not None:
+            gram_bad = gram_bad | ~torch.isfinite(reduced.rows).all()
+        return skip_flags({
+            SKIP_RETAIN_LOSS: ~torch.isfinite(reduced.losses[0]),
+            SKIP_FORGET_LOSS: ~torch.isfinite(reduced.losses[1]),
+            SKIP_GRAM: gram_bad,
+            SKIP_WEIGHTS: ~torch.isfinite(weights).all(),
+            SKIP_LR: lr_bad,
+        })
 
     def _apply(
         self,
@@ -333,123 +444,122 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         loss_forget: Optional[Tensor],
         closure_retain: Optional[Closure],
     ) -> StepStats:
-        gen_due = self.autolr and self._global["calls"] % self.gen_config.every == 0
-        if gen_due and (closure_retain is None or loss_retain is None):
+        calls = self._global["calls"]
+        if self.step_size.probes(calls) and (closure_retain is None or loss_retain is None):
             raise ValueError(
                 "autolr=True needs closure_retain and the retain loss to fit the learning "
                 "rate; pass them to step_from_grads(), or construct with autolr=False"
             )
-        buckets = self._buckets()
+        if self.rule.needs_losses and (loss_retain is None or loss_forget is None):
+            raise ValueError(f"rule {self.rule.name!r} needs both losses")
+        buckets = list(gather_buckets(self.param_groups, self.state, self.base, _RETAIN).values())
         if not buckets:
             raise RuntimeError("no parameter has a gradient: did the closures use the model?")
-        dev = self._device
-        acc = (
-            torch.float64
-            if all(b.dtype == torch.float64 for b in buckets.values())
-            else torch.float32
-        )
-        fit = torch.float32 if dev.type == "mps" else torch.float64
-        world = fdist.world_size()
-        gram_local = torch.zeros(3, dtype=acc, device=dev)
-        gram_sharded = torch.zeros(3, dtype=fit, device=dev)
-        for b in buckets.values():
-            part = self._backend_for(b.device).gram(b.retain, b.forget).to(dev)
-            if b.sharded:
-                gram_sharded = gram_sharded + part.to(fit)
-            else:
-                gram_local = gram_local + part.to(acc)
-
-        def as_loss(x: Optional[Tensor]) -> Tensor:
-            if x is None:
-                return torch.zeros((), dtype=fit, device=dev)
-            return x.detach().reshape(()).to(dev, fit)
-
-        losses = torch.stack([as_loss(loss_retain), as_loss(loss_forget)])
-        if world > 1:  # one collective: sharded Gram partials and the two losses
-            reduced = fdist.all_reduce_sum(torch.cat([gram_sharded, losses]))
-            gram_sharded, losses = reduced[:3], reduced[3:] / world
-        gram = gram_local + gram_sharded.to(acc)
-        if self.rule.name == "lossnorm" and (loss_retain is None or loss_forget is None):
-            raise ValueError("rule 'lossnorm' needs both losses")
-        if self.rule.random:
-            noise = torch.randn(2, generator=self._generator, dtype=torch.float32)
-            noise = noise.to(dev, acc, non_blocking=True)
-        else:
-            noise = torch.zeros(2, dtype=acc, device=dev)
-        weights = self.rule.weights(gram, losses, noise)
-
-        flags = (
-            (~torch.isfinite(losses[0])).long()
-            | ((~torch.isfinite(losses[1])).long() << 1)
-            | ((~torch.isfinite(gram).all()).long() << 2)
-            | ((~torch.isfinite(weights).all()).long() << 3)
-        )
+        reduced = reduce_gram(buckets, self._backend_for, self.rule.per_tensor,
+                              self._losses(loss_retain, loss_forget), self._device)
+        weights = self._weights(reduced, buckets)
+        flags = self._skip_flags(reduced, weights)
         ok = flags == 0
-        weights = torch.where(ok, weights, torch.zeros_like(weights))
-        okf = ok.to(self._global["lr_scale"].dtype)
-        scale = self._global["lr_scale"]
-        sago = self.rule.elementwise
+        run = UpdatePass(self.base, buckets, self._backend_for, self.rule.mode, ok)
+        products = _Products(run, reduced, self.base, self.rule, buckets)
+        ctx = StepContext(closure_retain, reduced.losses[0], self._global["lr_scale"], ok, calls,
+                          products.reduce_probes)
+        try:
+            result = self.step_size.apply(run, ctx)
+        finally:
+            run.finish()
+        self._global["step"] = self._global["step"] + (ok & (result.applied > 0)).long()
+        self._global["lr_scale"] = result.lr_scale
+        self._global["calls"] = calls + 1
+        return self._stats(reduced, weights, flags, result, products.total())
 
-        lr_updated = torch.zeros((), dtype=torch.bool, device=dev)
-        probe_losses: Optional[Tensor] = None
-        if not gen_due:
-            for b in buckets.values():
-                self._backend_for(b.device).update(
-                    b.params, b.retain, b.forget, b.lr_tensor(scale * okf),
-                    weights.to(b.device, accumulation_dtype(b.dtype)), sago,
-                )
-        else:
-            assert closure_retain is not None and loss_retain is not None
-            saved = []
-            for b in buckets.values():
-                d, bk = self._backend_for(b.device).direction_and_backup(
-                    b.params, b.retain, b.forget,
-                    weights.to(b.device, accumulation_dtype(b.dtype)), sago,
-                )
-                saved.append((b, d, bk))
-
-            def move(factor: Tensor) -> None:
-                for b, d, bk in saved:
-                    self._backend_for(b.device).perturb(b.params, bk, d, b.lr_tensor(factor))
-
-            try:
-                with torch.no_grad():
-                    move(-scale * okf)
-                    l_plus = _check_loss(closure_retain(), "closure_retain").detach()
-                    move(scale * okf)
-                    l_minus = _check_loss(closure_retain(), "closure_retain").detach()
-            except BaseException:
-                move(torch.zeros((), device=dev))
-                raise
-            probes = torch.stack([l_plus.to(dev, fit), l_minus.to(dev, fit)])
-            if world > 1:
-                probes = fdist.all_reduce_sum(probes) / world
-            l_plus, l_minus = probes[0], probes[1]
-            factor, accepted, _ = gen_rescale(losses[0], l_plus, l_minus, self.gen_config)
-            accepted = accepted & ok
-            scale = (scale * torch.where(accepted, factor, torch.ones_like(factor))).to(scale.dtype)
-            move(-scale * okf)
-            self._global["lr_scale"] = scale
-            lr_updated = accepted
-            probe_losses = probes
-
-        self._global["step"] = self._global["step"] + ok.long()
-        self._global["calls"] += 1
+    def _stats(self, reduced: Reduced, weights: Tensor, flags: Tensor, result: StepSizeResult,
+               products: Tensor) -> StepStats:
+        gram = reduced.gram
         nr, nf = torch.sqrt(gram[0]), torch.sqrt(gram[1])
-        denom = nr * nf
-        cosine = torch.where(denom > 0, gram[2] / torch.where(denom > 0, denom, 1), 0)
+        ok_norms = (nr > 0) & (nf > 0)
+        safe_nr, safe_nf = (torch.where(ok_norms, x, torch.ones_like(x)) for x in (nr, nf))
+        cosine = torch.where(ok_norms, (gram[2] / safe_nr / safe_nf).clamp(-1, 1),
+                             torch.zeros_like(gram[2]))
+        w = weights.reshape(-1, 2).mean(0)
+        skipped = flags != 0
+        lr0 = float(self.param_groups[0]["lr"])
+        applied = torch.where(result.applied > 0, result.applied * lr0,
+                              torch.zeros_like(result.applied))
         return StepStats(
-            loss_retain=losses[0],
-            loss_forget=losses[1],
+            loss_retain=reduced.losses[0],
+            loss_forget=reduced.losses[1],
             norm_retain=nr,
             norm_forget=nf,
             cosine=cosine,
-            weight_retain=weights[0],
-            weight_forget=weights[1],
-            lr=self.param_groups[0]["lr"] * scale * okf,
-            lr_scale=scale,
-            lr_updated=lr_updated,
-            skipped=~ok,
+            weight_retain=w[0],
+            weight_forget=w[1],
+            lr=applied,
+            lr_scale=result.lr_scale,
+            lr_updated=result.lr_updated,
+            skipped=skipped,
             skip_flags=flags,
-            probe_losses=probe_losses,
+            probe_losses=result.probe_losses,
+            retain_dot_update=torch.where(skipped, torch.zeros_like(products[0]), products[0]),
+            forget_dot_update=torch.where(skipped, torch.zeros_like(products[1]), products[1]),
+            gen_outcome=result.outcome,
         )
+
+
+class _Products:
+    """``[g_R·u, g_F·u]`` of the step over every rank.
+
+    Replicated buckets give them directly. Sharded buckets give per-rank partial sums: for
+    ``base="sgd"`` with a linear rule and no weight decay, ``u = d`` and the sums follow from
+    the reduced Gram scalars (``g_R·d = w_R·rr − w_F·rf``, ``g_F·d = w_R·rf − w_F·ff``) with no
+    collective; otherwise they travel with the GeN probe losses on a GeN step, or in one
+    extra ``all_reduce`` of 2 numbers.
+    """
+
+    def __init__(self, run: UpdatePass, reduced: Reduced, base: BaseUpdate, rule: CombineRule,
+                 buckets: list[Bucket]) -> None:
+        self.run, self.reduced, self.buckets = run, reduced, buckets
+        self.world = fdist.world_size()
+        sharded = [b for b in buckets if b.sharded]
+        self.derived = (base.name == "sgd" and rule.mode == "linear"
+                        and all(float(g.get("weight_decay", 0.0)) == 0.0
+                                for b in sharded for g in b.groups))
+        self.pending = self.world > 1 and bool(sharded) and not self.derived
+
+    def reduce_probes(self, probes: Tensor) -> Tensor:
+        """The GeN probe losses averaged over ranks, with the sharded products summed in the
+        same collective when they need it."""
+        if self.world == 1:
+            return probes
+        extra = [self.run.products_sharded] if self.pending else []
+        out = fdist.all_reduce_sum(torch.cat([probes, *extra]))
+        if self.pending:
+            self.run.products_sharded, self.pending = out[2:4], False
+        return out[:2] / self.world
+
+    def total(self) -> Tensor:
+        """The reduced products (one collective of 2 numbers if still pending)."""
+        run = self.run
+        if self.world > 1 and any(b.sharded for b in self.buckets) and self.derived:
+            return run.products_local + self._from_gram()
+        if self.pending:
+            run.products_sharded = fdist.all_reduce_sum(run.products_sharded.clone())
+            self.pending = False
+        return run.products_local + run.products_sharded
+
+    def _from_gram(self) -> Tensor:
+        """``[Σ w_R·rr − w_F·rf, Σ w_R·rf − w_F·ff]`` over the sharded tensors."""
+        parts, start, rows = [], 0, self.reduced.rows
+        for b in self.buckets:
+            n = len(b)
+            if b.sharded:
+                w = b.weights.to(self.reduced.gram.device, self.reduced.gram.dtype)
+                g = rows[start:start + n] if rows is not None else None
+                if g is None:  # global weights: the reduced sharded Gram suffices
+                    rr, ff, rf = self.reduced.sharded
+                    wr, wf = w[0]
+                    return torch.stack([wr * rr - wf * rf, wr * rf - wf * ff])
+                parts.append(torch.stack([(w[:, 0] * g[:, 0] - w[:, 1] * g[:, 2]).sum(),
+                                          (w[:, 0] * g[:, 2] - w[:, 1] * g[:, 1]).sum()]))
+            start += n
+        return torch.stack(parts).sum(0)

@@ -3,10 +3,20 @@ from __future__ import annotations
 
 import torch
 
-from .base import Backend, accumulation_dtype
+from .base import BASE_KINDS, HYPER_COLUMNS, Backend, accumulation_dtype, scalar_dtype, state_names
 from .torch_backend import TorchBackend
 
-__all__ = ["Backend", "TorchBackend", "accumulation_dtype", "get_backend", "BACKENDS"]
+__all__ = [
+    "BACKENDS",
+    "BASE_KINDS",
+    "HYPER_COLUMNS",
+    "Backend",
+    "TorchBackend",
+    "accumulation_dtype",
+    "get_backend",
+    "scalar_dtype",
+    "state_names",
+]
 
 BACKENDS = ("auto", "torch", "triton")
 

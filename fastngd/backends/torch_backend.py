@@ -1,67 +1,52 @@
 """The pure-PyTorch backend: runs on any device, the CPU path and the reference fast path.
 
-Scalars (learning rates, weights) are read on the host once per call (one small
+Scalars (``hyper``, ``weights``, ``scale``) are read on the host once per call (one small
 device-to-host copy; free on the CPU).
 
-Every operation is a stream over the bucket, cut into *work items*: a slice of
-:data:`STREAM` consecutive elements of one large tensor, or a group of small tensors
-(about :data:`STREAM` elements in all, batched into one ``torch._foreach_*`` call or one
-concatenation). Each item is processed while it is hot in cache: the Gram reduction reads
-``r`` and ``f`` from memory once and takes its three dot products from cache; the update
-reads ``p``, ``r``, ``f`` once and writes ``p`` once. This is what brings the CPU path to the
-streaming floor (6 memory accesses per element for Gram + update) instead of the 8 to 10 of
-whole-tensor ``foreach`` calls.
+Every operation is a stream over the bucket, cut into *work items* (:mod:`._items`): a slice
+of about :data:`STREAM_BYTES` of operands of one large tensor, or a group of small tensors.
+Each item is processed while it is hot in cache (:mod:`._fused`): the Gram reduction reads
+``r`` and ``f`` from memory once and takes its three dot products from cache; the fused
+:meth:`TorchBackend.step` reads ``p``, ``r``, ``f`` and the base's state once, forms ``d``, the
+new state, ``u`` and the products ``r·u``, ``f·u`` in cache, and writes ``p`` and the state
+once (Adam: 5 reads and 3 writes per element; with the Gram pass, 10 accesses in all). Large
+CPU buckets run on worker threads (:mod:`._workers`); every item writes its own outputs (one
+row of partial sums, added up in a fixed order), so results do not depend on the threads.
 
-On the CPU, large buckets are processed by one worker thread per intra-op thread
-(``torch.get_num_threads()``), each taking the next item when done with the last and running
-its operations with one intra-op thread: no OpenMP fork/join per operation (which costs dearly
-when the cores are shared with other work: a parallel region waits for its slowest thread),
-and a worker slowed down by other processes simply takes fewer items. Every item writes its
-own outputs (the Gram reduction one row of partial sums, added up in a fixed order), so the
-results are the same bits whichever thread ran what. Small buckets, and calls made while a
-profiler or a ``__torch_dispatch__`` mode watches the calling thread, run on the calling
-thread (with one intra-op thread), item by item, with the same results.
-
-Float32/float64 tensors with exact storage are updated in place (no temporaries). Other
-dtypes, compact codes and the elementwise SAGO mode go through float32 temporaries of at most
-:data:`CHUNK` (SAGO), :data:`CAST_CHUNK` (other dtypes) or :data:`COMPACT_CHUNK` (compact codes)
-elements in all (shared out between the workers), so the extra memory stays a few MB whatever
-the model size; every result is rounded once on store. Compact retain
-entries are quantized and dequantized slice by slice (:func:`store_retain`), giving the same
-codes and values as :mod:`fastngd.compact` without a tensor-sized temporary.
+Float32/float64 tensors with exact storage are updated in place (the item's only temporary
+is one scratch buffer for ``d`` and ``u``). Other dtypes, compact codes and the elementwise
+SAGO modes go through temporaries of at most :data:`CHUNK` (SAGO), :data:`CAST_CHUNK` (other
+dtypes) or :data:`COMPACT_CHUNK` (compact codes) elements in all (shared out between the
+workers), so the extra memory stays a few MB whatever the model size; every result is rounded
+once on store. Compact retain entries are quantized and dequantized slice by slice
+(:func:`store_retain`), giving the same codes and values as :mod:`fastngd.compact` without a
+tensor-sized temporary.
 """
 from __future__ import annotations
 
-import itertools
-import os
-import queue
-import threading
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from fastngd.compact import (
-    BLOCK_SIZE,
-    QuantizedTensor,
-    encode_blocks,
-    num_blocks,
-    quantize_blockwise,
-)
+from fastngd.compact import BLOCK_SIZE, QuantizedTensor, encode_blocks, num_blocks, quantize_blockwise
 
-from .base import Backend, accumulation_dtype
+from . import _fused
+from ._items import Item, plan, read, region, write
+from ._workers import run_items
+from .base import BASE_KINDS, Backend, accumulation_dtype, scalar_dtype, state_names
 
-__all__ = ["CHUNK", "STREAM", "TorchBackend", "dense"]
+__all__ = ["CAST_CHUNK", "CHUNK", "COMPACT_CHUNK", "STREAM", "STREAM_BYTES", "TorchBackend"]
 
-#: elements of float32 temporaries alive at once in the converting (non-in-place) paths,
-#: summed over the worker threads.
+#: elements of float32 temporaries alive at once in the converting (non-in-place) paths of
+#: the elementwise SAGO modes, summed over the worker threads.
 CHUNK = 1 << 16
-#: elements per work item on the in-place paths (about 1 MB of float32 per operand: the
-#: operands of one item stay in the per-core cache between the passes over it).
-STREAM = 1 << 18
-#: tensors with fewer elements are batched into groups instead of sliced.
-SMALL = 1 << 13
+#: bytes of operands per work item on the in-place paths (the operands of one item stay in
+#: the per-core cache between the operations on it).
+STREAM_BYTES = 3 << 20
+#: elements per work item of the in-place Gram pass (two float32 operands).
+STREAM = STREAM_BYTES // 12
 #: elements per work item when quantizing (about 35 bytes of temporaries per element).
 QUANT_CHUNK = 1 << 17
 #: elements of temporaries alive at once, over all workers, on the linear paths of dtypes
@@ -70,218 +55,24 @@ CAST_CHUNK = 1 << 18
 #: elements of temporaries alive at once, over all workers, when reading compact codes
 #: (about 30 bytes per element: a few MB, against the codes' 0.25 bytes per gradient byte).
 COMPACT_CHUNK = 1 << 19
-#: below this many elements in a bucket, everything runs on the calling thread.
-PARALLEL_MIN = 1 << 20
 
 
-# a work item: (tensor indices, start, stop); start is None for whole tensors (a group of
-# small tensors, or one non-contiguous tensor).
-_Item = tuple[list[int], Optional[int], Optional[int]]
+def _in_place(dtype: torch.dtype, retain: Sequence[Any], mode: str = "linear") -> bool:
+    return (dtype == accumulation_dtype(dtype) and mode == "linear"
+            and all(isinstance(r, Tensor) for r in retain))
 
 
-def dense(t: Any, dtype: torch.dtype | None = None) -> Tensor:
-    """A plain tensor of a stored retain entry (dequantizing compact codes)."""
-    if not isinstance(t, Tensor):
-        t = t.dequantize()
-    return t if dtype is None else t.to(dtype)
-
-
-# ---------------------------------------------------------------------------- workers
-_WORKER_NAME = "fastngd-torch-backend"
-
-
-class _Workers:
-    """Persistent threads running work on behalf of the calling thread.
-
-    Each worker runs its operations with one intra-op thread and under ``no_grad``; the
-    caller blocks until every share is done and re-raises the first error.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.pid = os.getpid()
-        self._lock = threading.Lock()
-        self._tasks: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(n)]
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-        main_threads = torch.get_num_threads()
-        for k in range(n):
-            threading.Thread(target=self._loop, args=(self._tasks[k],), daemon=True,
-                             name=f"{_WORKER_NAME}-{k}").start()
-        self.run([lambda: None] * n)  # each worker has set its own thread count
-        # the thread count of threads started later (a process-wide default) is restored
-        torch.set_num_threads(main_threads)
-
-    def _loop(self, tasks: queue.SimpleQueue) -> None:
-        torch.get_num_threads()  # the per-thread lazy initialisation happens first...
-        torch.set_num_threads(1)  # ...so that this setting stays with this thread
-        while True:
-            fn = tasks.get()
-            err: Optional[BaseException] = None
-            try:
-                with torch.no_grad():
-                    fn()
-            except BaseException as e:  # noqa: BLE001 (re-raised by the caller)
-                err = e
-            self._done.put(err)
-
-    def run(self, fns: Sequence[Callable[[], None]]) -> None:
-        """Run ``fns[k]`` on worker ``k`` and wait for all of them."""
-        with self._lock:
-            for q, fn in zip(self._tasks, fns):
-                q.put(fn)
-            errors = [self._done.get() for _ in fns]
-        for err in errors:
-            if err is not None:
-                raise err
-
-
-def _in_worker() -> bool:
-    return threading.current_thread().name.startswith(_WORKER_NAME)
-
-
-def _threads_allowed() -> bool:
-    """Whether work may leave the calling thread: not while a profiler or a
-    ``__torch_dispatch__`` mode (both per-thread) is watching the caller."""
-    if torch._C._autograd._profiler_enabled():
-        return False
-    return torch._C._len_torch_dispatch_stack() == 0
-
-
-_WORKERS: dict[int, _Workers] = {}
-_WORKERS_LOCK = threading.Lock()
-
-
-def _workers(n: int) -> _Workers:
-    with _WORKERS_LOCK:
-        w = _WORKERS.get(n)
-        if w is None or w.pid != os.getpid():  # threads do not survive a fork
-            w = _WORKERS[n] = _Workers(n)
-        return w
-
-
-def _run_items(items: Sequence[_Item], sizes: Sequence[int], device: torch.device,
-               fn: Callable[[int, _Item], None]) -> None:
-    """Call ``fn(j, items[j])`` for every item: on the calling thread, or (large CPU buckets)
-    on the worker threads, each taking the next item when done with one (a worker slowed
-    down by other processes simply takes fewer). Which thread runs an item does not change
-    its result: every item writes its own outputs."""
-    total = sum(sizes)
-    n = torch.get_num_threads() if device.type == "cpu" and not _in_worker() else 1
-    if n <= 1 or total < PARALLEL_MIN or len(items) < 2 or not _threads_allowed():
-        # one intra-op thread here too: an operation on one item is too small to gain from
-        # a parallel region, and each region can stall on a core busy with other work
-        if n > 1:
-            torch.set_num_threads(1)
-        try:
-            for j, it in enumerate(items):
-                fn(j, it)
-        finally:
-            if n > 1:
-                torch.set_num_threads(n)
-        return
-    n = min(n, len(items))
-    counter = itertools.count()  # items are handed out one at a time (next() is atomic)
-
-    def go() -> None:
-        for j in iter(counter.__next__, None):
-            if j >= len(items):
-                return
-            fn(j, items[j])
-
-    _workers(n).run([go] * n)
-
-
-def _plan(tensor_lists: Sequence[Sequence[Any]], size: int, keys: Optional[Sequence[Any]] = None,
-          skip: Optional[Sequence[bool]] = None) -> tuple[list[_Item], list[int]]:
-    """Cut a bucket into work items of about ``size`` elements.
-
-    A tensor whose entries (across ``tensor_lists``) are all contiguous is sliced (large) or
-    grouped with its small neighbours of the same ``keys`` value; any other tensor is one
-    whole-tensor item. Compact entries count as contiguous (they are read by slices).
-    """
-    first = tensor_lists[0]
-    items: list[_Item] = []
-    sizes: list[int] = []
-    group: list[int] = []
-    gsize = 0
-    gkey: Any = None
-
-    def flush() -> None:
-        nonlocal group, gsize
-        if group:
-            items.append((group, None, None))
-            sizes.append(gsize)
-        group, gsize = [], 0
-
-    for i in range(len(first)):
-        n = first[i].numel()
-        if n == 0 or (skip is not None and skip[i]):
-            continue
-        flat = all(not isinstance(ts[i], Tensor) or ts[i].is_contiguous() for ts in tensor_lists)
-        key = None if keys is None else keys[i]
-        if flat and n <= SMALL:
-            if group and (gsize + n > size or key != gkey):
-                flush()
-            group.append(i)
-            gsize += n
-            gkey = key
-            continue
-        flush()
-        if not flat:
-            items.append(([i], None, None))
-            sizes.append(n)
-            continue
-        for s in range(0, n, size):
-            items.append(([i], s, min(s + size, n)))
-            sizes.append(min(size, n - s))
-    flush()
-    return items, sizes
-
-
-# ---------------------------------------------------------------------------- reading
-def _region(t: Any, s: Optional[int], e: Optional[int]) -> Tensor:
-    """The item's region of ``t``: a flat slice, or the whole tensor (shape kept)."""
-    if isinstance(t, Tensor):
-        return t if s is None else t.view(-1)[s:e]
-    if s is None:
-        return t.dequantize()
-    return t.dequantize_slice(s, e)
-
-
-def _read(t: Any, s: Optional[int], e: Optional[int], acc: torch.dtype) -> Tensor:
-    """The region of ``t`` in the accumulation dtype (a view when no conversion is needed)."""
-    x = _region(t, s, e)
-    return x if x.dtype == acc else x.to(acc)
-
-
-def _direction(r: Tensor, f: Tensor, w_r: float, w_f: float, sago: bool) -> Tensor:
-    """``w_R·r − w_F·f``, or SAGO's ``w_R·r ⊙ m − w_F·f ⊙ (1 − m)`` with ``m = [r·f > 0]``."""
-    if sago:
-        # judged from the signs, so that no product can underflow to a false "no conflict"
-        return torch.where(torch.sign(r) * torch.sign(f) > 0, r * w_r, f * (-w_f))
-    return r * w_r - f * w_f
-
-
-def _stream_size(device: torch.device) -> int:
-    """Item size of the in-place paths: :data:`STREAM` on the CPU; whole tensors elsewhere
-    (an accelerator gains nothing from cache-sized slices, and each one is a launch)."""
-    return STREAM if device.type == "cpu" else 1 << 62
-
-
-def _converting_size(device: torch.device, compact: bool = False, sago: bool = True) -> int:
-    """Item size of the converting paths, shared out between the workers: :data:`CHUNK` for
-    the elementwise SAGO direction, :data:`COMPACT_CHUNK` when compact codes are read,
-    :data:`CAST_CHUNK` when only the dtype is converted."""
+def _item_size(device: torch.device, in_place: bool, operands: int, compact: bool = False,
+               mode: str = "linear") -> int:
+    """Elements per item: :data:`STREAM_BYTES` of ``operands`` on the CPU's in-place paths,
+    whole tensors on accelerators (an accelerator gains nothing from cache-sized slices, and
+    each one is a launch); on the converting paths the chunk of :data:`CHUNK`,
+    :data:`COMPACT_CHUNK` or :data:`CAST_CHUNK`, shared out between the workers."""
+    if in_place:
+        return max(BLOCK_SIZE, STREAM_BYTES // (4 * operands)) if device.type == "cpu" else 1 << 62
     n = torch.get_num_threads() if device.type == "cpu" else 1
-    total = COMPACT_CHUNK if compact else CHUNK if sago else CAST_CHUNK
+    total = COMPACT_CHUNK if compact else CHUNK if mode != "linear" else CAST_CHUNK
     return max(BLOCK_SIZE, (total // max(1, n)) // BLOCK_SIZE * BLOCK_SIZE)
-
-
-def _split(t: Tensor, s: Optional[int], e: Optional[int], size: int) -> list[tuple[Any, Any]]:
-    """Sub-ranges of at most ``size`` elements of an item's region (one for whole tensors)."""
-    if s is None or e is None:
-        return [(None, None)]
-    return [(a, min(a + size, e)) for a in range(s, e, size)]
 
 
 def _quantize_into(flat: Tensor, codes: Tensor, absmax: Tensor, s: int, e: int) -> None:
@@ -290,6 +81,18 @@ def _quantize_into(flat: Tensor, codes: Tensor, absmax: Tensor, s: int, e: int) 
     c, a = encode_blocks(flat[s:e])
     codes[s:e] = c
     absmax[s // BLOCK_SIZE:s // BLOCK_SIZE + a.numel()] = a
+
+
+def _check(params: Sequence[Tensor], state: Sequence[Sequence[Tensor]], hyper: Tensor,
+           weights: Tensor, kind: str) -> None:
+    if kind not in BASE_KINDS:
+        raise ValueError(f"unknown base {kind!r}; valid: {', '.join(BASE_KINDS)}")
+    n = len(params)
+    if len(state) != len(state_names(kind)) or any(len(s) != n for s in state):
+        raise ValueError(f"base {kind!r} needs {len(state_names(kind))} state lists of {n} tensors")
+    if tuple(hyper.shape) != (n, 7) or tuple(weights.shape) != (n, 2):
+        raise ValueError(f"hyper must be ({n}, 7) and weights ({n}, 2), got "
+                         f"{tuple(hyper.shape)} and {tuple(weights.shape)}")
 
 
 class TorchBackend(Backend):
@@ -304,7 +107,7 @@ class TorchBackend(Backend):
             return []
         out: list[Any] = [None] * len(grads)
         big: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # index -> flat, codes, absmax
-        items: list[_Item] = []
+        items: list[Item] = []
         sizes: list[int] = []
         for k, g in enumerate(grads):
             n = g.numel()
@@ -319,7 +122,7 @@ class TorchBackend(Backend):
                 items.append(([k], a, min(a + QUANT_CHUNK, n)))
                 sizes.append(min(QUANT_CHUNK, n - a))
 
-        def work(j: int, it: _Item) -> None:
+        def work(j: int, it: Item) -> None:
             (k,), a, b = it
             if a is None:
                 out[k] = quantize_blockwise(grads[k])
@@ -327,179 +130,142 @@ class TorchBackend(Backend):
                 flat, codes, absmax = big[k]
                 _quantize_into(flat, codes, absmax, a, b)  # type: ignore[arg-type]
 
-        _run_items(items, sizes, grads[0].device, work)
+        run_items(items, sizes, grads[0].device, work)
         for k, (_, codes, absmax) in big.items():
             out[k] = QuantizedTensor(codes, absmax, grads[k].shape, grads[k].dtype)
         return out
 
-    def gram(self, retain: Sequence[Any], forget: Sequence[Tensor]) -> Tensor:
+    # ------------------------------------------------------------------ Gram
+    def gram(self, retain: Sequence[Any], forget: Sequence[Tensor],
+             per_tensor: bool = False) -> Tensor:
         if not forget:
             raise ValueError("gram() needs at least one tensor")
-        acc = accumulation_dtype(forget[0].dtype)
         device = forget[0].device
+        acc = accumulation_dtype(forget[0].dtype)
         compact = not all(isinstance(r, Tensor) for r in retain)
-        fast = forget[0].dtype == acc and not compact
-        size = _stream_size(device) if fast else _converting_size(device, compact, sago=False)
-        items, sizes = _plan([retain, forget], size)
-        partials = torch.zeros(len(items), 3, dtype=acc, device=device)
+        fast = _in_place(forget[0].dtype, retain)
+        items, sizes = plan([retain, forget], _item_size(device, fast, 2, compact))
+        rows: list[Any] = [None] * len(items)
 
-        def work(j: int, it: _Item) -> None:
-            idx, s, e = it
-            row = partials[j]
-            if len(idx) == 1:
-                a = _read(retain[idx[0]], s, e, acc).reshape(-1)
-                b = _read(forget[idx[0]], s, e, acc).reshape(-1)
+        def work(j: int, it: Item) -> None:
+            if per_tensor and len(it[0]) > 1:  # a group: one row per tensor
+                rows[j] = [_fused.gram_row(read(retain, ([i], None, None), acc),
+                                           read(forget, ([i], None, None), acc))
+                           for i in it[0]]
             else:
-                a = torch.cat([_read(retain[i], None, None, acc).view(-1) for i in idx])
-                b = torch.cat([_read(forget[i], None, None, acc).view(-1) for i in idx])
-            torch.dot(a, a, out=row[0])
-            torch.dot(b, b, out=row[1])
-            torch.dot(a, b, out=row[2])
+                rows[j] = [_fused.gram_row(read(retain, it, acc), read(forget, it, acc))]
 
-        _run_items(items, sizes, device, work)
-        return partials.sum(0)
+        run_items(items, sizes, device, work)
+        out = torch.zeros(len(forget), 3, dtype=torch.float64)
+        for it, row in zip(items, rows):  # a fixed order of summation
+            for i, values in zip(it[0] if len(row) > 1 else it[0][:1], row):
+                out[i] += torch.tensor(values, dtype=torch.float64)
+        result = out if per_tensor else out.sum(0)
+        return result.to(device=device, dtype=scalar_dtype(device))
 
-    def update(
-        self,
-        params: Sequence[Tensor],
-        retain: Sequence[Any],
-        forget: Sequence[Tensor],
-        lr: Tensor,
-        weights: Tensor,
-        sago: bool = False,
-    ) -> None:
-        if not params:
-            return
-        lrs = lr.tolist()
-        w_r, w_f = weights.tolist()
-        device = params[0].device
-        acc = accumulation_dtype(params[0].dtype)
-        compact = not all(isinstance(r, Tensor) for r in retain)
-        fast = not sago and params[0].dtype == acc and not compact
-        size = _stream_size(device) if fast else _converting_size(device, compact, sago)
-        items, sizes = _plan([params, retain, forget], size, keys=lrs,
-                             skip=[x == 0.0 for x in lrs])
+    # ------------------------------------------------------------------ update
+    def step(self, params: Sequence[Tensor], retain: Sequence[Any], forget: Sequence[Tensor],
+             state: Sequence[Sequence[Tensor]], hyper: Tensor, weights: Tensor, kind: str,
+             mode: str = "linear") -> Tensor:
+        return self._update(params, retain, forget, state, hyper, weights, kind, mode, None)
 
-        def work(j: int, it: _Item) -> None:
-            idx, s, e = it
-            lr_i = lrs[idx[0]]
-            if fast:
-                if len(idx) > 1:
-                    ps = [params[i] for i in idx]
-                    torch._foreach_add_(ps, [retain[i] for i in idx], alpha=-lr_i * w_r)
-                    torch._foreach_add_(ps, [forget[i] for i in idx], alpha=lr_i * w_f)
-                else:
-                    i = idx[0]
-                    p = _region(params[i], s, e)
-                    p.add_(_region(retain[i], s, e), alpha=-lr_i * w_r)
-                    p.add_(_region(forget[i], s, e), alpha=lr_i * w_f)
-                return
-            for i in idx:
-                lr_i = lrs[i]
-                a0, b0 = (s, e) if len(idx) == 1 else (None, None)
-                for a, b in _split(params[i], a0, b0, size):
-                    p = _region(params[i], a, b)
-                    d = _direction(_read(retain[i], a, b, acc).view(p.shape),
-                                   _read(forget[i], a, b, acc), w_r, w_f, sago)
-                    if p.dtype == acc:
-                        p.sub_(d, alpha=lr_i)
-                    else:
-                        p.copy_(p.to(acc).sub_(d, alpha=lr_i))
-
-        _run_items(items, sizes, device, work)
-
-    def direction_and_backup(
-        self,
-        params: Sequence[Tensor],
-        retain: Sequence[Any],
-        forget: Sequence[Tensor],
-        weights: Tensor,
-        sago: bool = False,
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        w_r, w_f = weights.tolist()
-        if not params:
-            return [], []
-        device = params[0].device
-        acc = accumulation_dtype(params[0].dtype)
+    def advance_and_backup(self, params: Sequence[Tensor], retain: Sequence[Any],
+                           forget: Sequence[Tensor], state: Sequence[Sequence[Tensor]],
+                           hyper: Tensor, weights: Tensor, kind: str, mode: str = "linear",
+                           ) -> tuple[list[Tensor], list[Tensor], Tensor]:
         compact = [not isinstance(r, Tensor) for r in retain]
-        fast = not sago and params[0].dtype == acc and not any(compact)
-        size = _stream_size(device) if fast else _converting_size(device, any(compact), sago)
-        # compact: d over the forget buffer, fresh backups; exact: d over r, θ into f
-        backups = [p.detach().clone() if c else f for p, f, c in zip(params, forget, compact)]
-        directions = [f if c else r for r, f, c in zip(retain, forget, compact)]
-        items, sizes = _plan([params, retain, forget], size)
+        # exact: u over r, θ into f; compact: u over the forget buffer, fresh backups
+        update = [f if c else r for r, f, c in zip(retain, forget, compact)]
+        backup = [p.detach().clone() if c else f for p, f, c in zip(params, forget, compact)]
+        products = self._update(params, retain, forget, state, hyper, weights, kind, mode,
+                                (update, backup))
+        return update, backup, products
 
-        def work(j: int, it: _Item) -> None:
-            idx, s, e = it
-            if fast:
-                if len(idx) > 1:
-                    rs, fs = [retain[i] for i in idx], [forget[i] for i in idx]
-                    torch._foreach_mul_(rs, w_r)
-                    torch._foreach_add_(rs, fs, alpha=-w_f)
-                    torch._foreach_copy_(fs, [params[i] for i in idx])
-                else:
-                    i = idx[0]
-                    r, f = _region(retain[i], s, e), _region(forget[i], s, e)
-                    r.mul_(w_r).sub_(f, alpha=w_f)
-                    f.copy_(_region(params[i], s, e))
+    def _update(self, params: Sequence[Tensor], retain: Sequence[Any],
+                forget: Sequence[Tensor], state: Sequence[Sequence[Tensor]], hyper: Tensor,
+                weights: Tensor, kind: str, mode: str,
+                outputs: tuple[list[Tensor], list[Tensor]] | None) -> Tensor:
+        """:meth:`step` (``outputs`` None: ``p ← p − lr·u``) or :meth:`advance_and_backup`
+        (``outputs = (update, backup)``: ``u`` and θ written there, ``p`` unchanged)."""
+        _check(params, state, hyper, weights, kind)
+        n = len(params)
+        device = params[0].device if n else torch.device("cpu")
+        if not n:
+            return torch.zeros(2, dtype=scalar_dtype(device), device=device)
+        rows, ws = hyper.tolist(), weights.tolist()
+        acc = accumulation_dtype(params[0].dtype)
+        fast = _in_place(params[0].dtype, retain, mode)
+        compact = not all(isinstance(r, Tensor) for r in retain)
+        skip = [row[0] == 0.0 for row in rows]
+        size = _item_size(device, fast, 4 + len(state), compact, mode)
+        keys = [tuple(r) + tuple(w) for r, w in zip(rows, ws)]
+        lists = [params, retain, forget, *state]
+        items, sizes = plan(lists, size, keys=keys, skip=skip if outputs is None else None)
+        partials: list[tuple[float, float]] = [(0.0, 0.0)] * len(items)
+
+        def work(j: int, it: Item) -> None:
+            i0 = it[0][0]
+            if skip[i0]:  # advance_and_backup of a skipped row: u = 0, backup written
+                for i in it[0]:
+                    _skipped_row(params[i], outputs, i, _sub_range(it))  # type: ignore[arg-type]
                 return
-            for i in idx:
-                a0, b0 = (s, e) if len(idx) == 1 else (None, None)
-                for a, b in _split(params[i], a0, b0, size):
-                    f = _region(forget[i], a, b)
-                    d = _direction(_read(retain[i], a, b, acc).view(f.shape), f.to(acc),
-                                   w_r, w_f, sago)
-                    if compact[i]:
-                        f.copy_(d)
-                    else:
-                        _region(retain[i], a, b).copy_(d)
-                        f.copy_(_region(params[i], a, b))
+            p, r, f = (read(t, it, acc) for t in (params, retain, forget))
+            st = [read(s, it, acc) for s in state]
+            u = _fused.advance(kind, mode, p, r, f, st, rows[i0], ws[i0])
+            partials[j] = (_fused.dot(r, u), _fused.dot(f, u))
+            for s_list, s_val in zip(state, st):
+                write(s_list, it, s_val)
+            if outputs is None:
+                p.add_(u, alpha=-rows[i0][0])
+                write(params, it, p)
+            else:
+                update, backup = outputs
+                write(update, it, u)
+                if backup[i0] is forget[i0]:  # exact storage: θ into the forget buffer
+                    write(backup, it, read(params, it, params[i0].dtype))
 
-        _run_items(items, sizes, device, work)
-        return directions, backups
+        run_items(items, sizes, device, work)
+        total = torch.tensor(partials, dtype=torch.float64).sum(0) if partials else torch.zeros(2, dtype=torch.float64)
+        return total.to(device=device, dtype=scalar_dtype(device))
 
-    def perturb(
-        self,
-        params: Sequence[Tensor],
-        backup: Sequence[Tensor],
-        direction: Sequence[Tensor],
-        scale: Tensor,
-    ) -> None:
+    # ------------------------------------------------------------------ GeN probes
+    def perturb(self, params: Sequence[Tensor], backup: Sequence[Tensor],
+                direction: Sequence[Tensor], scale: Tensor) -> None:
         if not params:
             return
         scales = scale.tolist()
         device = params[0].device
         acc = accumulation_dtype(params[0].dtype)
         fast = params[0].dtype == acc
-        size = _stream_size(device) if fast else _converting_size(device, sago=False)
-        items, sizes = _plan([params, backup, direction], size, keys=scales)
+        items, sizes = plan([params, backup, direction], _item_size(device, fast, 3),
+                            keys=scales)
 
-        def work(j: int, it: _Item) -> None:
-            idx, s, e = it
-            s_i = scales[idx[0]]
-            if len(idx) > 1 and (fast or s_i == 0.0):
-                ps = [params[i] for i in idx]
-                torch._foreach_copy_(ps, [backup[i] for i in idx])
-                if s_i != 0.0:
-                    torch._foreach_add_(ps, [direction[i] for i in idx], alpha=s_i)
+        def work(j: int, it: Item) -> None:
+            s_i = scales[it[0][0]]
+            if s_i == 0.0:  # bit-exact restore
+                write(params, it, read(backup, it, params[0].dtype))
                 return
-            for i in idx:
-                s_i = scales[i]
-                a0, b0 = (s, e) if len(idx) == 1 else (None, None)
-                if s_i == 0.0:
-                    _region(params[i], a0, b0).copy_(_region(backup[i], a0, b0))
-                elif fast:
-                    p = _region(params[i], a0, b0)
-                    if p.is_contiguous():
-                        torch.add(_region(backup[i], a0, b0), _region(direction[i], a0, b0),
-                                  alpha=s_i, out=p)
-                    else:
-                        p.copy_(backup[i])
-                        p.add_(direction[i], alpha=s_i)
-                else:
-                    for a, b in _split(params[i], a0, b0, size):
-                        p = _region(params[i], a, b)
-                        p.copy_(_read(backup[i], a, b, acc).add_(
-                            _read(direction[i], a, b, acc), alpha=s_i))
+            if fast and len(it[0]) == 1 and region(params[it[0][0]], *_sub_range(it)).is_contiguous():
+                dst = region(params[it[0][0]], *_sub_range(it))
+                torch.add(region(backup[it[0][0]], *_sub_range(it)),
+                          region(direction[it[0][0]], *_sub_range(it)), alpha=s_i, out=dst)
+                return
+            value = read(backup, it, acc)
+            value = value.add(read(direction, it, acc), alpha=s_i)
+            write(params, it, value)
 
-        _run_items(items, sizes, device, work)
+        run_items(items, sizes, device, work)
+
+
+def _sub_range(it: Item) -> tuple[Any, Any]:
+    return (it[1], it[2]) if len(it[0]) == 1 else (None, None)
+
+
+def _skipped_row(p: Tensor, outputs: tuple[list[Tensor], list[Tensor]], i: int,
+                 rng: tuple[Any, Any]) -> None:
+    """A skipped tensor in :meth:`TorchBackend.advance_and_backup`: ``u = 0`` and the backup
+    of θ written (its gradients, maybe NaN, are not read); the state is not touched."""
+    update, backup = outputs
+    if backup[i] is not p:
+        region(backup[i], *rng).copy_(region(p, *rng))
+    region(update[i], *rng).zero_()

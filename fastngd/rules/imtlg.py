@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import pair, safe_reciprocal
+from ._common import columns, pair, safe_reciprocal
+
+__all__ = ["imtlg"]
 
 
 def imtlg(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
@@ -13,7 +15,12 @@ def imtlg(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
 
     This is NGDiff scaled by ``‖g_R‖‖g_F‖/(‖g_R‖ + ‖g_F‖) ≥ 0``, so Lemma 4 holds. If one
     gradient vanishes the weights are ``(1, 0)`` or ``(0, 1)`` on the zero gradient, i.e. d = 0.
+    The ratios are formed as ``1/(1 + ‖g_R‖/‖g_F‖)`` so that no sum of norms overflows.
     """
-    nr, nf = torch.sqrt(gram[0]), torch.sqrt(gram[1])
-    inv = safe_reciprocal(nr + nf)
-    return pair(nf * inv, nr * inv)
+    rr, ff, _ = columns(gram)
+    nr, nf = torch.sqrt(rr), torch.sqrt(ff)
+    big = torch.maximum(nr, nf)
+    inv = safe_reciprocal(big)
+    a, b = nr * inv, nf * inv  # both in [0, 1]
+    s = safe_reciprocal(a + b)
+    return pair(b * s, a * s)

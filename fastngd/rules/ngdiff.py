@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import pair, safe_rsqrt
+from ._common import columns, pair, safe_rsqrt
+
+__all__ = ["ngdiff"]
 
 
 def ngdiff(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
@@ -14,5 +16,5 @@ def ngdiff(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
     ``d`` is the other normalised gradient alone (or 0 when both vanish); both inequalities
     still hold.
     """
-    rr, ff = gram[0], gram[1]
+    rr, ff, _ = columns(gram)
     return pair(safe_rsqrt(rr), safe_rsqrt(ff))

@@ -1,10 +1,12 @@
-"""PCGrad for two tasks, and its retain-priority variant."""
+"""PCGrad for two tasks, and its retain-priority variant (NGDiff-normalised)."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ._common import pair, safe_reciprocal, safe_rsqrt
+from ._common import columns, pair, safe_reciprocal, safe_rsqrt
+
+__all__ = ["pcgrad", "pcgrad_retain"]
 
 
 def pcgrad(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
@@ -16,7 +18,7 @@ def pcgrad(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
     ``(w_R, w_F) = (1 − c/rr, 1 − c/ff)``. Then ``g_R·d = rr − c²/ff ≥ 0`` and
     ``g_F·d = c²/rr − ff ≤ 0``.
     """
-    rr, ff, rf = gram[0], gram[1], gram[2]
+    rr, ff, rf = columns(gram)
     c = -rf
     conflict = c < 0
     one = torch.ones_like(rr)
@@ -31,9 +33,12 @@ def pcgrad_retain(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
     With normalised gradients (α = 1/‖g_R‖, γ = 1/‖g_F‖) and ``u = −g_F``: if ``u·g_R < 0``
     (i.e. ``rf > 0``) then ``u ← u − (u·g_R/‖g_R‖²) g_R``; ``d = α·g_R + γ·u``, which is linear:
     ``(w_R, w_F) = (α + γ·max(rf, 0)/rr, γ)``. Guarantees ``g_R·d ≥ 0`` (``g_R·d = α·rr +
-    γ·max(−rf, 0)``), but not ``g_F·d ≤ 0``.
+    γ·max(−rf, 0)``), but not ``g_F·d ≤ 0``. (This is ``surgery_pcgrad_global`` with the
+    NGDiff normalisation and no ε.)
     """
-    rr, ff, rf = gram[0], gram[1], gram[2]
+    rr, ff, rf = columns(gram)
     alpha, gamma = safe_rsqrt(rr), safe_rsqrt(ff)
-    w_r = alpha + gamma * torch.clamp(rf, min=0) * safe_reciprocal(rr)
+    # γ·rf/rr = (rf·α)·(γ·α): formed as products of normalised factors, so that it neither
+    # overflows nor underflows at any gradient scale
+    w_r = alpha + torch.clamp(rf, min=0) * alpha * (gamma * alpha)
     return pair(w_r, gamma)

@@ -1,18 +1,25 @@
-"""SAGO: retention-prioritised, sign-constrained synthesis (elementwise)."""
+"""SAGO with the NGDiff normalisation (this package's variant; elementwise)."""
 from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import pair, safe_rsqrt
+from ._common import columns, pair, safe_rsqrt
+
+__all__ = ["sago"]
 
 
 def sago(gram: Tensor, losses: Tensor, noise: Tensor) -> Tensor:
     """Weights ``(α, γ) = (1/‖g_R‖, 1/‖g_F‖)`` for the elementwise SAGO direction.
 
-    With ``u = −g_F`` and the per-coordinate conflict mask ``m = [sign(u)·sign(g_R) < 0]
-    = [g_R ⊙ g_F > 0]``: ``d = α·g_R ⊙ m + γ·u ⊙ (1 − m)`` — conflicting coordinates follow
-    the retain gradient only, all others the forget direction only. Every coordinate then has
-    ``d_i·g_R,i ≥ 0`` (so ``g_R·d ≥ 0``); ``g_F·d ≤ 0`` is *not* guaranteed. The mask is
-    applied by the backend's ``sago`` update mode.
+    With the per-coordinate conflict mask ``m = [g_R ⊙ g_F > 0]`` (descending L_R and
+    ascending L_F disagree there): ``d = α·g_R ⊙ m − γ·g_F ⊙ (1 − m)`` — conflicting
+    coordinates follow the retain gradient only, all others the forget direction only
+    (:func:`fastngd.rules.elementwise.combine`, mode ``"sago"``). Every coordinate then has
+    ``d_i·g_R,i ≥ 0`` (so ``g_R·d ≥ 0``); ``g_F·d ≤ 0`` is *not* guaranteed.
+
+    This is SAGO's ``sago`` strategy on NGDiff-normalised gradients, so the two tasks weigh
+    the same whatever their scales; ``surgery_sago`` is the authors' version with constant
+    weights on the raw gradients.
     """
-    return pair(safe_rsqrt(gram[0]), safe_rsqrt(gram[1]))
+    rr, ff, _ = columns(gram)
+    return pair(safe_rsqrt(rr), safe_rsqrt(ff))

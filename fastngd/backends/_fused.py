@@ -1,0 +1,93 @@
+"""The per-item math of the torch backend: Gram partials, the base update, and the products.
+
+Everything here works on one work item's operands, already in the accumulation dtype and hot
+in cache (:mod:`fastngd.backends._items`); each function is a handful of in-place torch ops,
+so that an item's memory is read from RAM once and its dot products are taken from cache.
+
+Scale: dot products are formed in the accumulation dtype (fast BLAS) and **recomputed in
+float64** when the float32 result could be wrong: not finite (an overflow of squares of
+gradients ≳ 1e19) or below :data:`TINY` = 2⁻¹⁰⁰ (where squares of gradients ≲ 1e-23 may have
+underflowed; the float32 products lost below 2⁻¹⁴⁹ each are then at most 2⁻³¹ of the result).
+Float32/bf16/fp16 values squared in float64 neither overflow nor underflow, so the Gram
+scalars and products are right for every finite input of those dtypes. Float64 tensors are
+summed in float64 directly (right while the sums themselves are representable:
+norms between about 1e-154 and 1e154).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from fastngd.rules.elementwise import combine
+
+__all__ = ["TINY", "advance", "dot", "gram_row"]
+
+#: float32 dot products below this are recomputed in float64 (see the module docstring).
+TINY = 2.0 ** -100
+
+
+def _dot(a: Tensor, b: Tensor) -> float:
+    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+
+
+def _good(x: float) -> bool:
+    return math.isfinite(x) and abs(x) >= TINY
+
+
+def dot(a: Tensor, b: Tensor) -> float:
+    """``a·b`` (same shapes), right for every finite input (see the module docstring)."""
+    x = _dot(a, b)
+    if a.dtype == torch.float64 or _good(x):
+        return x
+    return _dot(a.double(), b.double())
+
+
+def gram_row(r: Tensor, f: Tensor) -> tuple[float, float, float]:
+    """``(r·r, f·f, r·f)`` of one item, right for every finite input: recomputed in float64
+    when a float32 square sum is not finite or below :data:`TINY` (zero included)."""
+    rr, ff, rf = _dot(r, r), _dot(f, f), _dot(r, f)
+    if r.dtype == torch.float64 or (_good(rr) and _good(ff) and math.isfinite(rf)):
+        return rr, ff, rf
+    r64, f64 = r.double(), f.double()
+    return _dot(r64, r64), _dot(f64, f64), _dot(r64, f64)
+
+
+def _direction(r: Tensor, f: Tensor, w_r: float, w_f: float, mode: str) -> Tensor:
+    """``d`` as a fresh tensor (the scratch buffer of the item)."""
+    if mode == "linear":
+        d = torch.mul(r, w_r)
+        return d.sub_(f, alpha=w_f)
+    return combine(r, f, w_r, w_f, mode)
+
+
+def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequence[Tensor],
+            row: Sequence[float], w: Sequence[float]) -> Tensor:
+    """Advance the base's ``state`` (in place) with the direction of ``(r, f)`` and return
+    the update ``u`` (:mod:`fastngd.backends.base` gives the formulas). ``row`` is the
+    tensor's ``hyper`` row, ``w`` its ``(w_R, w_F)``. ``u`` may be the momentum buffer itself:
+    callers must not write to it."""
+    _, wd, b1, b2, eps, bc1, bc2 = row
+    g = _direction(r, f, w[0], w[1], mode)
+    if wd and kind != "adamw":
+        g.add_(p, alpha=wd)
+    if kind == "sgd":
+        return g
+    if kind == "momentum":
+        buf = state[0]
+        buf.mul_(b1).add_(g)
+        return buf
+    if kind not in ("adam", "adamw"):
+        raise ValueError(f"unknown base {kind!r}")
+    m, v = state
+    m.lerp_(g, 1.0 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+    # u = (m/bc₁)/(√v/√bc₂ + ε) = m / (√v·(bc₁/√bc₂) + ε·bc₁), formed in g's memory
+    denom = torch.sqrt(v, out=g)
+    denom.mul_(bc1 / math.sqrt(bc2)).add_(eps * bc1)
+    u = torch.div(m, denom, out=denom)
+    if wd and kind == "adamw":
+        u.add_(p, alpha=wd)
+    return u
