@@ -46,7 +46,7 @@ from .stats import (
     StepStats,
     skip_flags,
 )
-from .step_sizes import StepContext, StepSize, StepSizeResult, get_step_size
+from .step_sizes import FixedStep, StepContext, StepSize, StepSizeResult, get_step_size
 from .update import Bucket, UpdatePass, gather_buckets
 
 __all__ = ["NGDiffOptimizer"]
@@ -170,8 +170,8 @@ class NGDiffOptimizer(torch.optim.Optimizer):
     # ------------------------------------------------------------------ public API
     @property
     def autolr(self) -> bool:
-        """Whether the step size probes (GeN)."""
-        return self.step_size.name != "fixed"
+        """Whether the step size fits the learning rate (anything but a fixed step)."""
+        return not isinstance(self.step_size, FixedStep)
 
     @property
     def lr_scale(self) -> Tensor:

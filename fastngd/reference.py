@@ -119,7 +119,8 @@ def surgery_direction(strategy: str, retain: Sequence[Tensor], forget: Sequence[
             h = [hi - coeff * ri for hi, ri in zip(h, r)]
         return [gamma * hi + alpha * ri for hi, ri in zip(h, r)]
     if strategy == "blur":
-        coeff = dot(r, h) / (dot(h, h) + eps)
+        den = dot(h, h) + eps  # 0 only with eps = 0 and h = 0: nothing to project off
+        coeff = dot(r, h) / den if den else 0.0
         projected = [ri - coeff * hi for hi, ri in zip(h, r)]
         return [gamma * hi + alpha * pi for hi, pi in zip(h, projected)]
     raise ValueError(f"unknown surgery strategy {strategy!r}")

@@ -44,6 +44,27 @@ def test_gen_is_exact_on_a_quadratic(seed: int) -> None:
     assert torch.allclose(theta.detach(), theta0 - eta_star * d, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("base", ["momentum", "adam", "adamw"])
+def test_gen_is_exact_along_the_bases_update(base: str) -> None:
+    """GeN fits η* = g_Rᵀu/(uᵀH u) along the base's update u (first step: momentum's u = d,
+    Adam's u = d/(|d| + ε), AdamW's the same plus the decay wd·θ)."""
+    theta, a, center, b, retain, forget = _quadratic_problem(7)
+    g_r = a @ (theta.detach() - center)
+    d = g_r / g_r.norm() - b / b.norm()
+    u = d if base == "momentum" else d / (d.abs() + 1e-8)
+    if base == "adamw":
+        u = u + 1e-2 * theta.detach()
+    eta_star = float(g_r @ u) / float(u @ a @ u)
+    lr0 = eta_star / 1.7
+    opt = NGDiffOptimizer([theta], lr=lr0, base=base, autolr=True, autolr_every=1,
+                          autolr_ema=0.0, autolr_clip=(0.01, 100.0), backend="torch")
+    theta0 = theta.detach().clone()
+    stats = opt.step(retain, forget)
+    assert stats.lr_updated.item() and stats.gen_outcome.item() == 1
+    assert stats.lr.item() == pytest.approx(eta_star, rel=1e-7)
+    assert torch.allclose(theta.detach(), theta0 - eta_star * u, rtol=1e-12, atol=1e-12)
+
+
 def test_ema_and_clip() -> None:
     cfg = GeNConfig(ema=0.9, clip=(0.5, 2.0))
     # L(t) = 1 - t·G + t²C/2 with G = 1, C = 0.1 → t* = 10, clipped to 2
@@ -70,7 +91,8 @@ def test_gen_fit_formula() -> None:
 
 
 def test_config_validation() -> None:
-    for kw in [{"every": 0}, {"ema": 1.0}, {"clip": (2.0, 3.0)}, {"scale": 2.0}]:
+    for kw in [{"every": 0}, {"ema": 1.0}, {"clip": (2.0, 3.0)}, {"scale": 2.0},
+               {"shrink": 1.0}]:
         with pytest.raises(ValueError):
             GeNConfig(**kw)
 

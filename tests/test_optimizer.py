@@ -281,3 +281,166 @@ def test_gdiff_can_hurt_the_retain_loss() -> None:
     NGDiffOptimizer(lin.parameters(), lr=1e-4, rule="gdiff", autolr=False,
                     backend="torch").step(cr, cf)
     assert cr().item() > l0
+
+
+# ---------------------------------------------------------------------------- bad input (issue 12)
+def test_a_closure_that_misses_the_parameters_is_an_error() -> None:
+    """A closure whose loss reaches none of the optimizer's parameters (another model, or a
+    tensor outside the optimizer) raises instead of giving that task weight 0."""
+    model, opt, cr, cf = _setup(autolr=False)
+    other = make_net(1)
+    x = torch.randn(4, 6)
+    outside = nn.Parameter(torch.ones(()))
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="any parameter of this optimizer"):
+        opt.step(lambda: other(x).pow(2).mean(), cf)
+    with pytest.raises(ValueError, match="closure_forget.*any parameter of this optimizer"):
+        opt.step(cr, lambda: outside * 2.0)
+    assert _same(_snapshot(model), before)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any("retain_grad" in s for s in opt.state.values())
+    opt.step(cr, cf)  # still usable
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0, -0.1, True])
+def test_group_learning_rates_are_checked_at_construction(bad) -> None:
+    a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="lr"):
+        NGDiffOptimizer([{"params": [a]}, {"params": [b], "lr": bad}])
+
+
+@pytest.mark.parametrize("base", ["sgd", "adamw"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_learning_rate_later_skips_the_step(bad: float, base: str) -> None:
+    """A scheduler or a user sets a group's lr to NaN/inf: the step is skipped, with its
+    reason, and nothing changes (parameters, the base's state)."""
+    model, opt, cr, cf = _setup(base=base, autolr=False)
+    opt.step(cr, cf)
+    before, sd = _snapshot(model), copy.deepcopy(opt.state_dict())
+    opt.param_groups[0]["lr"] = bad
+    stats = opt.step(cr, cf)
+    assert stats.skipped.item() and "learning rate" in stats.skip_reason
+    assert _same(_snapshot(model), before)
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            assert torch.equal(opt.state_dict()["state"][pid][k], v)
+    assert stats.lr.item() == 0.0
+    opt.param_groups[0]["lr"] = 0.05
+    assert not opt.step(cr, cf).skipped.item()
+
+
+def test_a_zero_group_learning_rate_advances_the_state_like_torch() -> None:
+    """lr = 0 (a warm-up schedule's first step): θ stays, Adam's moments and step advance."""
+    p = nn.Parameter(torch.randn(4))
+    twin = nn.Parameter(p.detach().clone())
+    opt = NGDiffOptimizer([p], lr=0.1, rule="gd", base="adam", autolr=False, backend="torch")
+    ref = torch.optim.Adam([twin], lr=0.1)
+    opt.param_groups[0]["lr"] = 0.0
+    ref.param_groups[0]["lr"] = 0.0
+    g = torch.randn(4)
+    p.grad = g.clone()
+    opt.stash_retain_grad()
+    opt.step()
+    twin.grad = g.clone()
+    ref.step()
+    assert torch.equal(p.detach(), twin.detach())
+    assert torch.allclose(opt.state[p]["exp_avg"], ref.state[twin]["exp_avg"])
+    assert opt.state[p]["step"].item() == ref.state[twin]["step"].item() == 1.0
+
+
+def test_empty_groups_and_duplicates() -> None:
+    model = make_net(0)
+    opt = NGDiffOptimizer([{"params": []}, {"params": list(model.parameters())}], autolr=False,
+                          backend="torch")
+    cr, cf = closures(model, make_task(0))
+    assert not opt.step(cr, cf).skipped.item()
+    with pytest.raises(ValueError, match="no parameters"):
+        NGDiffOptimizer([{"params": []}])
+    w = model.fc1.weight
+    with pytest.raises(ValueError, match="more than once"):
+        NGDiffOptimizer([w, w])
+    with pytest.raises(ValueError, match="more than one"):
+        NGDiffOptimizer([{"params": [w]}, {"params": [w, model.fc1.bias]}])
+
+
+def test_gdiff_default_c_is_explicit() -> None:
+    p = [nn.Parameter(torch.ones(2))]
+    assert NGDiffOptimizer(p, rule="gdiff").rule.name == "gdiff-0.5"
+    # a checkpoint of a "gdiff" optimizer made before the name said its c still loads
+    a = NGDiffOptimizer(p, rule="gdiff", rule_options={"c": 0.5})
+    sd = a.state_dict()
+    sd["ngdiff"]["rule"] = "gdiff"
+    NGDiffOptimizer(p, rule="gdiff").load_state_dict(sd)
+
+
+# ---------------------------------------------------------------------------- bases
+@pytest.mark.parametrize("base", ["sgd", "momentum", "adam", "adamw"])
+def test_nan_anywhere_leaves_the_base_state_untouched(base: str) -> None:
+    model, opt, cr, cf = _setup(base=base, autolr=True, autolr_every=2)
+    opt.step(cr, cf)
+    opt.step(cr, cf)
+    before, sd = _snapshot(model), copy.deepcopy(opt.state_dict())
+    hook = model.fc2.weight.register_hook(lambda g: g * float("nan"))
+    stats = opt.step(cr, cf)  # a GeN step (call 2)
+    hook.remove()
+    assert stats.skipped.item() and stats.probe_losses is not None
+    assert _same(_snapshot(model), before)
+    after = opt.state_dict()
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            assert torch.equal(after["state"][pid][k], v), (pid, k)
+    assert opt.num_steps.item() == 2
+
+
+def _resume(base: str, autolr: bool, storage: str, dtype=torch.float32) -> None:
+    kw = dict(base=base, autolr=autolr, autolr_every=2, retain_storage=storage, dtype=dtype)
+    model, opt, cr, cf = _setup(**kw)
+    for _ in range(3):
+        opt.step(cr, cf)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    for _ in range(4):
+        opt.step(cr, cf)
+    expected, state = _snapshot(model), opt.state_dict()["state"]
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2 = make_net(1, dtype)
+    model2.load_state_dict(ckpt["model"])
+    opt2 = NGDiffOptimizer(model2.parameters(), lr=0.05, backend="torch",
+                           **{k: v for k, v in kw.items() if k != "dtype"})
+    opt2.load_state_dict(ckpt["opt"])
+    cr2, cf2 = closures(model2, make_task(0))
+    for _ in range(4):
+        opt2.step(cr2, cf2)
+    assert _same(_snapshot(model2), expected)
+    for pid, st in opt2.state_dict()["state"].items():
+        for k, v in st.items():
+            assert v.dtype == state[pid][k].dtype and torch.equal(v, state[pid][k]), (pid, k)
+
+
+@pytest.mark.parametrize("storage", ["exact", "int8"])
+@pytest.mark.parametrize("autolr", [False, True])
+@pytest.mark.parametrize("base", ["momentum", "adam", "adamw"])
+def test_resume_is_bit_identical_for_every_base(base: str, autolr: bool, storage: str) -> None:
+    _resume(base, autolr, storage)
+
+
+def test_resume_keeps_float32_moments_of_bf16_parameters() -> None:
+    """``Optimizer.load_state_dict`` would cast the moments to bf16; they stay float32."""
+    _resume("adamw", True, "exact", torch.bfloat16)
+
+
+def test_load_state_dict_checks_the_base() -> None:
+    _, opt, cr, cf = _setup(base="adam")
+    opt.step(cr, cf)
+    other = NGDiffOptimizer(make_net(0).parameters(), base="adamw", backend="torch")
+    with pytest.raises(ValueError, match="base"):
+        other.load_state_dict(opt.state_dict())
+
+
+def test_stats_report_the_update_products() -> None:
+    _, opt, cr, cf = _setup(base="adam", autolr=False)
+    d = opt.step(cr, cf).as_dict()
+    assert {"retain_dot_update", "forget_dot_update", "gen_outcome", "gen_report"} <= set(d)
+    assert d["retain_dot_update"] != 0.0 and d["gen_report"].startswith("no probe")

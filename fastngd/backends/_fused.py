@@ -55,12 +55,29 @@ def gram_row(r: Tensor, f: Tensor) -> tuple[float, float, float]:
     return _dot(r64, r64), _dot(f64, f64), _dot(r64, f64)
 
 
+def _split(w: float, dtype: torch.dtype) -> tuple[float, float]:
+    """``(w₁, w₂)`` with ``w₁·w₂ = w`` and both normal numbers of ``dtype`` (float32
+    arithmetic rounds a scalar such as 1e-41 to a subnormal with a few bits, or 1e40 to inf);
+    ``(1, w)`` when ``w`` itself is one. ``w₁`` is a power of two (an exact scaling)."""
+    if dtype == torch.float64 or w == 0 or not math.isfinite(w) or 2.0**-125 <= abs(w) <= 2.0**126:
+        return 1.0, w
+    w1 = math.ldexp(1.0, math.frexp(abs(w))[1] // 2)
+    return w1, w / w1
+
+
 def _direction(r: Tensor, f: Tensor, w_r: float, w_f: float, mode: str) -> Tensor:
-    """``d`` as a fresh tensor (the scratch buffer of the item)."""
+    """``d`` as a fresh tensor (the scratch buffer of the item). A weight outside the
+    accumulation dtype's normal range is applied in two exact-range factors (the combine
+    modes are positively homogeneous in each input, the mask depending on signs only)."""
+    (a1, a2), (b1, b2) = _split(w_r, r.dtype), _split(w_f, f.dtype)
+    if a1 != 1.0:
+        r = r * a1
+    if b1 != 1.0:
+        f = f * b1
     if mode == "linear":
-        d = torch.mul(r, w_r)
-        return d.sub_(f, alpha=w_f)
-    return combine(r, f, w_r, w_f, mode)
+        d = torch.mul(r, a2)
+        return d.sub_(f, alpha=b2)
+    return combine(r, f, a2, b2, mode)
 
 
 def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequence[Tensor],

@@ -100,8 +100,8 @@ _SAGO = {"retain_safe": True, "per_coordinate": True}
 RULES: dict[str, CombineRule] = {
     "ngdiff": CombineRule("ngdiff", ngdiff, **_SAFE),
     "gdiff": CombineRule(f"gdiff-{DEFAULT_C:g}", gdiff),
-    "gd": CombineRule("gd", gd),
-    "ga": CombineRule("ga", ga),
+    "gd": CombineRule("gd", gd, retain_safe=True),
+    "ga": CombineRule("ga", ga, forget_safe=True),
     "lossnorm": CombineRule("lossnorm", lossnorm, needs_losses=True),
     "rlw": CombineRule("rlw", rlw, random=True),
     "pcgrad": CombineRule("pcgrad", pcgrad, **_SAFE),

@@ -1,0 +1,153 @@
+"""Every base update against torch's own optimizer fed the float64 reference direction d.
+
+The optimizer gets random retain and forget gradients through the low-level API; torch's
+optimizer, on a copy of the parameters, gets ``.grad = d`` with ``d`` the float64 NGDiff
+direction (``fastngd.reference``). Over 8 steps, with two parameter groups of different
+hyper-parameters, the parameters must agree: to float64 rounding for float64 parameters, to
+float32 rounding for float32 ones.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fastngd import BASES, NGDiffOptimizer
+from fastngd.bases import get_base
+from fastngd.reference import reference_direction, reference_weights
+
+SHAPES = [(5, 3), (7,), (1,), (300,)]
+TORCH = {
+    "sgd": lambda groups: torch.optim.SGD(groups, lr=0.1),
+    "momentum": lambda groups: torch.optim.SGD(groups, lr=0.1, momentum=0.9),
+    "adam": lambda groups: torch.optim.Adam(groups, lr=0.1, foreach=False),
+    "adamw": lambda groups: torch.optim.AdamW(groups, lr=0.1, foreach=False),
+}
+GROUP_HYPER = {
+    "sgd": [{"weight_decay": 0.0}, {"weight_decay": 0.05}],
+    "momentum": [{"momentum": 0.5, "weight_decay": 0.01}, {"momentum": 0.9, "weight_decay": 0.0}],
+    "adam": [{"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01},
+             {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}],
+    "adamw": [{"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
+              {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}],
+}
+
+
+def _d(g_r, g_f):
+    rr = sum(float((g.double() ** 2).sum()) for g in g_r)
+    ff = sum(float((g.double() ** 2).sum()) for g in g_f)
+    rf = sum(float((a.double() * b.double()).sum()) for a, b in zip(g_r, g_f))
+    w_r, w_f = reference_weights("ngdiff", rr, ff, rf)
+    return reference_direction(g_r, g_f, "ngdiff", w_r, w_f)
+
+
+def _run(base: str, dtype: torch.dtype, steps: int = 8):
+    g = torch.Generator().manual_seed(0)
+    theta = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
+    ours = [torch.nn.Parameter(t.clone()) for t in theta]
+    theirs = [torch.nn.Parameter(t.clone()) for t in theta]
+    hyper = GROUP_HYPER[base]
+    opt = NGDiffOptimizer([{"params": ours[:2], "lr": 0.05, **hyper[0]},
+                           {"params": ours[2:], "lr": 0.1, **hyper[1]}],
+                          rule="ngdiff", base=base, autolr=False, backend="torch")
+    ref = TORCH[base]([{"params": theirs[:2], "lr": 0.05, **hyper[0]},
+                       {"params": theirs[2:], "lr": 0.1, **hyper[1]}])
+    worst = 0.0
+    for _ in range(steps):
+        g_r = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
+        g_f = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
+        for p, x in zip(ours, g_r):
+            p.grad = x.clone()
+        opt.stash_retain_grad()
+        for p, x in zip(ours, g_f):
+            p.grad = x.clone()
+        opt.step()
+        for p, d in zip(theirs, _d(g_r, g_f)):
+            p.grad = d.to(dtype)  # torch's optimizer fed the float64 direction
+        ref.step()
+        for a, b in zip(ours, theirs):
+            worst = max(worst, float((a.detach().double() - b.detach().double()).abs().max()))
+    moved = max(float((a.detach().double() - t.double()).abs().max()) for a, t in zip(ours, theta))
+    return worst, moved, opt
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_float64_matches_torch(base: str) -> None:
+    worst, moved, _ = _run(base, torch.float64)
+    assert moved > 0.05, "the parameters did not move: the comparison would be vacuous"
+    assert worst <= 1e-12
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_float32_matches_torch(base: str) -> None:
+    worst, moved, _ = _run(base, torch.float32)
+    assert moved > 0.05
+    assert worst <= 2e-5
+
+
+def test_a_wrong_base_is_seen() -> None:
+    """The comparison has teeth: Adam's moments fed to AdamW's decay differ."""
+    w_adam, _, _ = _run("adam", torch.float64)
+    assert w_adam <= 1e-12
+    saved = TORCH["adam"]
+    try:
+        TORCH["adam"] = lambda groups: torch.optim.AdamW(groups, lr=0.1, foreach=False)
+        worst, _, _ = _run("adam", torch.float64)
+    finally:
+        TORCH["adam"] = saved
+    assert worst > 1e-6
+
+
+@pytest.mark.parametrize("base", ["momentum", "adam", "adamw"])
+def test_state_is_torchs_and_float32_for_bf16(base: str) -> None:
+    p = torch.nn.Parameter(torch.randn(10, dtype=torch.bfloat16))
+    opt = NGDiffOptimizer([p], lr=0.01, base=base, autolr=False, backend="torch")
+    p.grad = torch.randn(10, dtype=torch.bfloat16)
+    opt.stash_retain_grad()
+    p.grad = torch.randn(10, dtype=torch.bfloat16)
+    opt.step()
+    state = opt.state[p]
+    names = get_base(base).state_names
+    assert set(names) <= set(state)
+    for name in names:
+        assert state[name].dtype == torch.float32 and state[name].shape == p.shape
+        assert bool((state[name] != 0).any())
+    if base != "momentum":
+        assert state["step"].item() == 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"base": "adam", "betas": (1.0, 0.999)}, "betas"),
+    ({"base": "adam", "betas": (0.9, -0.1)}, "betas"),
+    ({"base": "adamw", "betas": (0.9,)}, "pair"),
+    ({"base": "adam", "eps": -1e-8}, "eps"),
+    ({"base": "adamw", "weight_decay": -0.1}, "weight_decay"),
+    ({"base": "sgd", "weight_decay": float("nan")}, "weight_decay"),
+    ({"base": "momentum", "momentum": 1.5}, "momentum"),
+    ({"base": "adam", "momentum": 0.9}, "momentum= applies to base 'momentum'"),
+    ({"base": "sgd", "betas": (0.9, 0.99)}, "betas= applies"),
+    ({"base": "momentum", "eps": 1e-8}, "eps= applies"),
+    ({"base": "lion"}, "valid bases"),
+])
+def test_bad_hyper_parameters_are_refused_at_construction(kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        NGDiffOptimizer([torch.nn.Parameter(torch.ones(2))], **kwargs)
+
+
+def test_bad_group_hyper_parameters_are_refused() -> None:
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="betas"):
+        NGDiffOptimizer([{"params": [a]}, {"params": [b], "betas": (0.9, 1.0)}], base="adam")
+    opt = NGDiffOptimizer([a], base="adamw")
+    with pytest.raises(ValueError, match="eps"):
+        opt.add_param_group({"params": [b], "eps": -1.0})
+    assert len(opt.param_groups) == 1  # the refused group was not kept
+
+
+def test_defaults_are_torchs() -> None:
+    assert get_base("adamw").defaults == {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
+    assert get_base("adam").defaults["weight_decay"] == 0.0
+    opt = NGDiffOptimizer([torch.nn.Parameter(torch.ones(2))], base="momentum", momentum=0.5)
+    assert opt.param_groups[0]["momentum"] == 0.5 and opt.param_groups[0]["weight_decay"] == 0.0
+    assert not math.isnan(opt.param_groups[0]["lr"])
