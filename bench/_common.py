@@ -148,7 +148,8 @@ def copy_bandwidth(device: torch.device, nbytes: int, reps: int) -> tuple[float,
 
 
 def machine_description(device: torch.device) -> dict[str, Any]:
-    """Host, CPU, thread and accelerator facts recorded next to the numbers."""
+    """Host, CPU, thread and accelerator facts recorded next to the numbers (with the load
+    average at the time: the machine may be shared)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -174,6 +175,7 @@ def machine_description(device: torch.device) -> dict[str, Any]:
         "memory_bytes": mem,
         "device": str(device),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

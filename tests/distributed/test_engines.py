@@ -3,8 +3,10 @@
 One 2-rank job (``worker.py``, started like ``torchrun`` by ``launch.py``) runs every
 scenario; the single-process reference runs in this process with the full batches. Per step
 the gathered parameters and the step statistics must agree, the optimizer must issue exactly
-one ``all_reduce`` (5 numbers) per step plus one (2 numbers) on GeN steps, and a NaN seen by
-one rank only must make every rank skip the same step.
+one ``all_reduce`` (5 numbers, plus 3 per sharded tensor for a per-tensor rule) per step plus
+one (2 numbers) on GeN steps, a base whose products ``g·u`` need summing over shards adding 2
+numbers (to the GeN collective, or in one of their own), and a NaN seen by one rank only must
+make every rank skip the same step.
 """
 from __future__ import annotations
 
@@ -29,7 +31,22 @@ MATCHED = [name for name in worker.SCENARIOS if name != BUCKET_VIEW]
 STAT_FIELDS = (
     "loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine",
     "weight_retain", "weight_forget", "lr_scale", "skipped", "lr_updated",
+    "retain_dot_update", "forget_dot_update", "gen_outcome",
 )
+#: tensors of the scenarios' model (two Linear layers), all sharded under FSDP2.
+N_TENSORS = 4
+
+
+def expected_all_reduce_sizes(sc: worker.Scenario, gen_step: bool) -> list[int]:
+    """The collectives of one step: the Gram reduction (with per-tensor rows of sharded
+    tensors for a per-tensor rule), the GeN probes, and the products of sharded tensors
+    unless they follow from the Gram (sgd, linear rule, no weight decay)."""
+    sharded = sc.engine == "fsdp2"
+    first = 5 + (3 * N_TENSORS if sharded and sc.rule == "surgery_pcgrad" else 0)
+    products = sharded and sc.base != "sgd"
+    if gen_step:
+        return [first, 4 if products else 2]
+    return [first, 2] if products else [first]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +114,7 @@ def test_ranks_hold_identical_parameters(ranks, name: str) -> None:
 def test_one_all_reduce_per_step_two_on_gen_steps(ranks, name: str) -> None:
     for rank in range(WORLD):
         for step, rec in enumerate(records(ranks, name, rank)[1:]):
-            expected = [5, 2] if rec["gen_step"] else [5]
+            expected = expected_all_reduce_sizes(worker.SCENARIOS[name], rec["gen_step"])
             assert rec["all_reduce_sizes"] == expected, (name, rank, step)
     assert any(rec["gen_step"] for rec in records(ranks, name, 0)[1:]) == worker.SCENARIOS[name].autolr
 
@@ -123,15 +140,18 @@ def test_nan_on_one_rank_skips_the_step_on_every_rank(ranks, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["ddp-nan-probe", "fsdp2-nan-probe"])
-def test_nan_probe_on_one_rank_rejects_the_fit_on_every_rank(ranks, name: str) -> None:
+def test_nan_probe_on_one_rank_blocks_the_step_on_every_rank(ranks, name: str) -> None:
+    """A non-finite probe loss on one rank: every rank keeps θ, halves the rate and says so."""
     step = worker.BAD_PROBE_STEP
     for rank in range(WORLD):
         recs = records(ranks, name, rank)
         rec, prev = recs[step + 1], recs[step]
         assert rec["gen_step"] and not rec["skipped"] and not rec["lr_updated"]
-        assert rec["lr_scale"] == prev["lr_scale"]
-        assert not torch.equal(rec["params"], prev["params"])  # the step itself is applied
+        assert rec["gen_outcome"] == 3 and rec["lr"] == 0.0
+        assert rec["lr_scale"] == prev["lr_scale"] / 2
+        assert torch.equal(rec["params"], prev["params"])  # the step is not taken
         assert any(math.isnan(x) for x in rec["probe_losses"])
+        assert not torch.equal(recs[-1]["params"], rec["params"])  # later steps move again
     clean = records(ranks, name.replace("nan-probe", "ngdiff-gen"), 0)[step + 1]
     assert clean["lr_updated"], "the unpoisoned run must accept the fit at that step"
 

@@ -37,7 +37,8 @@ class Scenario:
     loss value), "probe" (NaN retain loss in the GeN probes) or "shard" (NaN in one element of
     the local forget-gradient shard); ``root_param``: the FSDP2 root module owns a parameter
     (1 element, so one rank holds an empty shard); ``reshard``: closures call
-    ``reshard_fsdp(model)``; ``explicit_root``: ``fully_shard(root, reshard_after_forward=True)``.
+    ``reshard_fsdp(model)``; ``explicit_root``: ``fully_shard(root, reshard_after_forward=True)``;
+    ``rule`` and ``base``: the optimizer's.
     """
 
     engine: str
@@ -46,6 +47,8 @@ class Scenario:
     root_param: bool = False
     reshard: bool = False
     explicit_root: bool = False
+    rule: str = "ngdiff"
+    base: str = "sgd"
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -60,6 +63,11 @@ SCENARIOS["fsdp2-root-param-explicit-gen"] = Scenario(
     "fsdp2", True, root_param=True, explicit_root=True
 )
 SCENARIOS["ddp-bucket-view-gen"] = Scenario("ddp-bucket-view", True)
+for _engine in ("ddp", "fsdp2"):
+    # per-tensor weights from per-tensor Gram rows (reduced over ranks when sharded)
+    SCENARIOS[f"{_engine}-surgery-pcgrad-gen"] = Scenario(_engine, True, rule="surgery_pcgrad")
+    # a base with state; the products g·u of sharded tensors need their own reduction
+    SCENARIOS[f"{_engine}-adamw-gen"] = Scenario(_engine, True, base="adamw")
 
 
 class Scale(nn.Module):
@@ -154,8 +162,8 @@ def run_scenario(name: str, rank: int = 0, world: int = 1) -> dict[str, Any]:
     model = wrap(make_model(sc.root_param), engine, sc.explicit_root)
     xr, yr, xf, yf = make_data(rank, world)
     opt = NGDiffOptimizer(
-        model.parameters(), lr=1.0, rule="ngdiff", autolr=autolr, autolr_every=AUTOLR_EVERY,
-        backend="torch",
+        model.parameters(), lr=0.05 if sc.base == "adamw" else 1.0, rule=sc.rule, base=sc.base,
+        autolr=autolr, autolr_every=AUTOLR_EVERY, backend="torch",
     )
     state = {"step": 0, "probing": False}
 
