@@ -1,17 +1,19 @@
 """End-to-end wall time of unlearning steps on the embedded model: what GeN costs.
 
-Side by side, in one run, on copies of the same model and the same fixed batches:
+Side by side, in one run, on copies of the same model and the same fixed batches, for every
+base of ``--bases`` (``sgd``, ``momentum``, ``adam``, ``adamw``):
 
-* ``ngdiff+gen10``: :class:`fastngd.NGDiffOptimizer` with ``rule="ngdiff"`` and GeN fitting
-  the learning rate every 10 steps (two extra retain forwards on those steps);
-* ``ngdiff``: the same with a fixed learning rate (``autolr=False``);
-* ``gdiff``: gradient difference with a fixed learning rate;
+* ``<base>:ngdiff+gen10``: :class:`fastngd.NGDiffOptimizer` with ``rule="ngdiff"``, that base,
+  and GeN fitting the learning rate along the base's update every 10 steps (two extra retain
+  forwards on those steps);
+* ``<base>:ngdiff``: the same with a fixed learning rate (``autolr=False``);
+* ``gdiff``: gradient difference (SGD) with a fixed learning rate;
 * ``grads-only``: the two forward/backward passes alone, no optimizer (the floor).
 
 The configurations take turns in blocks of 10 steps (one full GeN period), so a change of
 machine load hits all of them alike; the figure of merit is the **mean** wall time per step
-over whole periods (a median would hide the GeN steps). Target: ``ngdiff+gen10`` at most
-1.10× ``ngdiff``.
+over whole periods (a median would hide the GeN steps). Target, for every base:
+``<base>:ngdiff+gen10`` at most 1.10× ``<base>:ngdiff``. The load average is recorded.
 
 The model is the embedded default model when it is already in the cache
 (:func:`fastngd.models.get_embedded_model`), or, with ``--train-embedded``, trained first;
@@ -20,7 +22,7 @@ otherwise a randomly initialised model of the same architecture and sizes
 
 Usage::
 
-    python bench/unlearning_step.py [--periods 5] [--batch 8] [--seq 48] [--json PATH]
+    python bench/unlearning_step.py [--periods 5] [--batch 8] [--seq 48] [--bases sgd,adamw] [--json PATH]
     python bench/unlearning_step.py --smoke
 """
 from __future__ import annotations
@@ -82,9 +84,10 @@ def make_runner(name: str, model: torch.nn.Module, retain: torch.Tensor,
                 p.grad = None
 
         return run
-    rule = "gdiff" if name == "gdiff" else "ngdiff"
-    opt = NGDiffOptimizer(model.parameters(), lr=lr, rule=rule,
-                          autolr=name == "ngdiff+gen10", autolr_every=PERIOD, backend=backend)
+    base, _, config = name.rpartition(":")
+    rule = "gdiff" if config == "gdiff" else "ngdiff"
+    opt = NGDiffOptimizer(model.parameters(), lr=lr, rule=rule, base=base or "sgd",
+                          autolr=config == "ngdiff+gen10", autolr_every=PERIOD, backend=backend)
 
     def run_opt() -> None:
         opt.step(lambda: loss(retain), lambda: loss(forget))
@@ -106,6 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                     help="vocabulary of the stand-in model when the embedded one is absent")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's own default)")
+    ap.add_argument("--bases", default="sgd,momentum,adam,adamw",
+                    help="comma list of the bases under NGDiff (default: all four)")
     ap.add_argument("--smoke", action="store_true", help="a few steps, a few seconds")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
@@ -124,7 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     forget = torch.randint(4, vocab, (batch, seq), generator=g).to(device)
     n_params = sum(p.numel() for p in model.parameters())
 
-    names = ["ngdiff+gen10", "ngdiff", "gdiff", "grads-only"]
+    bases = args.bases.split(",")
+    names = [f"{b}:{c}" for b in bases for c in ("ngdiff+gen10", "ngdiff")] + ["gdiff", "grads-only"]
     runners = {n: make_runner(n, copy.deepcopy(model), retain, forget, args.lr, args.backend)
                for n in names}
     for run in runners.values():  # warm-up: one GeN step and a few plain ones
@@ -140,26 +146,31 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 run()
                 samples[n].append((time.perf_counter() - t0) * 1e3)
 
-    base = statistics.fmean(samples["ngdiff"])
+    reference = statistics.fmean(samples[f"{bases[0]}:ngdiff"])
     rows = []
     results: dict[str, Any] = {}
     for n in names:
         s = samples[n]
+        base = n.rpartition(":")[0]
+        fixed = statistics.fmean(samples[f"{base}:ngdiff"]) if base else reference
         rec = {"config": n, "mean_ms": statistics.fmean(s), "median_ms": statistics.median(s),
-               "max_ms": max(s), "steps": len(s), "ratio_vs_ngdiff": statistics.fmean(s) / base,
-               "samples_ms": s}
+               "max_ms": max(s), "steps": len(s),
+               "ratio_vs_fixed_lr": statistics.fmean(s) / fixed, "samples_ms": s}
         results[n] = rec
         rows.append(rec)
+    load = os.getloadavg()
     print(f"model: {source}, {n_params:,} parameters; batch {batch}×{seq} tokens; "
-          f"{periods} blocks of {PERIOD} steps each, interleaved")
+          f"{periods} blocks of {PERIOD} steps each, interleaved; load average {load[0]:.1f}")
     print(format_table(rows, [("config", "config", ""), ("mean_ms", "mean ms/step", ".1f"),
                               ("median_ms", "median", ".1f"), ("max_ms", "max", ".1f"),
-                              ("ratio_vs_ngdiff", "vs ngdiff", ".3f")]))
+                              ("ratio_vs_fixed_lr", f"vs fixed lr (same base; others vs "
+                                                    f"{bases[0]})", ".3f")]))
     payload = {"benchmark": "unlearning_step", "machine": machine_description(device),
                "config": {"model": source, "parameters": n_params, "batch": batch, "seq": seq,
                           "periods": periods, "gen_every": PERIOD, "lr": args.lr,
                           "backend": args.backend, "smoke": args.smoke,
-                          "threads": torch.get_num_threads()},
+                          "threads": torch.get_num_threads(), "bases": bases,
+                          "loadavg_after": list(load)},
                "results": results}
     if args.json:
         write_json(args.json, payload)

@@ -124,7 +124,7 @@ class UpdatePass:
         self._fixed = [self._fixed_columns(b) for b in buckets]
         self._saved: list[tuple[list[Tensor], list[Tensor], Tensor]] = []
         self.advanced = False
-        self.products_local = torch.zeros(2, dtype=ok_dtype(ok), device=ok.device)
+        self.products_local = torch.zeros(2, dtype=scalar_dtype(ok.device), device=ok.device)
         self.products_sharded = torch.zeros_like(self.products_local)
 
     def _fixed_columns(self, b: Bucket) -> tuple[Tensor, Tensor]:
@@ -190,8 +190,3 @@ class UpdatePass:
             if b.steps:
                 torch._foreach_add_(b.steps, self.ok.to(device=b.steps[0].device,
                                                         dtype=b.steps[0].dtype))
-
-
-def ok_dtype(ok: Tensor) -> torch.dtype:
-    """The scalar dtype on ``ok``'s device."""
-    return scalar_dtype(ok.device)

@@ -32,7 +32,10 @@ decay, ``β₁``, ``β₂``, ``ε`` and the bias corrections ``bc₁ = 1 − β�
 
 A row of ``hyper`` whose ``lr`` is exactly zero marks a *skipped* tensor: its parameter and
 its state are neither read nor written by :meth:`Backend.step` (this is how a skipped step
-leaves NaN gradients unread and the base's state untouched).
+leaves NaN gradients unread and the base's state untouched). A caller that wants torch's
+``lr = 0`` instead (θ kept, the state advanced, as in the first step of a warm-up schedule)
+passes the smallest positive float64 (``math.ulp(0.0)``), which rounds to a zero step in the
+update's arithmetic.
 
 Precision: all arithmetic in the accumulation dtype (float32, or float64 for float64
 tensors) and rounded once on store; state tensors are float32 (float64 for float64
@@ -41,6 +44,11 @@ entries, the products ``g·u``) are in :func:`scalar_dtype` (float64; float32 on
 must be right for **every finite input of the storage dtype**: no intermediate square or
 product may overflow or underflow (e.g. products formed in float64, or float32 partials with
 a float64 recomputation of any chunk whose partial is not finite or too small to be exact).
+For float64 tensors this can only hold while the sums themselves are representable in
+float64 (norms between about 1e-154 and 1e154). Likewise a ``weights`` entry outside the
+accumulation dtype's normal range (e.g. ``1/‖g‖`` of a float32 gradient of norm 1e-40, or
+1e-41 next to a gradient of 1e30) must not be rounded to a float32 subnormal or to inf before
+it multiplies: apply it as two normal factors (e.g. a power of two, then the rest).
 """
 from __future__ import annotations
 
