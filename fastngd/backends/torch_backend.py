@@ -14,7 +14,11 @@ CPU buckets run on worker threads (:mod:`._workers`); every item writes its own 
 row of partial sums, added up in a fixed order), so results do not depend on the threads.
 
 Float32/float64 tensors with exact storage are updated in place (the item's only temporary
-is one scratch buffer for ``d`` and ``u``). Other dtypes, compact codes and the elementwise
+is one scratch buffer for ``d`` and ``u``). The plain SGD step of a linear rule without weight
+decay (``u = d``) needs no scratch at all: ``p`` is updated from ``r`` and ``f`` directly, and
+its products ``r·u = w_R·‖r‖² − w_F·r·f``, ``f·u = w_R·r·f − w_F·‖f‖²`` come from the
+per-tensor rows of the Gram pass just made on the same (unmodified) buffers, which the backend
+remembers through weak references and the tensors' version counters. Other dtypes, compact codes and the elementwise
 SAGO modes go through temporaries of at most :data:`CHUNK` (SAGO), :data:`CAST_CHUNK` (other
 dtypes) or :data:`COMPACT_CHUNK` (compact codes) elements in all (shared out between the
 workers), so the extra memory stays a few MB whatever the model size; every result is rounded
@@ -24,8 +28,10 @@ tensor-sized temporary.
 """
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -83,6 +89,44 @@ def _quantize_into(flat: Tensor, codes: Tensor, absmax: Tensor, s: int, e: int) 
     absmax[s // BLOCK_SIZE:s // BLOCK_SIZE + a.numel()] = a
 
 
+def _tensors_of(entries: Sequence[Any]) -> list[Tensor]:
+    """The tensors behind retain/forget entries (codes and scales of compact ones)."""
+    out: list[Tensor] = []
+    for t in entries:
+        out += [t] if isinstance(t, Tensor) else [t.codes, t.absmax]
+    return out
+
+
+class _GramMemo:
+    """The per-tensor Gram rows of the last :meth:`TorchBackend.gram` call, valid while the
+    very same tensors are unmodified (weak references and version counters: nothing is kept
+    alive, and an in-place write or a new buffer at a recycled address invalidates it)."""
+
+    def __init__(self) -> None:
+        self._refs: list[Any] = []
+        self._versions: list[int] = []
+        self.rows: Optional[Tensor] = None
+
+    def store(self, retain: Sequence[Any], forget: Sequence[Tensor], rows: Tensor) -> None:
+        ts = _tensors_of(retain) + _tensors_of(forget)
+        self._refs = [weakref.ref(t) for t in ts]
+        self._versions = [t._version for t in ts]
+        self.rows = rows
+
+    def lookup(self, retain: Sequence[Any], forget: Sequence[Tensor]) -> Optional[Tensor]:
+        ts = _tensors_of(retain) + _tensors_of(forget)
+        if self.rows is None or len(ts) != len(self._refs):
+            return None
+        for t, ref, version in zip(ts, self._refs, self._versions):
+            if ref() is not t or t._version != version:
+                return None
+        return self.rows
+
+
+def _normal32(x: float) -> bool:
+    return x == 0.0 or 2.0**-125 <= abs(x) <= 2.0**126
+
+
 def _check(params: Sequence[Tensor], state: Sequence[Sequence[Tensor]], hyper: Tensor,
            weights: Tensor, kind: str) -> None:
     if kind not in BASE_KINDS:
@@ -99,6 +143,9 @@ class TorchBackend(Backend):
     """Multi-tensor operations written with ``torch`` ops (see :class:`Backend`)."""
 
     name = "torch"
+
+    def __init__(self) -> None:
+        self._memo = _GramMemo()
 
     def store_retain(self, grads: Sequence[Tensor], storage: str = "exact") -> list:
         if storage != "int8":
@@ -148,7 +195,7 @@ class TorchBackend(Backend):
         rows: list[Any] = [None] * len(items)
 
         def work(j: int, it: Item) -> None:
-            if per_tensor and len(it[0]) > 1:  # a group: one row per tensor
+            if len(it[0]) > 1:  # a group: one row per tensor
                 rows[j] = [_fused.gram_row(read(retain, ([i], None, None), acc),
                                            read(forget, ([i], None, None), acc))
                            for i in it[0]]
@@ -158,8 +205,9 @@ class TorchBackend(Backend):
         run_items(items, sizes, device, work)
         out = torch.zeros(len(forget), 3, dtype=torch.float64)
         for it, row in zip(items, rows):  # a fixed order of summation
-            for i, values in zip(it[0] if len(row) > 1 else it[0][:1], row):
+            for i, values in zip(it[0], row):
                 out[i] += torch.tensor(values, dtype=torch.float64)
+        self._memo.store(retain, forget, out)
         result = out if per_tensor else out.sum(0)
         return result.to(device=device, dtype=scalar_dtype(device))
 
@@ -195,6 +243,10 @@ class TorchBackend(Backend):
         rows, ws = hyper.tolist(), weights.tolist()
         acc = accumulation_dtype(params[0].dtype)
         fast = _in_place(params[0].dtype, retain, mode)
+        if fast and kind == "sgd" and all(row[1] == 0.0 for row in rows):
+            done = self._plain_sgd(params, retain, forget, rows, ws, outputs)
+            if done is not None:
+                return done
         compact = not all(isinstance(r, Tensor) for r in retain)
         skip = [row[0] == 0.0 for row in rows]
         size = _item_size(device, fast, 4 + len(state), compact, mode)
@@ -226,6 +278,50 @@ class TorchBackend(Backend):
 
         run_items(items, sizes, device, work)
         total = torch.tensor(partials, dtype=torch.float64).sum(0) if partials else torch.zeros(2, dtype=torch.float64)
+        return total.to(device=device, dtype=scalar_dtype(device))
+
+    def _plain_sgd(self, params: Sequence[Tensor], retain: Sequence[Tensor],
+                   forget: Sequence[Tensor], rows: list[list[float]], ws: list[list[float]],
+                   outputs: tuple[list[Tensor], list[Tensor]] | None) -> Optional[Tensor]:
+        """``u = d`` (linear rule, no weight decay, exact storage, float32/float64): the
+        update from ``r`` and ``f`` directly, the products from the memoized Gram rows; None
+        when those rows are not the current buffers' (or a factor is outside float32's
+        normal range), and the general path runs instead."""
+        memo = self._memo.lookup(retain, forget)
+        if memo is None:
+            return None
+        wide = params[0].dtype == torch.float64
+        factors = [(w[0], w[1]) if outputs is not None else (row[0] * w[0], row[0] * w[1])
+                   for row, w in zip(rows, ws)]
+        if not wide and not all(_normal32(a) and _normal32(b) for a, b in factors):
+            return None
+        device = params[0].device
+        skip = [row[0] == 0.0 for row in rows]
+        keys = [tuple(r) + tuple(w) for r, w in zip(rows, ws)]
+        items, sizes = plan([params, retain, forget], _item_size(device, True, 3), keys=keys,
+                            skip=skip if outputs is None else None)
+
+        def work(j: int, it: Item) -> None:
+            idx, rng = it[0], _sub_range(it)
+            if skip[idx[0]]:
+                for i in idx:
+                    _skipped_row(params[i], outputs, i, rng)  # type: ignore[arg-type]
+                return
+            a, b = factors[idx[0]]
+            ps, rs, fs = ([region(t[i], *rng) for i in idx] for t in (params, retain, forget))
+            if outputs is None:  # p ← p − lr·(w_R·r − w_F·f)
+                torch._foreach_add_(ps, rs, alpha=-a)
+                torch._foreach_add_(ps, fs, alpha=b)
+            else:  # u = w_R·r − w_F·f over r, θ into f
+                torch._foreach_mul_(rs, a)
+                torch._foreach_add_(rs, fs, alpha=-b)
+                torch._foreach_copy_(fs, ps)
+
+        run_items(items, sizes, device, work)
+        live = torch.tensor([not x for x in skip], dtype=torch.float64)
+        w = torch.tensor(ws, dtype=torch.float64) * live[:, None]
+        rr, ff, rf = memo[:, 0], memo[:, 1], memo[:, 2]
+        total = torch.stack([(w[:, 0] * rr - w[:, 1] * rf).sum(), (w[:, 0] * rf - w[:, 1] * ff).sum()])
         return total.to(device=device, dtype=scalar_dtype(device))
 
     # ------------------------------------------------------------------ GeN probes

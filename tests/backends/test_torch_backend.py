@@ -225,3 +225,37 @@ def test_sago_mask_does_not_underflow() -> None:
     hyper = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
     TorchBackend().step(p, [r], [f], [], hyper, torch.ones(1, 2, dtype=torch.float64), "sgd", "sago")
     assert torch.equal(p[0], -r)  # d = w_R·r: the retain gradient wins the conflict
+
+
+@pytest.mark.parametrize("advance", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_plain_sgd_takes_its_products_from_the_gram_pass(dtype, advance, monkeypatch) -> None:
+    """After ``gram`` on the same buffers, the SGD step of a linear rule updates p from r and
+    f directly and forms its products from the Gram rows: the same results as the reference;
+    a buffer written in between (version counter) or replaced sends it down the general path."""
+    p, r, f = (_tensors(dtype, seed=s) for s in (12, 13, 14))
+    n = len(p)
+    hyper, w = _hyper(n), _weights(n, per_tensor=True)
+    hyper[:, 1] = 0.0  # no weight decay
+    from fastngd.backends import _fused
+
+    calls = []
+    general = _fused.advance
+    monkeypatch.setattr(_fused, "advance", lambda *a: calls.append(1) or general(*a))
+    for touch in (False, True):
+        be = TorchBackend()
+        pp, rr, ff = ([t.clone() for t in x] for x in (p, r, f))
+        be.gram(rr, ff)
+        if touch:
+            rr[6].mul_(2.0)  # in place: the memoized rows no longer describe rr
+        ref_p, _, ref_products = naive.step(pp, rr, ff, [], hyper, w, "sgd")
+        ref_u, _, _ = naive.advance(pp, rr, ff, [], hyper, w, "sgd")
+        if advance:
+            u, b, products = be.advance_and_backup(pp, rr, ff, [], hyper, w, "sgd")
+            _close(u, ref_u, dtype, "u")
+            assert all(torch.equal(x, y) for x, y in zip(b, pp))
+        else:
+            products = be.step(pp, rr, ff, [], hyper, w, "sgd")
+            _close(pp, ref_p, dtype, "params")
+        assert torch.allclose(products, ref_products, rtol=1e-5 if dtype == torch.float32 else 1e-10)
+        assert bool(calls) == touch  # the general path ran only when the rows were stale
