@@ -33,7 +33,7 @@ from torch import Tensor
 from . import distributed as fdist
 from .autolr import GeNConfig
 from .backends import Backend, get_backend, scalar_dtype
-from .bases import GROUP_KEYS, BaseUpdate, get_base
+from .bases import BaseUpdate, get_base
 from .closures import backward_into, check_loss
 from .reduction import Reduced, reduce_gram
 from .rules import CombineRule, get_rule

@@ -48,6 +48,25 @@ def closures(model: nn.Module, task):
     return retain, forget
 
 
+def applied_direction(rule, g_r, g_f, base="sgd", **kw):
+    """``d`` the optimizer applies for gradients ``g_r``, ``g_f`` (lists), and its stats:
+    parameters at zero, ``lr = 1``, gradients fed through ``stash_retain_grad`` and
+    ``step_from_grads``, so the parameters after the step are exactly ``−d`` (float64 copies
+    are returned)."""
+    from fastngd import NGDiffOptimizer
+
+    params = [torch.zeros_like(g, requires_grad=True) for g in g_r]
+    opt = NGDiffOptimizer(params, lr=1.0, rule=rule, base=base, autolr=False, backend="torch",
+                          **kw)
+    for p, g in zip(params, g_r):
+        p.grad = g.clone()
+    opt.stash_retain_grad(torch.tensor(1.0))
+    for p, g in zip(params, g_f):
+        p.grad = g.clone()
+    stats = opt.step_from_grads(loss_forget=torch.tensor(2.0))
+    return [-p.detach().double() for p in params], stats
+
+
 def clone_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     m = copy.deepcopy(model)
     return m.to(dtype)

@@ -28,7 +28,6 @@ tensor-sized temporary.
 """
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
