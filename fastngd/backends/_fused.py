@@ -81,30 +81,38 @@ def _direction(r: Tensor, f: Tensor, w_r: float, w_f: float, mode: str) -> Tenso
 
 
 def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequence[Tensor],
-            row: Sequence[float], w: Sequence[float]) -> Tensor:
-    """Advance the base's ``state`` (in place) with the direction of ``(r, f)`` and return
-    the update ``u`` (:mod:`fastngd.backends.base` gives the formulas). ``row`` is the
-    tensor's ``hyper`` row, ``w`` its ``(w_R, w_F)``. ``u`` may be the momentum buffer itself:
-    callers must not write to it."""
+            row: Sequence[float], w: Sequence[float]) -> tuple[Tensor, float]:
+    """Advance the base's ``state`` (in place) with the direction of ``(r, f)``; returns
+    ``(v, s)`` with the update ``u = s·v`` (:mod:`fastngd.backends.base` gives the formulas;
+    the scalar ``s`` saves passes over the item). ``row`` is the tensor's ``hyper`` row, ``w``
+    its ``(w_R, w_F)``. ``v`` may be the momentum buffer itself: callers must not write to it
+    (``s`` is then 1).
+
+    Adam's ``u = (m/bc₁)/(√v/√bc₂ + ε)`` is formed as ``k·m/(√v + ε√bc₂)`` with
+    ``k = √bc₂/bc₁``; AdamW's ``u + wd·θ`` as ``wd·(θ + (k/wd)·m/(√v + ε√bc₂))``, one
+    ``addcdiv`` (the products and the step scale by ``wd`` in float64)."""
     _, wd, b1, b2, eps, bc1, bc2 = row
     g = _direction(r, f, w[0], w[1], mode)
     if wd and kind != "adamw":
         g.add_(p, alpha=wd)
     if kind == "sgd":
-        return g
+        return g, 1.0
     if kind == "momentum":
         buf = state[0]
         buf.mul_(b1).add_(g)
-        return buf
+        return buf, 1.0
     if kind not in ("adam", "adamw"):
         raise ValueError(f"unknown base {kind!r}")
     m, v = state
     m.lerp_(g, 1.0 - b1)
     v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-    # u = (m/bc₁)/(√v/√bc₂ + ε) = m / (√v·(bc₁/√bc₂) + ε·bc₁), formed in g's memory
-    denom = torch.sqrt(v, out=g)
-    denom.mul_(bc1 / math.sqrt(bc2)).add_(eps * bc1)
+    root = math.sqrt(bc2)
+    k = root / bc1
+    denom = torch.sqrt(v, out=g).add_(eps * root)
+    if kind == "adamw" and wd and k / wd < 1e30:
+        return torch.addcdiv(p, m, denom, value=k / wd, out=denom), wd
     u = torch.div(m, denom, out=denom)
-    if wd and kind == "adamw":
-        u.add_(p, alpha=wd)
-    return u
+    if kind == "adamw" and wd:
+        u.mul_(k).add_(p, alpha=wd)
+        return u, 1.0
+    return u, k

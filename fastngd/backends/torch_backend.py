@@ -262,16 +262,16 @@ class TorchBackend(Backend):
                 return
             p, r, f = (read(t, it, acc) for t in (params, retain, forget))
             st = [read(s, it, acc) for s in state]
-            u = _fused.advance(kind, mode, p, r, f, st, rows[i0], ws[i0])
-            partials[j] = (_fused.dot(r, u), _fused.dot(f, u))
+            u, k = _fused.advance(kind, mode, p, r, f, st, rows[i0], ws[i0])  # update k·u
+            partials[j] = (k * _fused.dot(r, u), k * _fused.dot(f, u))
             for s_list, s_val in zip(state, st):
                 write(s_list, it, s_val)
             if outputs is None:
-                p.add_(u, alpha=-rows[i0][0])
+                p.add_(u, alpha=-rows[i0][0] * k)
                 write(params, it, p)
             else:
                 update, backup = outputs
-                write(update, it, u)
+                write(update, it, u.mul_(k) if k != 1.0 else u)
                 if backup[i0] is forget[i0]:  # exact storage: θ into the forget buffer
                     write(backup, it, read(params, it, params[i0].dtype))
 
