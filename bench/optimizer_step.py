@@ -362,6 +362,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.add_argument("--synthetic-total", type=int, default=None,
                     help="total elements of the synthetic lists (default 2^24)")
     ap.add_argument("--synthetic-counts", default=None, help="default 10,100,1000,10000")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's own default)")
     ap.add_argument("--no-gen", action="store_true", help="skip the GeN step")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     return ap.parse_args(argv)
@@ -369,6 +371,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.smoke:
         names = (args.workloads or "gpt2-tiny,synthetic").split(",")
