@@ -27,6 +27,8 @@ __all__ = ["TINY", "advance", "dot", "gram_row"]
 
 #: float32 dot products below this are recomputed in float64 (see the module docstring).
 TINY = 2.0 ** -100
+#: use torch's fused CPU Adam kernel for Adam's moments when it exists (see _adam_kernel).
+USE_ADAM_KERNEL = True
 
 
 def _dot(a: Tensor, b: Tensor) -> float:
@@ -89,8 +91,10 @@ def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequen
     (``s`` is then 1).
 
     Adam's ``u = (m/bc₁)/(√v/√bc₂ + ε)`` is formed as ``k·m/(√v + ε√bc₂)`` with
-    ``k = √bc₂/bc₁``; AdamW's ``u + wd·θ`` as ``wd·(θ + (k/wd)·m/(√v + ε√bc₂))``, one
-    ``addcdiv`` (the products and the step scale by ``wd`` in float64)."""
+    ``k = √bc₂/bc₁``, the moments and ``m/(√v + ε√bc₂)`` in one pass of torch's fused CPU
+    Adam kernel where it exists (:func:`_adam_kernel`); AdamW's ``u + wd·θ`` as
+    ``wd·(θ + (k/wd)·m/(√v + ε√bc₂))`` (the products and the step scale by ``wd`` in
+    float64)."""
     _, wd, b1, b2, eps, bc1, bc2 = row
     g = _direction(r, f, w[0], w[1], mode)
     if wd and kind != "adamw":
@@ -103,11 +107,18 @@ def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequen
         return buf, 1.0
     if kind not in ("adam", "adamw"):
         raise ValueError(f"unknown base {kind!r}")
-    m, v = state
-    m.lerp_(g, 1.0 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
     root = math.sqrt(bc2)
     k = root / bc1
+    m, v = state
+    neg = _adam_kernel(g, m, v, b1, b2, eps * root)  # −m/(√v + ε√bc₂), or None
+    if neg is not None:
+        if kind == "adamw" and wd and k / wd < 1e30:  # u/wd = θ − (k/wd)·neg
+            return torch.add(p, neg, alpha=-k / wd, out=neg), wd
+        if kind == "adamw" and wd:
+            return neg.mul_(-k).add_(p, alpha=wd), 1.0
+        return neg, -k
+    m.lerp_(g, 1.0 - b1)  # torch's own ops, several passes over the item
+    v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
     denom = torch.sqrt(v, out=g).add_(eps * root)
     if kind == "adamw" and wd and k / wd < 1e30:
         return torch.addcdiv(p, m, denom, value=k / wd, out=denom), wd
@@ -116,3 +127,27 @@ def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequen
         u.mul_(k).add_(p, alpha=wd)
         return u, 1.0
     return u, k
+
+
+#: torch's fused Adam kernel on the CPU (a private op of ``torch.optim.Adam(fused=True)``),
+#: or None on versions without it. The bias corrections are not its business here: it gets
+#: a step number so large that its own corrections are exactly 1.
+_ADAM_KERNEL = getattr(torch, "_fused_adam_", None)
+_NO_CORRECTION = 2.0**100
+
+
+def _adam_kernel(g: Tensor, m: Tensor, v: Tensor, b1: float, b2: float,
+                 eps: float) -> Tensor | None:
+    """Adam's moments advanced with ``g`` and ``−m/(√v + eps)`` returned, in one pass of
+    torch's fused CPU kernel (run on a zero "parameter" with learning rate 1, which it leaves
+    there); None where the kernel does not apply (not a CPU float32/float64
+    item, or no such kernel), and the caller uses plain ops."""
+    if (_ADAM_KERNEL is None or not USE_ADAM_KERNEL or g.device.type != "cpu"
+            or g.dtype not in (torch.float32, torch.float64) or not g.is_contiguous()
+            or not (m.is_contiguous() and v.is_contiguous() and m.shape == g.shape)):
+        return None
+    x = torch.zeros_like(g)
+    step = torch.tensor(_NO_CORRECTION, dtype=torch.float32)
+    _ADAM_KERNEL([x], [g], [m], [v], [], [step], lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
+                 eps=eps, amsgrad=False, maximize=False)
+    return x

@@ -259,3 +259,30 @@ def test_plain_sgd_takes_its_products_from_the_gram_pass(dtype, advance, monkeyp
             _close(pp, ref_p, dtype, "params")
         assert torch.allclose(products, ref_products, rtol=1e-5 if dtype == torch.float32 else 1e-10)
         assert bool(calls) == touch  # the general path ran only when the rows were stale
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_adam_with_and_without_torchs_fused_kernel(dtype, kind, kernel, monkeypatch) -> None:
+    """Adam's moments through torch's fused CPU kernel (where it exists) or plain ops: both
+    match the reference, step and advance alike."""
+    from fastngd.backends import _fused
+
+    monkeypatch.setattr(_fused, "USE_ADAM_KERNEL", kernel)
+    p, r, f = (_tensors(dtype, seed=s) for s in (15, 16, 17))
+    st = _state(kind, p)
+    n = len(p)
+    hyper, w = _hyper(n), _weights(n)
+    new_p, new_st, products = naive.step(p, r, f, st, hyper, w, kind)
+    u_ref, _, _ = naive.advance(p, r, f, st, hyper, w, kind)
+    st2 = [[t.clone() for t in s] for s in st]
+    p2 = [t.clone() for t in p]
+    got = TorchBackend().step(p, r, f, st, hyper, w, kind)
+    _close(p, new_p, dtype, "params")
+    for k in range(2):
+        _close(st[k], new_st[k], torch.float64 if dtype == torch.float64 else torch.float32, "state")
+    assert torch.allclose(got, products, rtol=1e-4 if dtype != torch.float64 else 1e-10)
+    u, _, _ = TorchBackend().advance_and_backup(p2, [t.clone() for t in r], [t.clone() for t in f],
+                                                st2, hyper, w, kind)
+    _close(u, u_ref, dtype, "update")
