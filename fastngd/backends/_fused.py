@@ -88,45 +88,71 @@ def advance(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequen
     ``(v, s)`` with the update ``u = s·v`` (:mod:`fastngd.backends.base` gives the formulas;
     the scalar ``s`` saves passes over the item). ``row`` is the tensor's ``hyper`` row, ``w``
     its ``(w_R, w_F)``. ``v`` may be the momentum buffer itself: callers must not write to it
-    (``s`` is then 1).
-
-    Adam's ``u = (m/bc₁)/(√v/√bc₂ + ε)`` is formed as ``k·m/(√v + ε√bc₂)`` with
-    ``k = √bc₂/bc₁``, the moments and ``m/(√v + ε√bc₂)`` in one pass of torch's fused CPU
-    Adam kernel where it exists (:func:`_adam_kernel`); AdamW's ``u + wd·θ`` as
-    ``wd·(θ + (k/wd)·m/(√v + ε√bc₂))`` (the products and the step scale by ``wd`` in
-    float64)."""
-    _, wd, b1, b2, eps, bc1, bc2 = row
+    (``s`` is then 1)."""
+    _, wd, b1 = row[0], row[1], row[2]
+    if kind in ("adam", "adamw"):
+        return _adam(kind, mode, p, r, f, state, row, w)
+    if kind not in ("sgd", "momentum"):
+        raise ValueError(f"unknown base {kind!r}")
     g = _direction(r, f, w[0], w[1], mode)
-    if wd and kind != "adamw":
+    if wd:
         g.add_(p, alpha=wd)
     if kind == "sgd":
         return g, 1.0
-    if kind == "momentum":
-        buf = state[0]
-        buf.mul_(b1).add_(g)
-        return buf, 1.0
-    if kind not in ("adam", "adamw"):
-        raise ValueError(f"unknown base {kind!r}")
+    buf = state[0]
+    buf.mul_(b1).add_(g)
+    return buf, 1.0
+
+
+def _adam(kind: str, mode: str, p: Tensor, r: Tensor, f: Tensor, state: Sequence[Tensor],
+          row: Sequence[float], w: Sequence[float]) -> tuple[Tensor, float]:
+    """:func:`advance` for Adam and AdamW. ``u = (m/bc₁)/(√v/√bc₂ + ε)`` is formed as
+    ``k·m/(√v + ε√bc₂)`` with ``k = √bc₂/bc₁``; where torch's fused CPU Adam kernel exists
+    (:func:`_adam_kernel`) the moments and ``m/(√v + ε√bc₂)`` take one pass of it, fed
+    ``d/w_R = r − (w_F/w_R)·f`` with ``w_R`` as its (float32) gradient scale for float32 items
+    (one pass fewer to form d).
+    AdamW's ``u + wd·θ`` is ``wd·(θ + (k/wd)·m/(√v + ε√bc₂))`` (the products and the step
+    scale by ``wd`` in float64)."""
+    _, wd, b1, b2, eps, bc1, bc2 = row
     root = math.sqrt(bc2)
     k = root / bc1
     m, v = state
-    neg = _adam_kernel(g, m, v, b1, b2, eps * root)  # −m/(√v + ε√bc₂), or None
+    decay = kind == "adamw" and wd and k / wd < 1e30
+    g, scale = _scaled_direction(r, f, w[0], w[1], mode)
+    if wd and kind == "adam":
+        g.add_(p, alpha=wd / scale)
+    neg = _adam_kernel(g, m, v, b1, b2, eps * root, scale)  # −m/(√v + ε√bc₂), or None
     if neg is not None:
-        if kind == "adamw" and wd and k / wd < 1e30:  # u/wd = θ − (k/wd)·neg
+        if decay:  # u/wd = θ − (k/wd)·neg
             return torch.add(p, neg, alpha=-k / wd, out=neg), wd
         if kind == "adamw" and wd:
             return neg.mul_(-k).add_(p, alpha=wd), 1.0
         return neg, -k
+    if scale != 1.0:
+        g.mul_(scale)
     m.lerp_(g, 1.0 - b1)  # torch's own ops, several passes over the item
     v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
     denom = torch.sqrt(v, out=g).add_(eps * root)
-    if kind == "adamw" and wd and k / wd < 1e30:
+    if decay:
         return torch.addcdiv(p, m, denom, value=k / wd, out=denom), wd
     u = torch.div(m, denom, out=denom)
     if kind == "adamw" and wd:
         u.mul_(k).add_(p, alpha=wd)
         return u, 1.0
     return u, k
+
+
+def _scaled_direction(r: Tensor, f: Tensor, w_r: float, w_f: float,
+                      mode: str) -> tuple[Tensor, float]:
+    """``(g, c)`` with ``d = c·g``: for a linear rule with ``w_R ≠ 0``, ``g = r − (w_F/w_R)·f``
+    in one pass and ``c = w_R`` (when the ratio is a normal number of the dtype); else
+    ``(d, 1)``."""
+    ratio = w_f / w_r if w_r else math.inf
+    if (mode == "linear" and USE_ADAM_KERNEL and _ADAM_KERNEL is not None and w_r
+            and r.dtype == torch.float32 and _split(ratio, r.dtype)[0] == 1.0
+            and _split(1.0 / w_r, r.dtype)[0] == 1.0):
+        return torch.sub(r, f, alpha=ratio), w_r
+    return _direction(r, f, w_r, w_f, mode), 1.0
 
 
 #: torch's fused Adam kernel on the CPU (a private op of ``torch.optim.Adam(fused=True)``),
@@ -136,11 +162,11 @@ _ADAM_KERNEL = getattr(torch, "_fused_adam_", None)
 _NO_CORRECTION = 2.0**100
 
 
-def _adam_kernel(g: Tensor, m: Tensor, v: Tensor, b1: float, b2: float,
-                 eps: float) -> Tensor | None:
-    """Adam's moments advanced with ``g`` and ``−m/(√v + eps)`` returned, in one pass of
-    torch's fused CPU kernel (run on a zero "parameter" with learning rate 1, which it leaves
-    there); None where the kernel does not apply (not a CPU float32/float64
+def _adam_kernel(g: Tensor, m: Tensor, v: Tensor, b1: float, b2: float, eps: float,
+                 scale: float = 1.0) -> Tensor | None:
+    """Adam's moments advanced with the gradient ``scale·g`` and ``−m/(√v + eps)`` returned,
+    in one pass of torch's fused CPU kernel (run on a zero "parameter" with learning rate 1,
+    which it leaves there; ``g`` is overwritten); None where the kernel does not apply (not a CPU float32/float64
     item, or no such kernel), and the caller uses plain ops."""
     if (_ADAM_KERNEL is None or not USE_ADAM_KERNEL or g.device.type != "cpu"
             or g.dtype not in (torch.float32, torch.float64) or not g.is_contiguous()
@@ -148,6 +174,7 @@ def _adam_kernel(g: Tensor, m: Tensor, v: Tensor, b1: float, b2: float,
         return None
     x = torch.zeros_like(g)
     step = torch.tensor(_NO_CORRECTION, dtype=torch.float32)
+    inverse = None if scale == 1.0 else torch.tensor(1.0 / scale, dtype=torch.float32)
     _ADAM_KERNEL([x], [g], [m], [v], [], [step], lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0,
-                 eps=eps, amsgrad=False, maximize=False)
+                 eps=eps, amsgrad=False, maximize=False, grad_scale=inverse, found_inf=None)
     return x
