@@ -553,7 +553,7 @@ class _Products:
         for b in self.buckets:
             n = len(b)
             if b.sharded:
-                w = b.weights.to(self.reduced.gram.device, self.reduced.gram.dtype)
+                w = b.weight_table.to(self.reduced.gram.device, self.reduced.gram.dtype)
                 g = rows[start:start + n] if rows is not None else None
                 if g is None:  # global weights: the reduced sharded Gram suffices
                     rr, ff, rf = self.reduced.sharded

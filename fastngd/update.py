@@ -53,6 +53,13 @@ class Bucket:
     def __len__(self) -> int:
         return len(self.params)
 
+    @property
+    def weight_table(self) -> Tensor:
+        """The ``(n, 2)`` combine weights of the bucket's tensors (set by the optimizer)."""
+        if self.weights is None:
+            raise RuntimeError("the bucket's combine weights are not set")
+        return self.weights
+
 
 def _gradients(p: Tensor, g_r: Any) -> tuple[Tensor, Any, Tensor]:
     """Local views of ``p``, its retain entry and its forget gradient (zeros for a task that
@@ -160,7 +167,7 @@ class UpdatePass:
         self.advanced = True
         for k, b in enumerate(self.buckets):
             products = self.backend_for(b.device).step(
-                b.params, b.retain, b.forget, b.state, self._hyper(k, factor), b.weights,
+                b.params, b.retain, b.forget, b.state, self._hyper(k, factor), b.weight_table,
                 self.base.name, self.mode)
             self._add_products(b, products)
 
@@ -170,7 +177,7 @@ class UpdatePass:
         for k, b in enumerate(self.buckets):
             hyper = self._hyper(k, factor)
             update, backup, products = self.backend_for(b.device).advance_and_backup(
-                b.params, b.retain, b.forget, b.state, hyper, b.weights, self.base.name,
+                b.params, b.retain, b.forget, b.state, hyper, b.weight_table, self.base.name,
                 self.mode)
             self._saved.append((update, backup, hyper[:, 0]))
             self._add_products(b, products)

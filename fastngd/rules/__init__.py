@@ -94,25 +94,31 @@ class CombineRule:
         return self.mode != "linear"
 
 
-_SAFE = {"retain_safe": True, "forget_safe": True}
-_SAGO = {"retain_safe": True, "per_coordinate": True}
+def _safe(name: str, fn: WeightFn) -> CombineRule:
+    """A linear rule with both sides of Lemma 4."""
+    return CombineRule(name, fn, retain_safe=True, forget_safe=True)
+
+
+def _masked(name: str, fn: WeightFn, mode: str) -> CombineRule:
+    """A per-coordinate SAGO mask: the retain side, coordinate by coordinate."""
+    return CombineRule(name, fn, mode=mode, retain_safe=True, per_coordinate=True)
+
 
 RULES: dict[str, CombineRule] = {
-    "ngdiff": CombineRule("ngdiff", ngdiff, **_SAFE),
+    "ngdiff": _safe("ngdiff", ngdiff),
     "gdiff": CombineRule(f"gdiff-{DEFAULT_C:g}", gdiff),
     "gd": CombineRule("gd", gd, retain_safe=True),
     "ga": CombineRule("ga", ga, forget_safe=True),
     "lossnorm": CombineRule("lossnorm", lossnorm, needs_losses=True),
     "rlw": CombineRule("rlw", rlw, random=True),
-    "pcgrad": CombineRule("pcgrad", pcgrad, **_SAFE),
+    "pcgrad": _safe("pcgrad", pcgrad),
     "pcgrad_retain": CombineRule("pcgrad_retain", pcgrad_retain, retain_safe=True),
-    "imtlg": CombineRule("imtlg", imtlg, **_SAFE),
-    "mgda": CombineRule("mgda", mgda, **_SAFE),
-    "sago": CombineRule("sago", sago, mode="sago", **_SAGO),
-    "surgery_sago": CombineRule("surgery_sago", surgery.masked, mode="sago", **_SAGO),
-    "surgery_sago_prefer_retain": CombineRule(
-        "surgery_sago_prefer_retain", surgery.masked, mode="sago_prefer_retain", **_SAGO
-    ),
+    "imtlg": _safe("imtlg", imtlg),
+    "mgda": _safe("mgda", mgda),
+    "sago": _masked("sago", sago, "sago"),
+    "surgery_sago": _masked("surgery_sago", surgery.masked, "sago"),
+    "surgery_sago_prefer_retain": _masked("surgery_sago_prefer_retain", surgery.masked,
+                                          "sago_prefer_retain"),
     "surgery_pcgrad": CombineRule("surgery_pcgrad", surgery.pcgrad_projected, per_tensor=True),
     "surgery_pcgrad_global": CombineRule("surgery_pcgrad_global", surgery.pcgrad_projected),
     "surgery_blur": CombineRule("surgery_blur", surgery.blur),
@@ -161,13 +167,10 @@ def _with_options(key: str, values: dict[str, float]) -> CombineRule:
         return replace(rule, name=f"gdiff-{values['c']:g}",
                        weights=functools.partial(gdiff, c=values["c"]))
     label = ",".join(f"{k}={v:g}" for k, v in values.items())
-    flags: dict[str, bool] = {}
-    if key in ("surgery_pcgrad", "surgery_pcgrad_global"):
-        flags["retain_safe"] = values["eps"] == 0.0  # see fastngd.rules.surgery
-    if key == "surgery_blur":
-        flags["forget_safe"] = values["eps"] == 0.0
+    exact = values.get("eps", 1.0) == 0.0  # see fastngd.rules.surgery
     return replace(rule, name=f"{key}[{label}]", weights=functools.partial(rule.weights, **values),
-                   **flags)
+                   retain_safe=rule.retain_safe or (exact and key != "surgery_blur"),
+                   forget_safe=rule.forget_safe or (exact and key == "surgery_blur"))
 
 
 def get_rule(name: str, **options: Any) -> CombineRule:
