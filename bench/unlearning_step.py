@@ -97,7 +97,7 @@ def make_runner(name: str, model: torch.nn.Module, retain: torch.Tensor,
     return run_opt
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--periods", type=int, default=None,
                     help=f"timed blocks of {PERIOD} steps per configuration (default 5)")
@@ -115,7 +115,48 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                     help="comma list of the bases under NGDiff (default: all four)")
     ap.add_argument("--smoke", action="store_true", help="a few steps, a few seconds")
     ap.add_argument("--json", metavar="PATH")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def time_interleaved(runners: dict[str, Callable[[], None]], periods: int) -> dict[str, list[float]]:
+    """Step times (ms) of every configuration, taking turns in blocks of PERIOD steps (any
+    PERIOD consecutive steps hold exactly one GeN step), after a warm-up."""
+    for run in runners.values():  # warm-up: one GeN step and a few plain ones
+        for _ in range(3):
+            run()
+    samples: dict[str, list[float]] = {n: [] for n in runners}
+    for _ in range(periods):
+        for n, run in runners.items():
+            for _ in range(PERIOD):
+                t0 = time.perf_counter()
+                run()
+                samples[n].append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def block_median(s: list[float]) -> float:
+    """Median over the blocks of PERIOD steps of each block's mean step time."""
+    return statistics.median(statistics.fmean(s[i:i + PERIOD]) for i in range(0, len(s), PERIOD))
+
+
+def summarize(samples: dict[str, list[float]], reference: str) -> dict[str, Any]:
+    """Per configuration: mean, median, block median, max, and the ratios to the fixed-lr
+    configuration of the same base (``reference`` for the others)."""
+    results: dict[str, Any] = {}
+    for n, s in samples.items():
+        base = n.rpartition(":")[0]
+        fixed = samples[f"{base}:ngdiff"] if base else samples[reference]
+        results[n] = {"config": n, "mean_ms": statistics.fmean(s),
+                      "median_ms": statistics.median(s), "block_median_ms": block_median(s),
+                      "max_ms": max(s), "steps": len(s),
+                      "ratio_vs_fixed_lr": statistics.fmean(s) / statistics.fmean(fixed),
+                      "block_ratio_vs_fixed_lr": block_median(s) / block_median(fixed),
+                      "samples_ms": s}
+    return results
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     periods = args.periods or (1 if args.smoke else 5)
@@ -135,45 +176,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     names = [f"{b}:{c}" for b in bases for c in ("ngdiff+gen10", "ngdiff")] + ["gdiff", "grads-only"]
     runners = {n: make_runner(n, copy.deepcopy(model), retain, forget, args.lr, args.backend)
                for n in names}
-    for run in runners.values():  # warm-up: one GeN step and a few plain ones
-        for _ in range(3):
-            run()
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    # any PERIOD consecutive steps hold exactly one GeN step
-    for _ in range(periods):
-        for n in names:
-            run = runners[n]
-            for _ in range(PERIOD):
-                t0 = time.perf_counter()
-                run()
-                samples[n].append((time.perf_counter() - t0) * 1e3)
-
-    def block_median(s: list[float]) -> float:
-        """Median over the blocks of PERIOD steps of each block's mean step time."""
-        return statistics.median(statistics.fmean(s[i:i + PERIOD])
-                                 for i in range(0, len(s), PERIOD))
-
-    rows = []
-    results: dict[str, Any] = {}
-    for n in names:
-        s = samples[n]
-        base = n.rpartition(":")[0]
-        fixed = samples[f"{base}:ngdiff"] if base else samples[f"{bases[0]}:ngdiff"]
-        rec = {"config": n, "mean_ms": statistics.fmean(s), "median_ms": statistics.median(s),
-               "block_median_ms": block_median(s), "max_ms": max(s), "steps": len(s),
-               "ratio_vs_fixed_lr": statistics.fmean(s) / statistics.fmean(fixed),
-               "block_ratio_vs_fixed_lr": block_median(s) / block_median(fixed),
-               "samples_ms": s}
-        results[n] = rec
-        rows.append(rec)
+    results = summarize(time_interleaved(runners, periods), f"{bases[0]}:ngdiff")
     load = os.getloadavg()
     print(f"model: {source}, {n_params:,} parameters; batch {batch}×{seq} tokens; "
           f"{periods} blocks of {PERIOD} steps each, interleaved; load average {load[0]:.1f}")
-    print(format_table(rows, [("config", "config", ""), ("mean_ms", "mean ms/step", ".1f"),
-                              ("median_ms", "median", ".1f"), ("max_ms", "max", ".1f"),
-                              ("block_median_ms", "block median", ".1f"),
-                              ("ratio_vs_fixed_lr", "mean vs fixed lr", ".3f"),
-                              ("block_ratio_vs_fixed_lr", "block median vs fixed lr", ".3f")]))
+    print(format_table(list(results.values()), [
+        ("config", "config", ""), ("mean_ms", "mean ms/step", ".1f"),
+        ("median_ms", "median", ".1f"), ("max_ms", "max", ".1f"),
+        ("block_median_ms", "block median", ".1f"), ("ratio_vs_fixed_lr", "mean vs fixed lr", ".3f"),
+        ("block_ratio_vs_fixed_lr", "block median vs fixed lr", ".3f")]))
     print(f"(fixed lr: the same base's ngdiff; gdiff and grads-only against {bases[0]}:ngdiff)")
     payload = {"benchmark": "unlearning_step", "machine": machine_description(device),
                "config": {"model": source, "parameters": n_params, "batch": batch, "seq": seq,
