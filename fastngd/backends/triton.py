@@ -1,16 +1,19 @@
 """The Triton backend: fused multi-tensor kernels over cached pointer tables.
 
 Every operation on a bucket (tensors of one device and dtype) is a constant number of kernel
-launches, whatever the number of tensors: ``gram`` 2 (per-chunk partials, then a fixed-order
-sum), ``update`` 1, ``direction_and_backup`` 1, ``perturb`` 1, ``store_retain("int8")`` 1.
-The kernels run over an int64 table of fixed-size chunks (see
+launches, whatever the number of tensors: ``gram`` 2 (per-chunk float64 partials, then a
+fixed-order sum over the bucket or per tensor), ``step`` 2 and ``advance_and_backup`` 2 (the
+fused pass, then the fixed-order sum of the products ``[Σ r·u, Σ f·u]``), ``perturb`` 1,
+``store_retain("int8")`` 1. The kernels run over an int64 table of fixed-size chunks (see
 :mod:`fastngd.kernels.pointer_table`), cached and rebuilt only when a data pointer or a
-shape changes. Scalars (``lr``, ``weights``, ``scale``) are read from device memory: no
-host synchronisation.
+shape changes. Per-tensor scalars (``hyper``, ``weights``, ``scale``) are read from device
+memory: no host synchronisation. See :mod:`fastngd.kernels.step` for the arithmetic and the
+launch geometry, :mod:`fastngd.kernels.gram` for why the Gram is formed in float64.
 
-Tensors the kernels cannot address as flat memory (non-contiguous ones) are handled by a
-per-tensor PyTorch fallback with the same arithmetic (accumulation dtype, one rounding on
-store), still without host synchronisation; zero-size tensors are skipped.
+Tensors the kernels cannot address as flat memory (non-contiguous ones, and exact retain
+entries in a bucket of compact ones) go through a per-tensor PyTorch path with the same
+arithmetic (:mod:`fastngd.kernels.fallback`), still without host synchronisation;
+zero-size tensors are skipped.
 
 On CPU tensors the kernels run in Triton's interpreter, which must be selected before Triton
 is imported: set ``TRITON_INTERPRET=1`` in the environment (or use ``backend="torch"``).
@@ -31,7 +34,14 @@ from fastngd.compact import (
     quantize_blockwise,
 )
 
-from .base import Backend, accumulation_dtype
+from .base import (
+    BASE_KINDS,
+    HYPER_COLUMNS,
+    Backend,
+    accumulation_dtype,
+    scalar_dtype,
+    state_names,
+)
 
 __all__ = ["TritonBackend", "require_triton"]
 
@@ -44,6 +54,7 @@ _CPU_NEEDS_INTERPRETER = (
     "variable TRITON_INTERPRET=1 before triton (and fastngd.kernels) is imported, e.g. "
     "`TRITON_INTERPRET=1 python train.py`, or use backend='torch' for CPU tensors"
 )
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def require_triton() -> Any:
@@ -59,35 +70,80 @@ def _is_pow2(x: int) -> bool:
     return x > 0 and (x & (x - 1)) == 0
 
 
-def _flat_ok(t: Tensor) -> bool:
+def _flat(t: Any) -> bool:
+    """Whether the kernels can address ``t`` (a tensor or compact codes) as flat memory."""
+    if isinstance(t, QuantizedTensor):
+        return t.codes.is_contiguous() and t.absmax.is_contiguous()
     return t.is_contiguous()
+
+
+def _check_tensors(name: str, seq: Sequence[Any], like: Sequence[Tensor], dtype: torch.dtype,
+                   device: torch.device, codes_ok: bool = False) -> None:
+    """Every ``seq[i]`` is a tensor of ``dtype`` on ``device`` shaped like ``like[i]`` (or,
+    with ``codes_ok``, compact codes of as many elements, on ``device``)."""
+    if len(seq) != len(like):
+        raise ValueError(f"{name} has {len(seq)} entries, expected {len(like)}")
+    for i, (t, ref) in enumerate(zip(seq, like)):
+        if codes_ok and isinstance(t, QuantizedTensor):
+            if t.numel() != ref.numel():
+                raise ValueError(f"{name}[{i}] has {t.numel()} elements, expected {ref.numel()}")
+            if t.device != device:
+                raise ValueError(f"{name}[{i}] holds codes on {t.device}, the bucket is on {device}")
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}[{i}] must be a Tensor, got {type(t).__name__}")
+        if t.device != device or t.dtype != dtype:
+            raise ValueError(
+                f"a bucket holds tensors of one device and dtype: {name}[{i}] is {t.dtype} on "
+                f"{t.device}, expected {dtype} on {device}"
+            )
+        if t.shape != ref.shape:
+            raise ValueError(f"{name}[{i}] has shape {tuple(t.shape)}, expected {tuple(ref.shape)}")
+
+
+def _check_scalars(name: str, s: Any, shape: tuple[int, ...], device: torch.device) -> None:
+    """``s`` is a contiguous ``shape`` tensor of :func:`scalar_dtype` on ``device``."""
+    if not isinstance(s, Tensor):
+        raise TypeError(f"{name} must be a device tensor, got {type(s).__name__}")
+    if tuple(s.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(s.shape)}")
+    if s.device != device:
+        raise ValueError(f"{name} is on {s.device}, the bucket on {device}")
+    want = scalar_dtype(device)
+    if s.dtype != want:
+        raise TypeError(f"{name} must be {want} (scalar_dtype), got {s.dtype}")
+    if not s.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
 
 
 class TritonBackend(Backend):
     """Fused Triton implementation of :class:`~fastngd.backends.base.Backend`.
 
-    ``chunk_size`` elements per program (a power of two, a multiple of 256 and of
-    ``block_size``); ``block_size`` elements per vector step inside a program (default 1024
-    on a GPU; under the interpreter, whose cost is per operation rather than per element,
-    one step per chunk). ``table_cache_size`` pointer tables are kept (LRU).
+    ``chunk_size`` elements per program (a power of two ≥ 256); ``block_size`` elements per
+    vector step inside a program (a power of two ≥ 16 dividing ``chunk_size``; default 2048
+    on a GPU and, under the interpreter, whose cost is per operation rather than per
+    element, one step per chunk); ``num_warps`` per program of the streaming kernels;
+    ``table_cache_size`` pointer tables are kept (LRU). The defaults are chosen for an H100
+    (see :mod:`fastngd.kernels.step`).
     """
 
     name = "triton"
 
     def __init__(
         self,
-        chunk_size: int = 4096,
+        chunk_size: int = 16384,
         block_size: int | None = None,
+        num_warps: int = 8,
         table_cache_size: int = 64,
     ):
         require_triton()
-        from fastngd.kernels import gen, gram, quant, update
-        from fastngd.kernels._common import is_interpreted
+        from fastngd.kernels import fallback, gen, gram, quant, step
+        from fastngd.kernels._common import Geometry, is_interpreted
         from fastngd.kernels.pointer_table import PointerTableCache
 
-        self._interpreted = is_interpreted(update._update_kernel)
+        self._interpreted = is_interpreted(step._fused_kernel)
         if block_size is None:
-            block_size = chunk_size if self._interpreted else min(1024, chunk_size)
+            block_size = chunk_size if self._interpreted else min(2048, chunk_size)
         if not _is_pow2(block_size) or block_size < 16:
             raise ValueError(f"block_size must be a power of two ≥ 16, got {block_size}")
         if not _is_pow2(chunk_size) or chunk_size < 256 or chunk_size % block_size:
@@ -95,9 +151,12 @@ class TritonBackend(Backend):
                 f"chunk_size must be a power of two ≥ 256 and a multiple of block_size "
                 f"({block_size}), got {chunk_size}"
             )
+        if not _is_pow2(num_warps) or num_warps > 32:
+            raise ValueError(f"num_warps must be a power of two ≤ 32, got {num_warps}")
         self.chunk_size = chunk_size
         self.block_size = block_size
-        self._k_gram, self._k_update, self._k_gen, self._k_quant = gram, update, gen, quant
+        self.geometry = Geometry(chunk_size, block_size, num_warps)
+        self._k = {"gram": gram, "step": step, "gen": gen, "quant": quant, "fallback": fallback}
         self._tables = PointerTableCache(table_cache_size)
 
     # ------------------------------------------------------------------ helpers
@@ -116,110 +175,70 @@ class TritonBackend(Backend):
                 f"TRITON_INTERPRET=1), got tensors on {device}; use backend='torch'"
             )
 
-    @staticmethod
-    def _check_bucket(
-        named: Sequence[tuple[str, Sequence[Any]]], scalars: Sequence[tuple[str, Tensor, int]] = ()
-    ) -> tuple[torch.device, torch.dtype]:
-        """Validate equal lengths, one device and dtype, equal shapes; return them."""
-        n = len(named[0][1])
-        ref: Tensor | None = None
-        for name, seq in named:
-            if len(seq) != n:
-                raise ValueError(f"{name} has {len(seq)} entries, expected {n}")
-        for name, seq in named:
-            for i, t in enumerate(seq):
-                if isinstance(t, QuantizedTensor):
-                    if t.numel() != named[0][1][i].numel():
-                        raise ValueError(f"{name}[{i}] has {t.numel()} elements, expected "
-                                         f"{named[0][1][i].numel()}")
-                    continue
-                if not isinstance(t, Tensor):
-                    raise TypeError(f"{name}[{i}] must be a Tensor, got {type(t).__name__}")
-                if ref is None:
-                    ref = t
-                if t.device != ref.device or t.dtype != ref.dtype:
-                    raise ValueError(
-                        f"a bucket holds tensors of one device and dtype: {name}[{i}] is "
-                        f"{t.dtype} on {t.device}, expected {ref.dtype} on {ref.device}"
-                    )
-                if t.shape != named[0][1][i].shape:
-                    raise ValueError(f"{name}[{i}] has shape {tuple(t.shape)}, expected "
-                                     f"{tuple(named[0][1][i].shape)}")
-        if ref is None:
-            raise ValueError("empty bucket")
-        for name, seq in named:
-            for i, t in enumerate(seq):
-                if isinstance(t, QuantizedTensor) and t.device != ref.device:
-                    raise ValueError(f"{name}[{i}] holds codes on {t.device}, the bucket is on "
-                                     f"{ref.device}")
-        if not ref.dtype.is_floating_point:
-            raise TypeError(f"the Triton backend needs floating tensors, got {ref.dtype}")
-        for name, s, size in scalars:
-            if not isinstance(s, Tensor):
-                raise TypeError(f"{name} must be a device tensor, got {type(s).__name__}")
-            if s.shape != (size,):
-                raise ValueError(f"{name} must have shape ({size},), got {tuple(s.shape)}")
-            if s.device != ref.device:
-                raise ValueError(f"{name} is on {s.device}, the bucket on {ref.device}")
-            if not s.dtype.is_floating_point:
-                raise TypeError(f"{name} must be floating, got {s.dtype}")
-            if not s.is_contiguous():
-                raise ValueError(f"{name} must be contiguous")
+    def _bucket(self, name: str, first: Sequence[Any]) -> tuple[torch.device, torch.dtype]:
+        """Device and dtype of a bucket from its first list (which must be non-empty
+        tensors), checked to be a supported floating dtype on a device the kernels run on."""
+        if not first:
+            raise ValueError(f"{name} is empty: a bucket needs at least one tensor")
+        ref = first[0]
+        if not isinstance(ref, Tensor):
+            raise TypeError(f"{name}[0] must be a Tensor, got {type(ref).__name__}")
+        if ref.dtype not in _DTYPES:
+            raise TypeError(f"the Triton backend handles {', '.join(map(str, _DTYPES))} tensors, "
+                            f"got {ref.dtype}")
+        self.check_device(ref.device)
         return ref.device, ref.dtype
 
-    @staticmethod
-    def _quant_mode(retain: Sequence[Any]) -> bool:
-        """Compact kernels when any retain entry holds codes (exact entries in such a bucket,
-        e.g. zeros for a parameter without a retain gradient, take the fallback)."""
-        return any(isinstance(r, QuantizedTensor) for r in retain)
+    def _check_step(self, params, retain, forget, state, hyper, weights, kind, mode):
+        """Validate the arguments of :meth:`step` / :meth:`advance_and_backup`."""
+        from fastngd.rules.elementwise import MODES
+
+        if kind not in BASE_KINDS:
+            raise ValueError(f"unknown base {kind!r}; valid: {', '.join(BASE_KINDS)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown combine mode {mode!r}; valid: {', '.join(MODES)}")
+        device, dtype = self._bucket("params", params)
+        _check_tensors("params", params, params, dtype, device)
+        _check_tensors("retain", retain, params, dtype, device, codes_ok=True)
+        _check_tensors("forget", forget, params, dtype, device)
+        names = state_names(kind)
+        if len(state) != len(names):
+            raise ValueError(f"base {kind!r} has {len(names)} state lists ({', '.join(names)}), "
+                             f"got {len(state)}")
+        for name, col in zip(names, state):
+            _check_tensors(name, col, params, accumulation_dtype(dtype), device)
+        n = len(params)
+        _check_scalars("hyper", hyper, (n, len(HYPER_COLUMNS)), device)
+        _check_scalars("weights", weights, (n, 2), device)
+        return device, dtype
 
     @staticmethod
-    def _split(
-        arrays: Sequence[Sequence[Any]], retain_at: int | None = None, quant: bool = False
-    ) -> tuple[list[int], list[int]]:
-        """Indices handled by the kernels and by the fallback (zero-size ones: neither).
-
-        A tensor goes to the fallback when one of its arrays is not contiguous or, with
-        ``retain_at`` (the position of the retain array), when its retain entry is not of the
-        bucket's storage kind.
-        """
+    def _split(rows: Sequence[Sequence[Any]], retain: Sequence[Any] | None = None
+               ) -> tuple[list[int], list[int], bool]:
+        """Indices for the kernels and for the fallback (zero-size tensors: neither), and
+        whether the kernels read compact codes (any retain entry is compact; exact entries
+        beside them, e.g. zeros for a parameter without a retain gradient, take the
+        fallback). ``rows[i]`` lists every array of tensor i."""
+        quant = retain is not None and any(isinstance(r, QuantizedTensor) for r in retain)
         kernel: list[int] = []
         fallback: list[int] = []
-        for i, row in enumerate(zip(*arrays)):
-            n = row[0].numel()
-            if n == 0:
+        for i, row in enumerate(rows):
+            if row[0].numel() == 0:
                 continue
-            flat = retain_at is None or isinstance(row[retain_at], QuantizedTensor) == quant
-            for t in row:
-                if isinstance(t, QuantizedTensor):
-                    flat = flat and t.codes.is_contiguous() and t.absmax.is_contiguous()
-                else:
-                    flat = flat and _flat_ok(t)
-            (kernel if flat else fallback).append(i)
-        return kernel, fallback
+            ok = all(_flat(t) for t in row)
+            if retain is not None:
+                ok = ok and isinstance(retain[i], QuantizedTensor) == quant
+            (kernel if ok else fallback).append(i)
+        return kernel, fallback, quant
 
     @staticmethod
-    def _retain_columns(retain: Sequence[Any], idx: Sequence[int], quant: bool) -> list[list[Tensor]]:
+    def _retain_columns(retain: Sequence[Any], idx: Sequence[int], quant: bool) -> dict:
         if quant:
-            return [[retain[i].codes for i in idx], [retain[i].absmax for i in idx]]
-        return [[retain[i] for i in idx]]
+            return {"R": [retain[i].codes for i in idx], "A": [retain[i].absmax for i in idx]}
+        return {"R": [retain[i] for i in idx]}
 
-    def _table(self, tag: str, columns: list[list[Tensor]], numels: list[int], idx: list[int]) -> Tensor:
+    def _table(self, tag: str, columns: dict, numels: list[int], idx: list[int]) -> Any:
         return self._tables.get(tag, columns, numels, idx, self.chunk_size)
-
-    @staticmethod
-    def _dense(r: Any, acc: torch.dtype) -> Tensor:
-        if isinstance(r, QuantizedTensor):
-            return r.dequantize(torch.float32).to(acc)
-        return r.to(acc)
-
-    @staticmethod
-    def _direction(r: Tensor, f: Tensor, weights: Tensor, sago: bool) -> Tensor:
-        wr, wf = weights[0].to(r.dtype), weights[1].to(r.dtype)
-        if sago:
-            agree = ((r > 0) & (f > 0)) | ((r < 0) & (f < 0))
-            return torch.where(agree, wr * r, -(wf * f))
-        return wr * r - wf * f
 
     # ------------------------------------------------------------------ interface
     def store_retain(self, grads: Sequence[Tensor], storage: str = "exact") -> list:
@@ -231,9 +250,9 @@ class TritonBackend(Backend):
             raise ValueError(f"unknown retain storage {storage!r}; valid: 'exact', 'int8'")
         if not grads:
             return []
-        device, _ = self._check_bucket([("grads", grads)])
-        self.check_device(device)
-        kernel, _ = self._split([grads])
+        device, dtype = self._bucket("grads", grads)
+        _check_tensors("grads", grads, grads, dtype, device)
+        kernel, _, _ = self._split([[g] for g in grads])
         in_kernel = set(kernel)
         out: list[QuantizedTensor] = []
         for i, g in enumerate(grads):
@@ -247,106 +266,116 @@ class TritonBackend(Backend):
             else:
                 out.append(quantize_blockwise(g))
         if kernel:
-            cols = [[grads[i] for i in kernel], [out[i].codes for i in kernel],
-                    [out[i].absmax for i in kernel]]
+            cols = {"F": [grads[i] for i in kernel], "R": [out[i].codes for i in kernel],
+                    "A": [out[i].absmax for i in kernel]}
             table = self._table("quant", cols, [grads[i].numel() for i in kernel], kernel)
-            self._k_quant.quantize(table, grads[kernel[0]], code_midpoints(device), self.chunk_size,
-                                   self.block_size)
+            self._k["quant"].quantize(table, dtype, code_midpoints(device), self.chunk_size,
+                                      self.block_size, self.geometry.num_warps)
         return out
 
-    def gram(self, retain: Sequence[Any], forget: Sequence[Tensor]) -> Tensor:
-        if not forget:
-            raise ValueError("gram() needs at least one tensor")
-        device, dtype = self._check_bucket([("forget", forget), ("retain", retain)])
-        self.check_device(device)
-        quant = self._quant_mode(retain)
-        acc = accumulation_dtype(dtype)
-        kernel, fallback = self._split([forget, retain], 1, quant)
+    def gram(
+        self, retain: Sequence[Any], forget: Sequence[Tensor], per_tensor: bool = False
+    ) -> Tensor:
+        """See :meth:`Backend.gram`: float64 products and sums (right for every finite
+        input of float32/bfloat16/float16 storage), two launches."""
+        device, dtype = self._bucket("forget", forget)
+        _check_tensors("forget", forget, forget, dtype, device)
+        _check_tensors("retain", retain, forget, dtype, device, codes_ok=True)
+        kernel, fallback, quant = self._split([[f, r] for f, r in zip(forget, retain)], retain)
+        n = len(forget)
         if kernel:
-            cols = self._retain_columns(retain, kernel, quant) + [[forget[i] for i in kernel]]
-            table = self._table("gram_q" if quant else "gram", cols,
-                                [forget[i].numel() for i in kernel], kernel)
-            out = self._k_gram.gram(table, forget[kernel[0]], self.chunk_size, self.block_size,
-                                    quant=quant, code=code_table(device) if quant else None)
+            cols = {**self._retain_columns(retain, kernel, quant),
+                    "F": [forget[i] for i in kernel]}
+            table = self._table("gram", cols, [forget[i].numel() for i in kernel], kernel)
+            out = self._k["gram"].gram(table, dtype, self.geometry, quant=quant,
+                                       code=code_table(device) if quant else None,
+                                       per_tensor=n if per_tensor else 0)
         else:
-            out = torch.zeros(3, dtype=acc, device=device)
+            out = torch.zeros((n, 3) if per_tensor else 3, dtype=torch.float64, device=device)
         for i in fallback:
-            r = self._dense(retain[i], acc).reshape(-1)
-            f = forget[i].to(acc).reshape(-1)
-            out = out + torch.stack([torch.dot(r, r), torch.dot(f, f), torch.dot(r, f)])
+            row = self._k["fallback"].gram_tensor(retain[i], forget[i])
+            if per_tensor:
+                out[i] = row
+            else:
+                out += row
         return out
 
-    def update(
+    def _fused(self, params, retain, forget, state, hyper, weights, kind, mode, advance,
+               backups=None) -> Tensor:
+        """The fused pass over the kernel tensors, the fallback over the others; returns the
+        products."""
+        kernel, fallback, quant = self._split(
+            [[p, r, f, *(s[i] for s in state)] for i, (p, r, f) in enumerate(zip(params, retain,
+                                                                              forget))],
+            retain,
+        )
+        device, dtype = params[0].device, params[0].dtype
+        if kernel:
+            cols = {"P": [params[i] for i in kernel], "F": [forget[i] for i in kernel],
+                    **self._retain_columns(retain, kernel, quant)}
+            for name, col in zip(("S0", "S1"), state):
+                cols[name] = [col[i] for i in kernel]
+            if advance and quant:
+                cols["X"] = [backups[i] for i in kernel]
+            table = self._table("fused", cols, [params[i].numel() for i in kernel], kernel)
+            products = self._k["step"].fused(
+                table, hyper, weights, dtype, kind, mode, self.geometry, advance=advance,
+                quant=quant, code=code_table(device) if quant else None)
+        else:
+            products = torch.zeros(2, dtype=torch.float64, device=device)
+        for i in fallback:
+            u_out = b_out = None
+            if advance:
+                u_out, b_out = (forget[i], backups[i]) if quant else (retain[i], forget[i])
+            products += self._k["fallback"].fused_tensor(
+                params[i], retain[i], forget[i], [s[i] for s in state], hyper[i], weights[i],
+                kind, mode, u_out=u_out, backup_out=b_out)
+        return products
+
+    def step(
         self,
         params: Sequence[Tensor],
         retain: Sequence[Any],
         forget: Sequence[Tensor],
-        lr: Tensor,
+        state: Sequence[Sequence[Tensor]],
+        hyper: Tensor,
         weights: Tensor,
-        sago: bool = False,
-    ) -> None:
+        kind: str,
+        mode: str = "linear",
+    ) -> Tensor:
+        """See :meth:`Backend.step`: one fused launch and the products' second stage."""
         if not params:
-            return
-        device, dtype = self._check_bucket(
-            [("params", params), ("retain", retain), ("forget", forget)],
-            [("lr", lr, len(params)), ("weights", weights, 2)],
-        )
-        self.check_device(device)
-        quant = self._quant_mode(retain)
-        kernel, fallback = self._split([params, retain, forget], 1, quant)
-        if kernel:
-            cols = ([[params[i] for i in kernel]] + self._retain_columns(retain, kernel, quant)
-                    + [[forget[i] for i in kernel]])
-            table = self._table("update_q" if quant else "update", cols,
-                                [params[i].numel() for i in kernel], kernel)
-            self._k_update.update(table, lr, weights, params[kernel[0]], self.chunk_size,
-                                  self.block_size, sago=sago, quant=quant,
-                                  code=code_table(device) if quant else None)
-        acc = accumulation_dtype(dtype)
-        for i in fallback:
-            p = params[i]
-            eta = lr[i].to(acc)
-            d = self._direction(self._dense(retain[i], acc), forget[i].to(acc), weights, sago)
-            new = (p.to(acc) - eta * d).to(dtype)
-            p.copy_(torch.where(eta != 0, new, p))
+            return torch.zeros(2, dtype=scalar_dtype(hyper.device), device=hyper.device)
+        self._check_step(params, retain, forget, state, hyper, weights, kind, mode)
+        return self._fused(params, retain, forget, state, hyper, weights, kind, mode, False)
 
-    def direction_and_backup(
+    def advance_and_backup(
         self,
         params: Sequence[Tensor],
         retain: Sequence[Any],
         forget: Sequence[Tensor],
+        state: Sequence[Sequence[Tensor]],
+        hyper: Tensor,
         weights: Tensor,
-        sago: bool = False,
-    ) -> tuple[list[Tensor], list[Tensor]]:
+        kind: str,
+        mode: str = "linear",
+    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """See :meth:`Backend.advance_and_backup`: one fused launch and the products'
+        second stage. With compact storage, ``u`` goes to the forget buffer and
+        the backups are fresh contiguous tensors."""
         if not params:
-            return [], []
-        device, dtype = self._check_bucket(
-            [("params", params), ("retain", retain), ("forget", forget)], [("weights", weights, 2)]
-        )
-        self.check_device(device)
-        quant = self._quant_mode(retain)
-        acc = accumulation_dtype(dtype)
-        if quant:
-            backups = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
-            directions = list(forget)
+            return [], [], torch.zeros(2, dtype=scalar_dtype(hyper.device), device=hyper.device)
+        self._check_step(params, retain, forget, state, hyper, weights, kind, mode)
+        compact = any(isinstance(r, QuantizedTensor) for r in retain)
+        if compact:
+            backups = [torch.empty_like(p, memory_format=torch.contiguous_format)
+                       for p in params]
+            updates = list(forget)
         else:
-            backups, directions = list(forget), list(retain)
-        kernel, fallback = self._split([params, retain, forget], 1, quant)
-        if kernel:
-            cols = [[params[i] for i in kernel]] + self._retain_columns(retain, kernel, quant)
-            cols.append([forget[i] for i in kernel])
-            if quant:
-                cols.append([backups[i] for i in kernel])
-            table = self._table("dirb_q" if quant else "dirb", cols,
-                                [params[i].numel() for i in kernel], kernel)
-            self._k_gen.direction_and_backup(table, weights, params[kernel[0]], self.chunk_size,
-                                             self.block_size, sago=sago, quant=quant,
-                                             code=code_table(device) if quant else None)
-        for i in fallback:
-            d = self._direction(self._dense(retain[i], acc), forget[i].to(acc), weights, sago)
-            directions[i].copy_(d)
-            backups[i].copy_(params[i])
-        return directions, backups
+            backups, updates = list(forget), list(retain)
+        products = self._fused(params, retain, forget, state, hyper, weights, kind, mode, True,
+                               backups)
+        return updates, backups, products
 
     def perturb(
         self,
@@ -355,21 +384,19 @@ class TritonBackend(Backend):
         direction: Sequence[Tensor],
         scale: Tensor,
     ) -> None:
+        """See :meth:`Backend.perturb`: one launch."""
         if not params:
             return
-        device, dtype = self._check_bucket(
-            [("params", params), ("backup", backup), ("direction", direction)],
-            [("scale", scale, len(params))],
-        )
-        self.check_device(device)
-        kernel, fallback = self._split([params, backup, direction])
+        device, dtype = self._bucket("params", params)
+        _check_tensors("params", params, params, dtype, device)
+        _check_tensors("backup", backup, params, dtype, device)
+        _check_tensors("direction", direction, params, dtype, device)
+        _check_scalars("scale", scale, (len(params),), device)
+        kernel, fallback, _ = self._split([list(t) for t in zip(params, backup, direction)])
         if kernel:
-            cols = [[params[i] for i in kernel], [backup[i] for i in kernel],
-                    [direction[i] for i in kernel]]
+            cols = {"P": [params[i] for i in kernel], "X": [backup[i] for i in kernel],
+                    "R": [direction[i] for i in kernel]}
             table = self._table("perturb", cols, [params[i].numel() for i in kernel], kernel)
-            self._k_gen.perturb(table, scale, params[kernel[0]], self.chunk_size, self.block_size)
-        acc = accumulation_dtype(dtype)
+            self._k["gen"].perturb(table, scale, dtype, self.geometry)
         for i in fallback:
-            s = scale[i].to(acc)
-            moved = (backup[i].to(acc) + s * direction[i].to(acc)).to(dtype)
-            params[i].copy_(torch.where(s == 0, backup[i], moved))
+            self._k["fallback"].perturb_tensor(params[i], backup[i], direction[i], scale[i])
