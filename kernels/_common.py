@@ -3,7 +3,8 @@ geometry.
 
 Every kernel runs one program per row of a :class:`~fastngd.kernels.pointer_table.ChunkTable`
 and decodes that row with :func:`chunk_row` and :func:`row_pointer`; the direction of every
-combine mode is :func:`combine` (the device twin of :func:`fastngd.rules.elementwise.combine`).
+combine mode is :func:`direction` (the device twin of
+:func:`fastngd.rules.elementwise.combine`).
 
 Only language features of Triton 3.2 are used (``tl.multiple_of`` on scalars, ``tl.pointer_type``
 casts of loaded int64 values, ``tl.math.div_rn``/``tl.sqrt_rn``, constexpr dtypes, dynamic
@@ -23,12 +24,15 @@ from .pointer_table import NCOL, POINTER_COLUMNS
 
 __all__ = [
     "Geometry",
+    "acc_dtype",
+    "block_offsets",
     "chunk_row",
-    "combine",
+    "direction",
     "elem_dtype",
     "is_interpreted",
     "load_retain",
     "mode_id",
+    "retain_pointers",
     "round_to",
     "row_pointer",
 ]
@@ -150,7 +154,7 @@ def load_retain(r_ptr, a_ptr, code_ptr, offs, mask, QUANT: tl.constexpr):
 
 
 @triton.jit
-def combine(r, f, wr, wf, MODE: tl.constexpr):
+def direction(r, f, wr, wf, MODE: tl.constexpr):
     """The direction of combine mode ``MODE`` (0 linear, 1 sago, 2 sago_prefer_retain):
     ``w_R·r − w_F·f``; or, where the signs conflict (``sign(r)·sign(f) > 0``, judged from the
     signs so that no product can underflow), ``w_R·r``, and elsewhere ``−w_F·f`` (sago) or
@@ -172,13 +176,12 @@ def round_to(x, ELEM: tl.constexpr):
     """Round a block once to the storage dtype ``ELEM``. For bfloat16 the round-to-nearest-
     even is done on the bits (``bits + 0x7FFF + lsb``, keep the high half), which is what
     GPUs do and what Triton's interpreter, whose own float32→bfloat16 cast truncates, would
-    otherwise not match; NaN stays NaN (a NaN payload in the low bits could carry into the
-    exponent and give an infinity)."""
+    otherwise not match. Infinities stay so, and so do the NaNs arithmetic produces (quiet
+    NaNs: their bit 22 is set, so the carry cannot reach the exponent)."""
     if ELEM == tl.bfloat16:
         bits = x.to(tl.uint32, bitcast=True)
         bits = bits + (((bits >> 16) & 1) + 0x7FFF)
         y = (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-        y = tl.where(x == x, y, x.to(tl.bfloat16))  # noqa: PLR0124 (NaN test)
     else:
         y = x.to(ELEM)
     return y

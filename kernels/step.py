@@ -2,7 +2,7 @@
 
 Per element of tensor i (see :mod:`fastngd.backends.base` for the notation and the bases):
 
-1. ``d = combine(r, f, w_R, w_F, mode)`` (:func:`._common.combine`), formed in float64 from
+1. ``d = combine(r, f, w_R, w_F, mode)`` (:func:`._common.direction`), formed in float64 from
    the float64 weights and rounded once to the accumulation dtype (float32, or float64 for
    float64 tensors): a weight beyond float32's range (``1/‖r‖`` of a gradient of norm 1e-40)
    cannot overflow, and ``d`` is rounded once;
@@ -54,7 +54,7 @@ from ._common import (
     acc_dtype,
     block_offsets,
     chunk_row,
-    combine,
+    direction,
     elem_dtype,
     load_retain,
     mode_id,
@@ -144,7 +144,7 @@ def _fused_block(
     p_raw = tl.load(p_ptr + offs, mask=mask, other=0.0)
     r = load_retain(r_ptr, a_ptr, code_ptr, offs, live, QUANT).to(tl.float64)
     f = tl.load(f_ptr + offs, mask=live, other=0.0).to(tl.float64)
-    d = combine(r, f, wr, wf, MODE).to(ACC)
+    d = direction(r, f, wr, wf, MODE).to(ACC)
     s0 = d
     s1 = d
     if KIND >= 1:
