@@ -60,7 +60,7 @@ def _state(kind: str, params, seed: int) -> list[list[Tensor]]:
 
 
 def _hyper(n: int, skip=(SKIPPED,)) -> Tensor:
-    rows = [[0.0 if i in skip else 0.1 * (i + 1), 0.02 * (i % 2), 0.85, 0.99, 1e-6,
+    rows = [[0.0 if i in skip else 0.1 * (i + 1), 0.02 * ((i + 1) % 3), 0.85, 0.99, 1e-6,
              1 - 0.85**4, 1 - 0.99**4] for i in range(n)]
     return torch.tensor(rows, dtype=torch.float64)
 
@@ -149,6 +149,20 @@ def test_fallback_matches_reference(tb: TritonBackend, kind: str, mode: str, sto
     for i in (0, 2):
         _close(u[i], want_u[i], dtype)
     assert torch.all(u[1] == 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("kind", KINDS)
+def test_zero_weight_decay_never_reads_the_parameter(tb: TritonBackend, kind: str) -> None:
+    """As torch does, no ``wd·p`` term at all when ``wd == 0``: an infinite parameter gives a
+    finite update and state (kernel and fallback tensors)."""
+    p, r, f = (_bucket(torch.float32, k, [(300,), (15, 20)]) for k in range(3))
+    p[0][7] = math.inf
+    p[1][3, 4] = -math.inf
+    state, hyper, w = _state(kind, p, 1), _hyper(2, skip=()), _weights(2)
+    hyper[:, 1] = 0.0
+    u, _, prod = tb.advance_and_backup(p, r, f, state, hyper, w, kind, "linear")
+    assert all(torch.isfinite(t).all() for t in u + sum(state, [])) and torch.isfinite(prod).all()
 
 
 @pytest.mark.parametrize("storage", ["exact", "int8"])
