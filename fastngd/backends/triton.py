@@ -168,7 +168,7 @@ class TritonBackend(Backend):
     """Fused Triton implementation of :class:`~fastngd.backends.base.Backend`.
 
     ``chunk_size`` elements per program (a power of two ≥ 256); ``block_size`` elements per
-    vector step inside a program (a power of two ≥ 16 dividing ``chunk_size``; default 2048
+    vector step inside a program (a power of two ≥ 16 dividing ``chunk_size``; default 1024
     on a GPU and, under the interpreter, whose cost is per operation rather than per
     element, one step per chunk); ``num_warps`` per program of the streaming kernels;
     ``table_cache_size`` pointer tables are kept (LRU). The defaults are chosen for an H100
@@ -191,7 +191,7 @@ class TritonBackend(Backend):
 
         self._interpreted = is_interpreted(step._fused_kernel)
         if block_size is None:
-            block_size = chunk_size if self._interpreted else min(2048, chunk_size)
+            block_size = chunk_size if self._interpreted else min(1024, chunk_size)
         if not _is_pow2(block_size) or block_size < 16:
             raise ValueError(f"block_size must be a power of two ≥ 16, got {block_size}")
         if not _is_pow2(chunk_size) or chunk_size < 256 or chunk_size % block_size:
