@@ -11,8 +11,8 @@ casts of loaded int64 values, ``tl.math.div_rn``/``tl.sqrt_rn``, constexpr dtype
 ``if`` on scalars, ``range`` loops); ``tests/kernels/test_gpu_codegen.py`` compiles every
 kernel for sm_90 with the installed Triton. Checked with Triton 3.2.0 and 3.9.0: the kernel
 tests pass under both interpreters and the sm_90 compilation under both code generators.
-Triton 3.2's *interpreter* (not its compiler) needs NumPy < 2.3: it turns 1-element arrays
-into loop bounds with ``int()``, which NumPy 2.4 refuses (NumPy 2.2 works).
+Triton 3.2's *interpreter* (not its compiler) needs an older NumPy: it turns 1-element
+arrays into loop bounds with ``int()``, which NumPy 2.4 refuses (2.2 works, with warnings).
 """
 from __future__ import annotations
 
