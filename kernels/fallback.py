@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ __all__ = ["SLICE", "Scalars", "base_update", "fused_tensor", "gram_tensor", "pe
 SLICE = 1 << 20
 
 
-def _slices(shape: torch.Size, limit: int = SLICE) -> Iterator[Optional[slice]]:
+def _slices(shape: torch.Size, limit: int = SLICE) -> Iterator[slice | None]:
     """Slices along dim 0 of about ``limit`` elements (``None``: the whole 0-d tensor)."""
     if len(shape) == 0:
         yield None
@@ -41,11 +41,11 @@ def _slices(shape: torch.Size, limit: int = SLICE) -> Iterator[Optional[slice]]:
         yield slice(s, min(s + step, shape[0]))
 
 
-def _part(t: Tensor, sl: Optional[slice]) -> Tensor:
+def _part(t: Tensor, sl: slice | None) -> Tensor:
     return t if sl is None else t[sl]
 
 
-def _read(t: Any, sl: Optional[slice], dtype: torch.dtype) -> Tensor:
+def _read(t: Any, sl: slice | None, dtype: torch.dtype) -> Tensor:
     """Slice ``sl`` of a tensor or of compact codes (dequantized in float32 first), in
     ``dtype``."""
     if isinstance(t, QuantizedTensor):
@@ -85,8 +85,8 @@ class Scalars:
 
 
 def base_update(
-    p: Tensor, d: Tensor, s0: Optional[Tensor], s1: Optional[Tensor], h: Scalars, kind: str
-) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    p: Tensor, d: Tensor, s0: Tensor | None, s1: Tensor | None, h: Scalars, kind: str
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(u, s0', s1')`` of base ``kind`` (:data:`fastngd.backends.base.BASE_KINDS`) for the
     direction ``d``, in the dtype of ``d`` (the weight decay term is skipped when ``wd`` is
     0, as torch does)."""
@@ -121,8 +121,8 @@ def fused_tensor(
     w_row: Tensor,
     kind: str,
     mode: str,
-    u_out: Optional[Tensor] = None,
-    backup_out: Optional[Tensor] = None,
+    u_out: Tensor | None = None,
+    backup_out: Tensor | None = None,
 ) -> Tensor:
     """One tensor of the fused pass: the state advanced in place and either ``p`` updated
     (``step``) or, given ``u_out`` and ``backup_out``, ``u`` and ``p``'s bits written there

@@ -60,7 +60,7 @@ def _gram_partials_kernel(
     ELEM: tl.constexpr, QUANT: tl.constexpr, ALIGN: tl.constexpr,
     CHUNK: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    base, start, n, index = chunk_row(table, CHUNK)
+    base, start, n, _ = chunk_row(table, CHUNK)
     r_ptr, a_ptr = retain_pointers(base, ELEM, QUANT, ALIGN)
     f_ptr = row_pointer(base, COL_F, ELEM, ALIGN)
     rr = tl.zeros([BLOCK], tl.float64)

@@ -27,7 +27,7 @@ def _quantize_kernel(
     table, mids_ptr, ELEM: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr
 ):
     NB: tl.constexpr = BLOCK // 256
-    base, start, n, index = chunk_row(table, CHUNK)
+    base, start, n, _ = chunk_row(table, CHUNK)
     x_ptr = row_pointer(base, COL_F, ELEM, 1)
     c_ptr = row_pointer(base, COL_R, tl.uint8, 1)
     a_ptr = row_pointer(base, COL_A, tl.float32, 1)

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -253,7 +253,7 @@ class TritonBackend(Backend):
             self._plans.move_to_end(key)
         return plan
 
-    def _make_plan(self, tag: str, arrays: dict[str, Sequence[Any]], retain: Optional[Sequence[Any]],
+    def _make_plan(self, tag: str, arrays: dict[str, Sequence[Any]], retain: Sequence[Any] | None,
                    device: torch.device, dtype: torch.dtype) -> _Plan:
         """Split a validated bucket (``arrays``: column name → one entry per tensor, the
         first column's numels are the tensors') and look its kernel table up."""

@@ -9,6 +9,7 @@ os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
 import math
 import subprocess
 import sys
+from itertools import chain
 
 import pytest
 import torch
@@ -162,7 +163,7 @@ def test_zero_weight_decay_never_reads_the_parameter(tb: TritonBackend, kind: st
     state, hyper, w = _state(kind, p, 1), _hyper(2, skip=()), _weights(2)
     hyper[:, 1] = 0.0
     u, _, prod = tb.advance_and_backup(p, r, f, state, hyper, w, kind, "linear")
-    assert all(torch.isfinite(t).all() for t in u + sum(state, [])) and torch.isfinite(prod).all()
+    assert all(torch.isfinite(t).all() for t in chain(u, *state)) and torch.isfinite(prod).all()
 
 
 @pytest.mark.parametrize("storage", ["exact", "int8"])
@@ -197,7 +198,7 @@ def test_bitwise_deterministic(tb: TritonBackend) -> None:
         p, stored, f, state, hyper, w = _case("adamw", torch.float32, "exact", tb, seed=9)
         g = tb.gram(stored, f, per_tensor=True)
         prod = tb.step(p, stored, f, state, hyper, w, "adamw", "sago")
-        runs.append([g, prod] + p + sum(state, []))
+        runs.append([g, prod, *p, *chain(*state)])
     assert _bits(runs[0], runs[1])
 
 
@@ -217,22 +218,24 @@ def test_pointer_table_rebuilt_exactly_when_an_address_changes() -> None:
     assert be.cache_info().builds == builds + 1
 
 
-def test_launches_per_call_are_constant(tb: TritonBackend) -> None:
+def _launches_per_call(tb: TritonBackend, n: int) -> list[int]:
+    p, r, f = (_bucket(torch.float32, k, [(40,)] * n) for k in range(3))
+    state, hyper, w = _state("adam", p, 0), _hyper(n, skip=()), _weights(n)
+    calls = [lambda: tb.store_retain(r, "int8"), lambda: tb.gram(r, f),
+             lambda: tb.gram(r, f, per_tensor=True),
+             lambda: tb.step(p, r, f, state, hyper, w, "adam"),
+             lambda: tb.advance_and_backup(p, r, f, state, hyper, w, "adam"),
+             lambda: tb.perturb(p, f, r, hyper[:, 0].contiguous())]
     counts = []
-    for n in (3, 12):
-        p, r, f = (_bucket(torch.float32, k, [(40,)] * n) for k in range(3))
-        state, hyper, w = _state("adam", p, 0), _hyper(n, skip=()), _weights(n)
-        per_call = []
-        for call in (lambda: tb.store_retain(r, "int8"), lambda: tb.gram(r, f),
-                     lambda: tb.gram(r, f, per_tensor=True),
-                     lambda: tb.step(p, r, f, state, hyper, w, "adam"),
-                     lambda: tb.advance_and_backup(p, r, f, state, hyper, w, "adam"),
-                     lambda: tb.perturb(p, f, r, hyper[:, 0].contiguous())):
-            reset_launch_count()
-            call()
-            per_call.append(launch_count())
-        counts.append(per_call)
-    assert counts == [[1, 2, 2, 2, 2, 1]] * 2
+    for call in calls:
+        reset_launch_count()
+        call()
+        counts.append(launch_count())
+    return counts
+
+
+def test_launches_per_call_are_constant(tb: TritonBackend) -> None:
+    assert _launches_per_call(tb, 3) == _launches_per_call(tb, 12) == [1, 2, 2, 2, 2, 1]
 
 
 def test_bad_input_raises_clear_errors(tb: TritonBackend) -> None:

@@ -3,6 +3,7 @@ mode, storage and dtype; skipped rows; products at extreme scales; determinism."
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 import pytest
 import torch
@@ -201,5 +202,5 @@ def test_step_property(n: int, kind: str, mode: str, lr: float, wr: float, wf: f
     w = torch.tensor([[wr, wf], [wf, wr]], dtype=torch.float64)
     want_p, want_state, _ = naive.step(p, r, f, state, hyper, w, kind, mode)
     kstep.fused(table(_columns(p, r, f, state)), hyper, w, torch.float32, kind, mode, GEO)
-    for got, exp in zip(p + sum(state, []), want_p + sum(want_state, [])):
+    for got, exp in zip(chain(p, *state), chain(want_p, *want_state)):
         torch.testing.assert_close(got.double(), exp, **TOL[torch.float32])
