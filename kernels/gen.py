@@ -56,9 +56,9 @@ def _perturb_kernel(
         for i in range(0, CHUNK, BLOCK):
             offs = block_offsets(start, i, BLOCK)
             _perturb_block(p_ptr, b_ptr, d_ptr, offs, tl.full([BLOCK], 1, tl.int1), s, ELEM, ACC)
-    else:
-        for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
+    else:  # a tensor's last chunk: masked, and only its vector steps that hold elements
+        for j in range(0, n - start, BLOCK):
+            offs = block_offsets(start, j, BLOCK)
             _perturb_block(p_ptr, b_ptr, d_ptr, offs, offs < n, s, ELEM, ACC)
 
 

@@ -71,9 +71,9 @@ def _gram_partials_kernel(
             offs = block_offsets(start, i, BLOCK)
             every = tl.full([BLOCK], 1, tl.int1)
             rr, ff, rf = _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, every, rr, ff, rf, QUANT)
-    else:
-        for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
+    else:  # a tensor's last chunk: masked, and only its vector steps that hold elements
+        for j in range(0, n - start, BLOCK):
+            offs = block_offsets(start, j, BLOCK)
             rr, ff, rf = _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, offs < n, rr, ff, rf,
                                      QUANT)
     out = partials + tl.program_id(0).to(tl.int64) * 3

@@ -205,9 +205,12 @@ def _fused_kernel(
                 p_ptr, r_ptr, a_ptr, f_ptr, x_ptr, s0_ptr, s1_ptr, code_ptr, offs, every, every,
                 lr, wd, b1, c1, b2, c2, eps, ibc1, isbc2, wr, wf, acc_r, acc_f,
                 ELEM, ACC, KIND, MODE, QUANT, ADVANCE)
-    else:
-        for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
+    else:  # a tensor's last chunk or a skipped row: masked, only the vector steps needed
+        end = n_live - start  # step: none for a skipped row
+        if ADVANCE:
+            end = n - start  # advance: every element is backed up
+        for j in range(0, end, BLOCK):
+            offs = block_offsets(start, j, BLOCK)
             live = offs < n_live
             mask = live  # step: a skipped row is not even read
             if ADVANCE:
