@@ -32,6 +32,7 @@ __all__ = [
     "chunk_row",
     "direction",
     "elem_dtype",
+    "every",
     "is_interpreted",
     "load_retain",
     "mode_id",
@@ -63,9 +64,11 @@ MODE_IDS = {"linear": 0, "sago": 1, "sago_prefer_retain": 2}
 @dataclass(frozen=True)
 class Geometry:
     """Launch geometry of the streaming kernels: ``chunk`` elements per program (a table
-    row), ``block`` elements per vector step inside a program, ``num_warps`` per program,
-    and ``align``: the byte alignment the kernels may assume for every pointer of a table
-    that is :attr:`~fastngd.kernels.pointer_table.ChunkTable.aligned` (1: assume nothing)."""
+    row); ``block`` elements per vector step inside a program for 4-byte element types
+    (scaled by ``4 / itemsize`` for the others, so that a vector step moves the same bytes);
+    ``num_warps`` per program; ``align``: the byte alignment the kernels may assume for
+    every pointer of a table that is
+    :attr:`~fastngd.kernels.pointer_table.ChunkTable.aligned` (1: assume nothing)."""
 
     chunk: int
     block: int
@@ -75,6 +78,15 @@ class Geometry:
     def hint(self, aligned: bool) -> int:
         """The ``ALIGN`` constexpr for a table (``align`` when aligned, else 1)."""
         return self.align if aligned else 1
+
+    def tile(self, dtype: torch.dtype) -> dict[str, int]:
+        """``BLOCK`` (elements per vector step) and ``V`` (elements per thread: 16 bytes of
+        ``dtype``, so one vector access per operand) for tensors of ``dtype``: a vector step
+        is a ``[BLOCK // V, V]`` tile, one row per thread."""
+        size = torch.empty((), dtype=dtype).element_size()
+        block = min(self.chunk, max(1, self.block * 4 // size))
+        v = max(1, min(16 // size, block // (32 * self.num_warps)))
+        return {"BLOCK": block, "V": v}
 
 
 def elem_dtype(dtype: torch.dtype) -> Any:
@@ -136,9 +148,19 @@ def retain_pointers(base, ELEM: tl.constexpr, QUANT: tl.constexpr, ALIGN: tl.con
 
 
 @triton.jit
-def block_offsets(start, i, BLOCK: tl.constexpr):
-    """The int64 offsets of the vector step at ``start + i`` (a multiple of ``BLOCK``)."""
-    return tl.multiple_of(start + i, BLOCK) + tl.arange(0, BLOCK).to(tl.int64)
+def block_offsets(start, i, BLOCK: tl.constexpr, V: tl.constexpr):
+    """The int64 offsets of the vector step at ``start + i`` (a multiple of ``BLOCK``), as a
+    ``[BLOCK // V, V]`` tile: ``V`` consecutive elements per row, one row per thread, so
+    that the per-thread partial sums of a row need no shuffles (``tl.sum(…, 1)``)."""
+    tile = tl.arange(0, BLOCK // V)[:, None] * V + tl.arange(0, V)[None, :]
+    return tl.multiple_of(start + i, BLOCK) + tile.to(tl.int64)
+
+
+@triton.jit
+def every(BLOCK: tl.constexpr, V: tl.constexpr):
+    """An all-true mask of a vector step (folded away by the compiler: whole chunks compile
+    to unmasked accesses)."""
+    return tl.full([BLOCK // V, V], 1, tl.int1)
 
 
 @triton.jit

@@ -24,6 +24,7 @@ from ._common import (
     block_offsets,
     chunk_row,
     elem_dtype,
+    every,
     round_to,
     row_pointer,
 )
@@ -45,7 +46,7 @@ def _perturb_block(p_ptr, b_ptr, d_ptr, offs, mask, s, ELEM: tl.constexpr, ACC: 
 def _perturb_kernel(
     table, s_ptr,
     ELEM: tl.constexpr, ACC: tl.constexpr, ALIGN: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, V: tl.constexpr,
 ):
     base, start, n, index = chunk_row(table, CHUNK)
     p_ptr = row_pointer(base, COL_P, ELEM, ALIGN)
@@ -54,11 +55,11 @@ def _perturb_kernel(
     s = tl.load(s_ptr + index).to(ACC)
     if start + CHUNK <= n:  # a whole chunk: unmasked, vectorizable accesses
         for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
-            _perturb_block(p_ptr, b_ptr, d_ptr, offs, tl.full([BLOCK], 1, tl.int1), s, ELEM, ACC)
+            offs = block_offsets(start, i, BLOCK, V)
+            _perturb_block(p_ptr, b_ptr, d_ptr, offs, every(BLOCK, V), s, ELEM, ACC)
     else:  # a tensor's last chunk: masked, and only its vector steps that hold elements
         for j in range(0, n - start, BLOCK):
-            offs = block_offsets(start, j, BLOCK)
+            offs = block_offsets(start, j, BLOCK, V)
             _perturb_block(p_ptr, b_ptr, d_ptr, offs, offs < n, s, ELEM, ACC)
 
 
@@ -68,5 +69,5 @@ def perturb(table: ChunkTable, scale: Tensor, dtype: torch.dtype, geometry: Geom
     launch(
         _perturb_kernel, (table.num_rows,), table.rows, scale,
         ELEM=elem_dtype(dtype), ACC=acc_dtype(dtype), ALIGN=geometry.hint(table.aligned),
-        CHUNK=geometry.chunk, BLOCK=geometry.block, num_warps=geometry.num_warps,
+        CHUNK=geometry.chunk, **geometry.tile(dtype), num_warps=geometry.num_warps,
     )

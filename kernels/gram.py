@@ -36,6 +36,7 @@ from ._common import (
     block_offsets,
     chunk_row,
     elem_dtype,
+    every,
     load_retain,
     retain_pointers,
     row_pointer,
@@ -51,29 +52,29 @@ __all__ = ["gram"]
 def _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, mask, rr, ff, rf, QUANT: tl.constexpr):
     r = load_retain(r_ptr, a_ptr, code_ptr, offs, mask, QUANT).to(tl.float64)
     f = tl.load(f_ptr + offs, mask=mask, other=0.0).to(tl.float64)
-    return rr + r * r, ff + f * f, rf + r * f
+    return rr + tl.sum(r * r, 1), ff + tl.sum(f * f, 1), rf + tl.sum(r * f, 1)
 
 
 @triton.jit
 def _gram_partials_kernel(
     table, partials, code_ptr,
     ELEM: tl.constexpr, QUANT: tl.constexpr, ALIGN: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, V: tl.constexpr,
 ):
     base, start, n, _ = chunk_row(table, CHUNK)
     r_ptr, a_ptr = retain_pointers(base, ELEM, QUANT, ALIGN)
     f_ptr = row_pointer(base, COL_F, ELEM, ALIGN)
-    rr = tl.zeros([BLOCK], tl.float64)
-    ff = tl.zeros([BLOCK], tl.float64)
-    rf = tl.zeros([BLOCK], tl.float64)
+    rr = tl.zeros([BLOCK // V], tl.float64)  # per-thread partial sums
+    ff = tl.zeros([BLOCK // V], tl.float64)
+    rf = tl.zeros([BLOCK // V], tl.float64)
     if start + CHUNK <= n:  # a whole chunk: unmasked, vectorizable accesses
         for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
-            every = tl.full([BLOCK], 1, tl.int1)
-            rr, ff, rf = _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, every, rr, ff, rf, QUANT)
+            offs = block_offsets(start, i, BLOCK, V)
+            rr, ff, rf = _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, every(BLOCK, V), rr, ff,
+                                     rf, QUANT)
     else:  # a tensor's last chunk: masked, and only its vector steps that hold elements
         for j in range(0, n - start, BLOCK):
-            offs = block_offsets(start, j, BLOCK)
+            offs = block_offsets(start, j, BLOCK, V)
             rr, ff, rf = _gram_block(r_ptr, a_ptr, f_ptr, code_ptr, offs, offs < n, rr, ff, rf,
                                      QUANT)
     out = partials + tl.program_id(0).to(tl.int64) * 3
@@ -102,7 +103,7 @@ def gram(
         _gram_partials_kernel, (table.num_rows,), table.rows, partials,
         code if quant else partials,
         ELEM=elem_dtype(dtype), QUANT=quant, ALIGN=geometry.hint(table.aligned),
-        CHUNK=geometry.chunk, BLOCK=geometry.block, num_warps=geometry.num_warps,
+        CHUNK=geometry.chunk, **geometry.tile(dtype), num_warps=geometry.num_warps,
     )
     if per_tensor:
         out = torch.zeros((per_tensor, 3), dtype=torch.float64, device=device)

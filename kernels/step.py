@@ -27,21 +27,23 @@ rounded once. A row whose ``lr`` is exactly 0 is *skipped*: nothing of it is rea
 by ``step``; ``advance`` reads and backs up ``p`` and writes ``u = 0``, and leaves the state.
 
 Launch geometry (see :class:`._common.Geometry`), chosen for an H100 (3.35 TB/s over 132
-SMs; at ≈ 0.7 µs of loaded latency an SM needs ≈ 18 kB of loads in flight): chunks of 16384
-elements, vector steps of 1024 elements, 8 warps, so 4 elements per thread and operand (one
-16-byte access in float32, 8 bytes in bfloat16). Register use, from ptxas for sm_90
-(Triton 3.9): sgd 64, adam/adamw 92 (step) and 102 (advance), Gram 56, perturb 30, no
-spills; so an SM holds 2 adam programs (16 warps, 5 × 4 kB × 2 = 40 kB of loads per vector
-step), 4 sgd or Gram programs (24–32 kB), 8 perturb programs. Warps run their vector steps
-independently (no barrier in the loop), and the chunk's two dependent prologue loads (its
-table row, then its hyper row) are hidden behind the other resident programs. Vector steps
-of 2048 (8 elements per thread) would double the registers (adam 176: one program per SM,
-its prologue exposed) for the same bytes in flight. A chunk of 16384 keeps the table and
-the products' partials small (under 0.1 % of the traffic) and still gives a bucket of 2M
-elements one program per SM slot. Whole chunks run without masks (the only partial chunk
-is a tensor's last one, or a skipped row), and with every pointer of the table 16-byte
-aligned the kernels declare it (``ALIGN``), so that loads and stores compile to vector
-instructions (``tests/kernels/test_gpu_codegen.py`` checks the PTX).
+SMs; at ≈ 0.7–1 µs of loaded latency an SM needs ≈ 20–25 kB of loads in flight): chunks
+of 16384 elements, 8 warps, and vector steps of ``[BLOCK // V, V]`` tiles with ``V`` 16 bytes
+of the widest operand per thread (:func:`tile_dtype`: float32 4, bfloat16 8 without state,
+4 beside float32 moments) and one row per thread, so that every operand is one vector
+access and the float64 partial products are summed per thread (one float64 accumulator per
+thread and product, not one per element). Register use from ptxas for sm_90 (Triton 3.9),
+and programs of 256 threads resident per SM: float32 sgd 48 (5), adam 73 (3), bfloat16 sgd
+80 (3), adam 73 (3), Gram 46 / 60 (5 / 4), perturb 30 / 43 (8 / 5), no spills; every case
+keeps 30–60 kB of loads in flight per SM. Warps run their vector steps independently (no
+barrier in the loop), and a chunk's two dependent prologue loads (its table row, then its
+hyper row) are hidden behind the other resident programs. A chunk of 16384 keeps the table
+and the products' partials small (under 0.1 % of the traffic) and still gives a bucket of
+a few million elements a program per SM slot. Whole chunks run without masks (the only
+partial chunk is a tensor's last one, or a skipped row, and it runs only its vector steps
+that hold elements); with every pointer of the table 16-byte aligned the kernels declare it
+(``ALIGN``), so that loads and stores compile to vector instructions
+(``tests/kernels/test_gpu_codegen.py`` checks the PTX).
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from fastngd.backends.base import accumulation_dtype
 
 from ._common import (
     COL_F,
@@ -62,6 +66,7 @@ from ._common import (
     chunk_row,
     direction,
     elem_dtype,
+    every,
     load_retain,
     mode_id,
     retain_pointers,
@@ -72,7 +77,7 @@ from .launch import launch
 from .pointer_table import ChunkTable
 from .reduce import sum_rows
 
-__all__ = ["KIND_IDS", "fused"]
+__all__ = ["KIND_IDS", "fused", "tile_dtype"]
 
 #: base kinds, numbered as the kernel's ``KIND`` constexpr.
 KIND_IDS = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 3}
@@ -174,7 +179,7 @@ def _fused_block(
     else:
         tl.store(p_ptr + offs, round_to(p - lr * u, ELEM), mask=live)
     u64 = u.to(tl.float64)
-    return acc_r + r * u64, acc_f + f * u64
+    return acc_r + tl.sum(r * u64, 1), acc_f + tl.sum(f * u64, 1)
 
 
 @triton.jit
@@ -182,7 +187,7 @@ def _fused_kernel(
     table, hyper_ptr, w_ptr, partials, code_ptr,
     ELEM: tl.constexpr, ACC: tl.constexpr, KIND: tl.constexpr, MODE: tl.constexpr,
     QUANT: tl.constexpr, ADVANCE: tl.constexpr, ALIGN: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, V: tl.constexpr,
 ):
     base, start, n, index = chunk_row(table, CHUNK)
     p_ptr = row_pointer(base, COL_P, ELEM, ALIGN)
@@ -195,14 +200,14 @@ def _fused_kernel(
     wr = tl.load(w_ptr + index * 2).to(tl.float64)
     wf = tl.load(w_ptr + index * 2 + 1).to(tl.float64)
     n_live = tl.where(lr64 != 0, n, 0)  # a zero lr masks the row's reads and updates
-    acc_r = tl.zeros([BLOCK], tl.float64)
-    acc_f = tl.zeros([BLOCK], tl.float64)
+    acc_r = tl.zeros([BLOCK // V], tl.float64)  # per-thread partial products
+    acc_f = tl.zeros([BLOCK // V], tl.float64)
     if start + CHUNK <= n_live:  # a whole live chunk: unmasked, vectorizable accesses
         for i in range(0, CHUNK, BLOCK):
-            offs = block_offsets(start, i, BLOCK)
-            every = tl.full([BLOCK], 1, tl.int1)
+            offs = block_offsets(start, i, BLOCK, V)
+            whole = every(BLOCK, V)
             acc_r, acc_f = _fused_block(
-                p_ptr, r_ptr, a_ptr, f_ptr, x_ptr, s0_ptr, s1_ptr, code_ptr, offs, every, every,
+                p_ptr, r_ptr, a_ptr, f_ptr, x_ptr, s0_ptr, s1_ptr, code_ptr, offs, whole, whole,
                 lr, wd, b1, c1, b2, c2, eps, ibc1, isbc2, wr, wf, acc_r, acc_f,
                 ELEM, ACC, KIND, MODE, QUANT, ADVANCE)
     else:  # a tensor's last chunk or a skipped row: masked, only the vector steps needed
@@ -210,7 +215,7 @@ def _fused_kernel(
         if ADVANCE:
             end = n - start  # advance: every element is backed up
         for j in range(0, end, BLOCK):
-            offs = block_offsets(start, j, BLOCK)
+            offs = block_offsets(start, j, BLOCK, V)
             live = offs < n_live
             mask = live  # step: a skipped row is not even read
             if ADVANCE:
@@ -222,6 +227,13 @@ def _fused_kernel(
     out = partials + tl.program_id(0).to(tl.int64) * 2
     tl.store(out, tl.sum(acc_r, 0))
     tl.store(out + 1, tl.sum(acc_f, 0))
+
+
+def tile_dtype(dtype: torch.dtype, kind: str) -> torch.dtype:
+    """The element type that sets the fused kernel's tile (:meth:`._common.Geometry.tile`):
+    the state's when the base has one (float32 moments beside bfloat16 parameters: 4
+    elements per thread, one 16-byte access for each moment), else the parameters'."""
+    return dtype if kind == "sgd" else accumulation_dtype(dtype)
 
 
 def fused(
@@ -249,7 +261,8 @@ def fused(
         code if quant else partials,
         ELEM=elem_dtype(dtype), ACC=acc_dtype(dtype), KIND=KIND_IDS[kind], MODE=mode_id(mode),
         QUANT=quant, ADVANCE=advance, ALIGN=geometry.hint(table.aligned),
-        CHUNK=geometry.chunk, BLOCK=geometry.block, num_warps=geometry.num_warps,
+        CHUNK=geometry.chunk, **geometry.tile(tile_dtype(dtype, kind)),
+        num_warps=geometry.num_warps,
     )
     out = torch.empty(2, dtype=torch.float64, device=table.rows.device)
     sum_rows(partials, out)

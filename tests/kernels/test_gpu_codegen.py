@@ -21,15 +21,21 @@ import pytest
 _SCRIPT = textwrap.dedent(
     """
     import inspect, json, re
-    import triton, triton.language as tl
+    import torch, triton, triton.language as tl
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from fastngd.kernels import gen, gram, quant, reduce, step
+    from fastngd.kernels._common import Geometry
 
     NEW_API = "constexprs" in inspect.signature(ASTSource.__init__).parameters
     ELEMS = [tl.float32, tl.bfloat16, tl.float16, tl.float64]
     TYPE = {tl.float32: "fp32", tl.bfloat16: "bf16", tl.float16: "fp16", tl.float64: "fp64"}
-    GEO = {"CHUNK": 16384, "BLOCK": 1024}
+    TORCH = {tl.float32: torch.float32, tl.bfloat16: torch.bfloat16, tl.float16: torch.float16,
+             tl.float64: torch.float64}
+    GEOMETRY = Geometry(16384, 1024, 8)  # the backend's defaults on a GPU
+
+    def geo(elem, kind="sgd"):  # the tile the launchers use (the fused kernel's: its state's)
+        return {"CHUNK": GEOMETRY.chunk, **GEOMETRY.tile(step.tile_dtype(TORCH[elem], kind))}
 
     def compile_(fn, sig, consts, num_warps=8):
         sig = {**sig, **{k: "constexpr" for k in consts}}
@@ -51,7 +57,8 @@ _SCRIPT = textwrap.dedent(
         for e, elem in enumerate(ELEMS):
             consts = {"ELEM": elem, "ACC": tl.float64 if elem == tl.float64 else tl.float32,
                       "KIND": step.KIND_IDS[kind], "MODE": (k + e) % 3, "QUANT": e % 2 == 1,
-                      "ADVANCE": (e // 2) % 2 == 1, "ALIGN": 16 if (k + e) % 2 else 1, **GEO}
+                      "ADVANCE": (e // 2) % 2 == 1, "ALIGN": 16 if (k + e) % 2 else 1,
+                      **geo(elem, kind)}
             compile_(step._fused_kernel, fused_sig, consts)
             report["fused"].append([kind, TYPE[elem], consts["MODE"], consts["QUANT"],
                                     consts["ADVANCE"]])
@@ -59,10 +66,10 @@ _SCRIPT = textwrap.dedent(
         for q in (False, True):
             compile_(gram._gram_partials_kernel,
                      {"table": "*i64", "partials": "*fp64", "code_ptr": "*fp32"},
-                     {"ELEM": elem, "QUANT": q, "ALIGN": 16, **GEO})
+                     {"ELEM": elem, "QUANT": q, "ALIGN": 16, **geo(elem)})
         compile_(gen._perturb_kernel, {"table": "*i64", "s_ptr": "*fp64"},
                  {"ELEM": elem, "ACC": tl.float64 if elem == tl.float64 else tl.float32,
-                  "ALIGN": 16, **GEO})
+                  "ALIGN": 16, **geo(elem)})
         compile_(quant._quantize_kernel, {"table": "*i64", "mids_ptr": "*fp32"},
                  {"ELEM": elem, "CHUNK": 16384, "BLOCK": 1024}, num_warps=4)
     for width in (2, 3):
@@ -76,7 +83,7 @@ _SCRIPT = textwrap.dedent(
         for align in (16, 1):
             ptx = compile_(step._fused_kernel, fused_sig,
                            {"ELEM": elem, "ACC": tl.float32, "KIND": 2, "MODE": 0, "QUANT": False,
-                            "ADVANCE": False, "ALIGN": align, **GEO})
+                            "ADVANCE": False, "ALIGN": align, **geo(elem, "adam")})
             report["vector"][f"{TYPE[elem]}-{align}"] = [vec(ptx, "ld"), vec(ptx, "st")]
     print("REPORT" + json.dumps(report))
     """
@@ -110,9 +117,9 @@ def test_every_base_meets_every_dtype_mode_storage_and_pass(report: dict) -> Non
 
 
 def test_aligned_whole_chunks_use_vector_accesses(report: dict) -> None:
-    """Adam step: 5 operands read and 3 written per element, 4 elements per thread: one
-    vector access per operand (16 bytes in float32, 8 in bfloat16). An unaligned table must
-    not claim vectors (a misaligned vector access faults)."""
+    """Adam step: 5 operands read and 3 written per element, 4 elements per thread (16
+    bytes of the float32 moments): one vector access per operand (8 bytes for bfloat16 p,
+    r, f). An unaligned table must not claim vectors (a misaligned vector access faults)."""
     vec = report["vector"]
     assert vec["fp32-16"] == [5, 3], report["triton"]
     assert vec["bf16-16"] == [5, 3], report["triton"]
