@@ -168,9 +168,10 @@ class TritonBackend(Backend):
     """Fused Triton implementation of :class:`~fastngd.backends.base.Backend`.
 
     ``chunk_size`` elements per program (a power of two ≥ 256); ``block_size`` elements per
-    vector step inside a program (a power of two ≥ 16 dividing ``chunk_size``; default 1024
-    on a GPU and, under the interpreter, whose cost is per operation rather than per
-    element, one step per chunk); ``num_warps`` per program of the streaming kernels;
+    vector step inside a program for 4-byte element types (as many bytes for the others; a
+    power of two ≥ 16 dividing ``chunk_size``; default 1024 on a GPU and, under the
+    interpreter, whose cost is per operation rather than per element, one step per chunk);
+    ``num_warps`` per program of the streaming kernels;
     ``table_cache_size`` pointer tables are kept (LRU). The defaults are chosen for an H100
     (see :mod:`fastngd.kernels.step`).
     """
