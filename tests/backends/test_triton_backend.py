@@ -241,10 +241,16 @@ def test_launches_per_call_are_constant(tb: TritonBackend) -> None:
 def test_bad_input_raises_clear_errors(tb: TritonBackend) -> None:
     p, r, f, state, hyper, w = _case("adam", torch.float32, "exact", tb)
     step = tb.step
+    tb.gram(r, f)
+    step(p, r, f, state, hyper, w, "adam")  # known layouts: validation must still see ...
+    with pytest.raises(ValueError, match="shape"):  # ... the same memory seen another way
+        tb.gram(r, [f[0].view(3, 100)] + f[1:])
+    with pytest.raises(ValueError, match="one device and dtype"):
+        tb.gram(r, [*f[:4], f[4].view(torch.int32)])
+    with pytest.raises(ValueError, match="exp_avg"):
+        step(p, r, f, [[state[1][0]] + state[0][1:], state[1]], hyper, w, "adam")  # a shape
     with pytest.raises(ValueError, match="one device and dtype"):
         tb.gram(r, [t.double() for t in f])
-    with pytest.raises(ValueError, match="shape"):
-        tb.gram(r, [f[0].view(3, 100)] + f[1:])
     with pytest.raises(ValueError, match="entries"):
         tb.gram(r[:-1], f)
     with pytest.raises(ValueError, match="empty"):
