@@ -248,7 +248,7 @@ def test_bad_input_raises_clear_errors(tb: TritonBackend) -> None:
     with pytest.raises(ValueError, match="one device and dtype"):
         tb.gram(r, [*f[:4], f[4].view(torch.int32)])
     with pytest.raises(ValueError, match="exp_avg"):
-        step(p, r, f, [[state[1][0]] + state[0][1:], state[1]], hyper, w, "adam")  # a shape
+        step(p, r, f, [[state[0][4], *state[0][1:]], state[1]], hyper, w, "adam")  # a shape
     with pytest.raises(ValueError, match="one device and dtype"):
         tb.gram(r, [t.double() for t in f])
     with pytest.raises(ValueError, match="entries"):
