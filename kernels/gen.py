@@ -1,13 +1,12 @@
-"""GeN kernels: materialise the direction while backing the parameters up, and perturb the
-parameters from the backup. One launch each.
+"""GeN perturbation from the backup: ``p_i ← B_i + s_i·D_i``, one launch.
 
-``direction_and_backup``: ``D_i ← d_i`` (rounded to the parameter dtype) and ``B_i ← p_i``
-(bit-exact copy). Exact storage writes ``D = r`` and ``B = f`` in place (table ``[p, r, f,
-start, n, index]``); compact storage reads the codes and writes ``D = f``, ``B = backup``
-(table ``[p, codes, absmax, f, backup, start, n, index]``).
+The direction ``D`` and the backup ``B`` are written by the fused pass
+(:func:`.step.fused` with ``advance``). Here ``p = round(B + s·D)`` in the accumulation
+dtype (float32, float64 for float64 tensors; ``s`` is read as float64 and rounded once),
+and exactly ``B`` (bit for bit, whatever ``D`` holds, infinities included) where ``s_i``
+is 0: that is the restore. Traffic: read B, D; write p (3 accesses per element).
 
-``perturb``: ``p_i ← B_i + s_i·D_i`` in the accumulation dtype, and exactly ``B_i`` where
-``s_i == 0`` (table ``[p, backup, direction, start, n, index]``).
+Table columns: ``P`` (parameter), ``X`` (backup), ``R`` (direction).
 """
 from __future__ import annotations
 
@@ -16,95 +15,59 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import acc_dtype, direction, load_retain, round_to
+from ._common import (
+    COL_P,
+    COL_R,
+    COL_X,
+    Geometry,
+    acc_dtype,
+    block_offsets,
+    chunk_row,
+    elem_dtype,
+    every,
+    round_to,
+    row_pointer,
+)
 from .launch import launch
+from .pointer_table import ChunkTable
 
-__all__ = ["direction_and_backup", "perturb"]
+__all__ = ["perturb"]
 
 
 @triton.jit
-def _direction_backup_kernel(
-    table, w_ptr, ref, code_ptr,
-    NCOL: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
-    ACC: tl.constexpr, SAGO: tl.constexpr, QUANT: tl.constexpr, BF16: tl.constexpr,
-):
-    row = tl.program_id(0).to(tl.int64)
-    base = table + row * NCOL
-    p_ptr = tl.load(base).to(ref.dtype)
-    if QUANT:
-        r_ptr = tl.load(base + 1).to(tl.pointer_type(tl.uint8))
-        a_ptr = tl.load(base + 2).to(tl.pointer_type(tl.float32))
-        f_ptr = tl.load(base + 3).to(ref.dtype)
-        d_ptr = f_ptr
-        b_ptr = tl.load(base + 4).to(ref.dtype)
-    else:
-        r_ptr = tl.load(base + 1).to(ref.dtype)
-        a_ptr = r_ptr
-        f_ptr = tl.load(base + 2).to(ref.dtype)
-        d_ptr = r_ptr
-        b_ptr = f_ptr
-    start = tl.load(base + NCOL - 3)
-    n = tl.load(base + NCOL - 2)
-    wr = tl.load(w_ptr).to(ACC)
-    wf = tl.load(w_ptr + 1).to(ACC)
-    for i in tl.static_range(0, CHUNK, BLOCK):
-        offs = start + i + tl.arange(0, BLOCK).to(tl.int64)
-        mask = offs < n
-        p = tl.load(p_ptr + offs, mask=mask, other=0.0)
-        r = load_retain(r_ptr, a_ptr, code_ptr, offs, mask, ACC, QUANT)
-        f = tl.load(f_ptr + offs, mask=mask, other=0.0).to(ACC)
-        d = direction(r, f, wr, wf, SAGO)
-        tl.store(d_ptr + offs, round_to(d, ref.dtype.element_ty, BF16), mask=mask)
-        tl.store(b_ptr + offs, p, mask=mask)
+def _perturb_block(p_ptr, b_ptr, d_ptr, offs, mask, s, ELEM: tl.constexpr, ACC: tl.constexpr):
+    b = tl.load(b_ptr + offs, mask=mask, other=0.0)
+    d = tl.load(d_ptr + offs, mask=mask, other=0.0).to(ACC)
+    moved = round_to(b.to(ACC) + s * d, ELEM)
+    tl.store(p_ptr + offs, tl.where(s == 0, b, moved), mask=mask)
 
 
 @triton.jit
 def _perturb_kernel(
-    table, s_ptr, ref,
-    NCOL: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr,
-    BF16: tl.constexpr,
+    table, s_ptr,
+    ELEM: tl.constexpr, ACC: tl.constexpr, ALIGN: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, V: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    base = table + row * NCOL
-    p_ptr = tl.load(base).to(ref.dtype)
-    b_ptr = tl.load(base + 1).to(ref.dtype)
-    d_ptr = tl.load(base + 2).to(ref.dtype)
-    start = tl.load(base + NCOL - 3)
-    n = tl.load(base + NCOL - 2)
-    idx = tl.load(base + NCOL - 1)
-    s = tl.load(s_ptr + idx).to(ACC)
-    for i in tl.static_range(0, CHUNK, BLOCK):
-        offs = start + i + tl.arange(0, BLOCK).to(tl.int64)
-        mask = offs < n
-        b = tl.load(b_ptr + offs, mask=mask, other=0.0)
-        d = tl.load(d_ptr + offs, mask=mask, other=0.0).to(ACC)
-        moved = round_to(b.to(ACC) + s * d, ref.dtype.element_ty, BF16)
-        tl.store(p_ptr + offs, tl.where(s == 0, b, moved), mask=mask)
+    base, start, n, index = chunk_row(table, CHUNK)
+    p_ptr = row_pointer(base, COL_P, ELEM, ALIGN)
+    b_ptr = row_pointer(base, COL_X, ELEM, ALIGN)
+    d_ptr = row_pointer(base, COL_R, ELEM, ALIGN)
+    s = tl.load(s_ptr + index).to(ACC)
+    if start + CHUNK <= n:  # a whole chunk: unmasked, vectorizable accesses
+        for i in range(0, CHUNK, BLOCK):
+            offs = block_offsets(start, i, BLOCK, V)
+            _perturb_block(p_ptr, b_ptr, d_ptr, offs, every(BLOCK, V), s, ELEM, ACC)
+    else:  # a tensor's last chunk: masked, and only its vector steps that hold elements
+        for j in range(0, n - start, BLOCK):
+            offs = block_offsets(start, j, BLOCK, V)
+            _perturb_block(p_ptr, b_ptr, d_ptr, offs, offs < n, s, ELEM, ACC)
 
 
-def direction_and_backup(
-    table: Tensor,
-    weights: Tensor,
-    ref: Tensor,
-    chunk: int,
-    block: int,
-    sago: bool = False,
-    quant: bool = False,
-    code: Tensor | None = None,
-) -> None:
-    """Launch the direction/backup kernel over ``table``."""
+def perturb(table: ChunkTable, scale: Tensor, dtype: torch.dtype, geometry: Geometry) -> None:
+    """Launch the perturb kernel over ``table`` (tensors of storage ``dtype``; ``scale``
+    one float64 per bucket index)."""
     launch(
-        _direction_backup_kernel, (table.shape[0],), table, weights, ref,
-        code if code is not None else weights,
-        NCOL=table.shape[1], CHUNK=chunk, BLOCK=block, ACC=acc_dtype(ref.dtype),
-        SAGO=sago, QUANT=quant, BF16=ref.dtype == torch.bfloat16,
-    )
-
-
-def perturb(table: Tensor, scale: Tensor, ref: Tensor, chunk: int, block: int) -> None:
-    """Launch the perturb kernel over ``table``."""
-    launch(
-        _perturb_kernel, (table.shape[0],), table, scale, ref,
-        NCOL=table.shape[1], CHUNK=chunk, BLOCK=block, ACC=acc_dtype(ref.dtype),
-        BF16=ref.dtype == torch.bfloat16,
+        _perturb_kernel, (table.num_rows,), table.rows, scale,
+        ELEM=elem_dtype(dtype), ACC=acc_dtype(dtype), ALIGN=geometry.hint(table.aligned),
+        CHUNK=geometry.chunk, **geometry.tile(dtype), num_warps=geometry.num_warps,
     )

@@ -11,11 +11,16 @@ __all__ = ["launch", "launch_count", "reset_launch_count"]
 _LAUNCHES: int = 0
 
 
+def _execute(kernel: Any, grid: tuple[int, ...], args: tuple, kwargs: dict) -> None:
+    """Run one launch (the single place where a kernel is started)."""
+    kernel[grid](*args, **kwargs)
+
+
 def launch(kernel: Any, grid: Sequence[int], *args: Any, **kwargs: Any) -> None:
     """Launch ``kernel[grid](*args, **kwargs)`` and count it."""
     global _LAUNCHES
     _LAUNCHES += 1
-    kernel[tuple(grid)](*args, **kwargs)
+    _execute(kernel, tuple(grid), args, kwargs)
 
 
 def launch_count() -> int:
@@ -27,5 +32,3 @@ def reset_launch_count() -> None:
     """Set the launch counter back to zero."""
     global _LAUNCHES
     _LAUNCHES = 0
-
-

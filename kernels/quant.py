@@ -1,7 +1,7 @@
 """Blockwise 8-bit quantisation kernel (the code of :mod:`fastngd.compact`).
 
-One program per table row (``[x, codes, absmax, start, n, index]``; the chunk size is a
-multiple of 256 so chunks start on block boundaries), ``BLOCK // 256`` blocks of 256
+One program per table row (columns ``F`` the input, ``R`` the uint8 codes, ``A`` the float32
+block scales; the chunk size is a multiple of 256 so chunks start on block boundaries), ``BLOCK // 256`` blocks of 256
 at a time as a 2-D tile. Per block of 256 elements: absmax
 (NaN-propagating), ``y = |x| / absmax`` with a correctly rounded division, the magnitude
 index ``j = #{midpoints < y}`` found by a 7-step branchless binary search over the 127
@@ -10,28 +10,28 @@ midpoints, and the code ``128·[x < 0] + j``. The codes equal those of
 """
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._common import COL_A, COL_F, COL_R, chunk_row, elem_dtype, row_pointer
 from .launch import launch
+from .pointer_table import ChunkTable
 
 __all__ = ["quantize"]
 
 
 @triton.jit
 def _quantize_kernel(
-    table, ref, mids_ptr, NCOL: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr
+    table, mids_ptr, ELEM: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr
 ):
     NB: tl.constexpr = BLOCK // 256
-    row = tl.program_id(0).to(tl.int64)
-    base = table + row * NCOL
-    x_ptr = tl.load(base).to(ref.dtype)
-    c_ptr = tl.load(base + 1).to(tl.pointer_type(tl.uint8))
-    a_ptr = tl.load(base + 2).to(tl.pointer_type(tl.float32))
-    start = tl.load(base + NCOL - 3)
-    n = tl.load(base + NCOL - 2)
-    for i in tl.static_range(0, CHUNK, BLOCK):
+    base, start, n, _ = chunk_row(table, CHUNK)
+    x_ptr = row_pointer(base, COL_F, ELEM, 1)
+    c_ptr = row_pointer(base, COL_R, tl.uint8, 1)
+    a_ptr = row_pointer(base, COL_A, tl.float32, 1)
+    for i in range(0, CHUNK, BLOCK):
         blk = (start + i) // 256 + tl.arange(0, NB).to(tl.int64)  # [NB] block indices
         offs = blk[:, None] * 256 + tl.arange(0, 256)[None, :]  # [NB, 256]
         mask = offs < n
@@ -51,13 +51,17 @@ def _quantize_kernel(
         tl.store(c_ptr + offs, code.to(tl.uint8), mask=mask)
 
 
-def quantize(table: Tensor, ref: Tensor, mids: Tensor, chunk: int, block: int = 1024) -> None:
-    """Launch the quantize kernel over ``table`` (``mids``: the 127 float32 midpoints);
-    ``block`` elements (a multiple of 256 dividing ``chunk``) per vector step."""
+def quantize(
+    table: ChunkTable, dtype: torch.dtype, mids: Tensor, chunk: int, block: int = 1024,
+    num_warps: int = 4,
+) -> None:
+    """Launch the quantize kernel over ``table`` (inputs of ``dtype``; ``mids``: the 127
+    float32 midpoints); ``block`` elements (a multiple of 256 dividing ``chunk``) per vector
+    step."""
     if chunk % 256:
         raise ValueError(f"the quantize chunk must be a multiple of 256, got {chunk}")
     block = min(max(block, 256), chunk)
     if block % 256 or chunk % block:
         raise ValueError(f"the quantize block must be a multiple of 256 dividing {chunk}, got {block}")
-    launch(_quantize_kernel, (table.shape[0],), table, ref, mids, NCOL=table.shape[1], CHUNK=chunk,
-           BLOCK=block)
+    launch(_quantize_kernel, (table.num_rows,), table.rows, mids, ELEM=elem_dtype(dtype),
+           CHUNK=chunk, BLOCK=block, num_warps=num_warps)
