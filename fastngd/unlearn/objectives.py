@@ -36,8 +36,18 @@ __all__ = [
 ]
 
 
-def mean_nll(nll: Tensor, n: Tensor) -> Tensor:
-    """Token-mean cross-entropy ``Σ nll_i / Σ n_i`` (the causal-LM loss of a batch)."""
+def mean_nll(nll: Tensor, n: Tensor, denominator: Tensor | None = None) -> Tensor:
+    """Token-mean cross-entropy ``Σ nll_i / Σ n_i`` (the causal-LM loss of a batch).
+
+    With ``denominator`` the sum is divided by it instead of ``Σ n_i``: under ``torchrun``
+    each rank passes ``N / W`` (N the tokens of the whole batch over all W ranks), so the
+    mean over ranks of the returned values, ``Σ_r Σ nll / N``, is the full batch's token
+    mean exactly, and DDP's average of the gradients is its gradient.
+    """
+    if denominator is not None:
+        if not bool(denominator > 0):
+            raise ValueError("the batch has no target token (every label is -100)")
+        return nll.sum() / denominator.to(nll)
     total = n.sum()
     if not bool(total > 0):
         raise ValueError("the batch has no target token (every label is -100)")
@@ -82,10 +92,18 @@ class ForgetObjective:
         """Whether reference NLLs of the initial model are needed (NPO)."""
         return self.name == "npo"
 
-    def __call__(self, nll: Tensor, n: Tensor, ref_nll: Tensor | None = None) -> Tensor:
-        """The forget closure's value: ``CE``, ``−L_NPO`` or ``−L_SimNPO``."""
+    def __call__(
+        self, nll: Tensor, n: Tensor, ref_nll: Tensor | None = None,
+        denominator: Tensor | None = None,
+    ) -> Tensor:
+        """The forget closure's value: ``CE``, ``−L_NPO`` or ``−L_SimNPO``.
+
+        ``denominator`` replaces ``Σ n_i`` in the token mean of ``CE`` (see
+        :func:`mean_nll`); NPO and SimNPO are means over examples, exact under ``torchrun``
+        as they are (every rank holds the same number of examples).
+        """
         if self.name == "ce":
-            return mean_nll(nll, n)
+            return mean_nll(nll, n, denominator)
         if self.name == "npo":
             if ref_nll is None:
                 raise ValueError("the NPO objective needs the reference NLLs of the initial model")
