@@ -9,12 +9,13 @@ the mode it had).
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
-__all__ = ["atomic_write", "current_umask", "default_mode", "make_temp_dir"]
+__all__ = ["atomic_write", "current_umask", "default_mode", "make_temp_dir", "write_folder"]
 
 
 def current_umask() -> int:
@@ -73,3 +74,30 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: 
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def write_folder(out_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp_dir)`` on a fresh sibling folder, then put its files in place.
+
+    Without ``overwrite`` the folder is renamed to ``out_dir`` (which must not exist), so
+    ``out_dir`` is either complete or absent. With ``overwrite`` an existing ``out_dir``
+    keeps every file that ``write`` did not produce; each produced file replaces its
+    namesake (one atomic rename per file). Nothing else is ever deleted. Returns ``out_dir``.
+    """
+    out = Path(out_dir)
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
+    try:
+        write(tmp)
+        if not (overwrite and out.exists()):
+            os.replace(tmp, out)
+            return out
+        if not out.is_dir():
+            raise NotADirectoryError(f"{out} exists and is not a folder")
+        for item in sorted(tmp.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -29,6 +29,7 @@ __all__ = [
     "TEXT_BENCHMARKS",
     "TofuConfigs",
     "check_data_dir",
+    "load_muse_data",
     "load_qa_eval_data",
     "load_split",
     "load_text_eval_data",
@@ -138,12 +139,29 @@ def load_unlearning_rows(
         forget_rows = load_split(benchmark, configs.forget, data_dir=data_dir, seed=seed)
         retain_rows = load_split(benchmark, configs.retain, data_dir=data_dir, seed=seed)
         return forget_rows or [], retain_rows or []
-    texts: dict[str, list[dict[str, Any]]] = {}
+    raw = load_muse_data(benchmark, data_dir=data_dir, seed=seed, evaluation=False)["raw"]
+    return raw["forget"], raw["retain1"] + raw.get("retain2", [])
+
+
+def load_muse_data(
+    benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
+    evaluation: bool = True,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """MUSE-style data as config → split → rows: the raw texts to unlearn
+    (:data:`MUSE_UNLEARN_SPLITS`; ``retain2`` only when it can be read) and, with
+    ``evaluation``, the splits the evaluation scores (:data:`MUSE_EVAL_SPLITS`)."""
+    check_data_dir(benchmark, data_dir)
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {"raw": {}}
     for config, split, required in MUSE_UNLEARN_SPLITS:
         rows = load_split(benchmark, config, split, data_dir=data_dir, seed=seed,
-                          required=required, purpose="retain texts")
-        texts[split] = rows or []
-    return texts["forget"], texts["retain1"] + texts["retain2"]
+                          required=required, purpose="fewer retain texts")
+        if rows is not None:
+            data[config][split] = rows
+    if evaluation:
+        for config, evaluated in load_text_eval_data(benchmark, data_dir=data_dir,
+                                                     seed=seed).items():
+            data.setdefault(config, {}).update(evaluated)
+    return data
 
 
 def load_qa_eval_data(

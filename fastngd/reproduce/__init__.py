@@ -6,7 +6,6 @@
 * :func:`aggregate_seeds` — mean and standard deviation over seeds.
 """
 from fastngd.reproduce.aggregate import aggregate_seeds, seed_table
-from fastngd.reproduce.defaults import UNLEARN_DEFAULTS, default_lr
 from fastngd.reproduce.demo import DEMO_RUNS, FULL_RUNS, run_demo
 from fastngd.reproduce.digits import run_digits
 from fastngd.reproduce.muse import run_muse
@@ -15,10 +14,8 @@ from fastngd.reproduce.tofu import RunSpec, run_tofu, summarise_tofu
 __all__ = [
     "DEMO_RUNS",
     "FULL_RUNS",
-    "UNLEARN_DEFAULTS",
     "RunSpec",
     "aggregate_seeds",
-    "default_lr",
     "run_demo",
     "run_digits",
     "run_muse",

@@ -22,6 +22,7 @@ from fastngd.integrations import NGDiffTrainer
 from fastngd.integrations.hf_trainer import TrainerNGDiffOptimizer
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
+from fastngd.unlearn import UnlearnConfig
 
 NAMES = ["ada", "bo", "cy", "di", "ed", "fay", "gus", "hal", "ivy", "jo", "kai", "lu",
          "max", "ned", "oz", "pia", "quin", "ray", "sal", "tim"]
@@ -114,7 +115,7 @@ def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
     trainer = NGDiffTrainer(
         model, make_args(tmp_path, learning_rate=0.3), train_dataset=setup["forget"],
         retain_dataset=setup["retain"], retain_batch_size=15, data_collator=default_data_collator,
-        autolr=True, autolr_every=2, callbacks=[recorder],
+        config=UnlearnConfig(autolr_scale=1.0), autolr=True, autolr_every=2, callbacks=[recorder],
     )
     trainer.train()
     forget1, retain1 = mean_loss(model, setup["forget"]), mean_loss(model, setup["retain"])
@@ -182,7 +183,6 @@ def test_custom_losses_and_rule(setup, tmp_path) -> None:
     "kwargs, overrides, match",
     [
         ({"retain_dataset": None}, {}, "retain_dataset"),
-        ({}, {"gradient_accumulation_steps": 2}, "gradient_accumulation_steps"),
         ({"optimizers": (object(), None)}, {}, "builds its own"),
         ({"optimizer_kwargs": {"lr": 1.0}}, {}, "own arguments"),
     ],
