@@ -79,8 +79,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: 
 def write_folder(out_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call ``write(tmp_dir)`` on a fresh sibling folder, then put its files in place.
 
-    Without ``overwrite`` the folder is renamed to ``out_dir`` (which must not exist), so
-    ``out_dir`` is either complete or absent. With ``overwrite`` an existing ``out_dir``
+    Without ``overwrite`` the folder is renamed to ``out_dir`` (which must not exist or be
+    empty: FileExistsError otherwise), so ``out_dir`` is either complete or absent. With ``overwrite`` an existing ``out_dir``
     keeps every file that ``write`` did not produce; each produced file replaces its
     namesake (one atomic rename per file). Nothing else is ever deleted. Returns ``out_dir``.
     """
@@ -89,6 +89,8 @@ def write_folder(out_dir: str | Path, write: Callable[[Path], None], overwrite: 
     try:
         write(tmp)
         if not (overwrite and out.exists()):
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise FileExistsError(f"{out} already exists")
             os.replace(tmp, out)
             return out
         if not out.is_dir():

@@ -122,11 +122,16 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
 
     method = get_method(getattr(args, "method", None) or UnlearnConfig().method).name
     autolr = args.autolr if args.autolr is not None else method == "ngdiff"
-    config = UnlearnConfig().replace(
-        method=method, autolr=autolr, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, autolr_every=args.autolr_every, autolr_scale=args.autolr_scale, **extra)
+    given = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   autolr_every=args.autolr_every, autolr_scale=args.autolr_scale, **extra)
+    config = UnlearnConfig().replace(method=method, autolr=autolr, **given)
     config.validate()
     return config
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The flags that were given (unset ones are None and keep their defaults)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- demo
@@ -145,7 +150,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown demo run(s) {unknown}; valid: {', '.join(known)}")
         runs = tuple(known[m] for m in wanted)
     run_demo(args.out, seed=args.seed, cache_dir=args.cache_dir, model_path=args.model,
-             device=args.device, runs=runs, unlearn_options={"epochs": args.epochs},
+             device=args.device, runs=runs, unlearn_options=_given(epochs=args.epochs),
              overwrite=args.overwrite, jobs=args.jobs, progress=not args.no_progress)
     return 0
 
@@ -357,8 +362,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                          f"valid: {', '.join(valid[args.experiment])}")
     if args.experiment != "digits":
         check_data_dir(benchmark, args.data_dir)
-    settings = {k: getattr(args, k) for k in ("epochs", "batch_size", "autolr_every",
-                                              "autolr_scale") if getattr(args, k) is not None}
+    settings = _given(epochs=args.epochs, batch_size=args.batch_size,
+                      autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
     run_experiment(Experiment(
         name=args.experiment, out=Path(args.out), seeds=tuple(args.seeds),
         methods=args.methods, autolr=args.autolr, lr=args.lr, settings=settings,

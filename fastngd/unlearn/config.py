@@ -136,12 +136,11 @@ class UnlearnConfig:
 
     def replace(self, **changes: Any) -> UnlearnConfig:
         """A copy with ``changes`` applied (unknown names raise UsageError listing the
-        valid ones); ``None`` values are ignored, so CLI flags left unset keep defaults."""
+        valid ones)."""
         valid = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - valid)
         if unknown:
             raise UsageError(f"unknown unlearning setting(s) {unknown}; valid: {sorted(valid)}")
-        changes = {k: v for k, v in changes.items() if v is not None}
         if "autolr_clip" in changes:
             lo, hi = changes["autolr_clip"]
             changes["autolr_clip"] = (float(lo), float(hi))

@@ -246,9 +246,8 @@ def _closures(
 
 def _divergence_advice(config: UnlearnConfig) -> str:
     if config.autolr:
-        return ("AutoLR was on: try a smaller initial --lr (lr=) or a smaller --autolr-scale "
-                "(autolr_scale=)")
-    return "Try a smaller --lr (lr=), or turn AutoLR on (--autolr, autolr=True)"
+        return "AutoLR was on: try a smaller initial --lr or a smaller --autolr-scale"
+    return "Try a smaller --lr, or turn AutoLR on (--autolr)"
 
 
 class _Run:
@@ -309,8 +308,8 @@ class _Run:
         if folder is not None and checkpoint_exists(folder):
             if not resume:
                 raise FileExistsError(
-                    f"{folder / CHECKPOINT_NAME} already exists: resume it (--resume, "
-                    "resume=True) or choose another folder"
+                    f"{folder / CHECKPOINT_NAME} already exists: continue it with --resume "
+                    "(resume=True in Python) or choose another folder"
                 )
             self._load(load_checkpoint(folder))  # type: ignore[arg-type]
         if self.objective.needs_reference and self.ref_nll is None:

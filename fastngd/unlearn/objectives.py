@@ -26,6 +26,8 @@ from typing import Any
 from torch import Tensor
 from torch.nn import functional as F
 
+from fastngd.errors import UsageError
+
 __all__ = [
     "FORGET_OBJECTIVES",
     "ForgetObjective",
@@ -135,17 +137,17 @@ def get_objective(name: str, **options: Any) -> ForgetObjective:
     non-positive or non-finite ``beta``.
     """
     if name not in FORGET_OBJECTIVES:
-        raise ValueError(f"unknown forget objective {name!r}; valid: {sorted(FORGET_OBJECTIVES)}")
+        raise UsageError(f"unknown forget objective {name!r}; valid: {sorted(FORGET_OBJECTIVES)}")
     merged = dict(FORGET_OBJECTIVES[name])
     for key, value in options.items():
         if value is None:
             continue
         if key not in merged:
-            raise ValueError(
+            raise UsageError(
                 f"forget objective {name!r} takes no option {key!r}; valid: {sorted(merged)}"
             )
         merged[key] = float(value)
     beta = merged.get("beta")
     if beta is not None and not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"{name}: beta must be a finite positive number, got {beta}")
+        raise UsageError(f"{name}: beta must be a finite positive number, got {beta}")
     return ForgetObjective(name, merged)
