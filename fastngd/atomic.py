@@ -48,7 +48,8 @@ def make_temp_dir(parent: str | Path, prefix: str) -> Path:
     return tmp
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: bool = False) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], *,
+                 binary: bool = False) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, flush it to disk, then
     rename it over ``path`` (``os.replace`` is atomic). On any error the temporary file is
     removed and ``path`` is left as it was. Parent directories are created. The file gets
@@ -63,7 +64,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: 
         mode = default_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+        handle: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        with handle:
             if hasattr(os, "fchmod"):
                 os.fchmod(handle.fileno(), mode)
             write(handle)

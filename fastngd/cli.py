@@ -496,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fastngd {command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+    except Exception as exc:
         status = _exit_status(exc)
         if status is None:
             raise

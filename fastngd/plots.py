@@ -63,7 +63,8 @@ def plot_curves(
                 line = ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name,
                                marker="o" if source == "evals" else None, markersize=3)
                 if source == "evals":
-                    _mark_best(ax, rows, key, run.get("best"), line[0].get_color())
+                    best: Any = run.get("best")
+                    _mark_best(ax, rows, key, best, line[0].get_color())
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if source == "history":

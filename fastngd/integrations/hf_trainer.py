@@ -319,6 +319,8 @@ class NGDiffTrainer(Trainer):
         (:func:`fastngd.models.lora.trainable_memory`)."""
         from fastngd.models.lora import trainable_memory
 
+        if self.model is None:
+            raise ValueError("NGDiffTrainer has no model")
         return trainable_memory(self.model, self.ngdiff_settings.get("retain_storage", "exact"))
 
     # ------------------------------------------------------------------ retain data

@@ -5,9 +5,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fastngd.atomic import write_folder
 from fastngd.errors import UsageError
 from fastngd.models.target import is_embedded, load_target_model
-from fastngd.atomic import write_folder
 from fastngd.models.training import BENCHMARKS, TrainingRecipe, fit
 
 __all__ = ["FINETUNE_QA_BENCHMARKS", "check_finetune_args", "finetune"]

@@ -158,12 +158,12 @@ def load_model(
     where = f"model folder {local}" if local is not None else f"model {name_or_path!r}"
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the input's fault here
+    except Exception as exc:
         raise InputError(f"cannot load the tokenizer of {where}: {_first_line(exc)}") from exc
     ensure_pad_token(tokenizer)
     try:
         loaded = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
-    except Exception as exc:  # noqa: BLE001 - e.g. SafetensorError on corrupted weights
+    except Exception as exc:
         hint = "; the weights are empty or corrupted" if local is not None else ""
         raise InputError(f"cannot load the weights of {where}: {_first_line(exc)}{hint}") from exc
     model = cast(PreTrainedModel, cast(Any, loaded).to(target))

@@ -49,5 +49,5 @@ def load_target_model(
         benchmark, seed=seed, cache_dir=cache_dir, device=device, progress=progress
     )
     if model.dtype != torch_dtype:
-        model.to(torch_dtype)
+        model.to(torch_dtype)  # type: ignore[arg-type]
     return model, tokenizer, str(path)

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from fastngd.data.tokenize import QADataset, format_prompt
 from fastngd.eval import answer_nll, evaluate_tofu, fact_accuracy, generate, rouge_l_recall
@@ -279,6 +279,42 @@ def _log_run(log: Callable[[str], None], name: str, entry: Mapping[str, Any]) ->
         f"{entry['steps']} steps)")
 
 
+Outcome = tuple[dict[str, Any], Optional[dict[str, Any]]]
+
+
+def _run_all(model: Any, tokenizer: Any, data: Mapping[str, Any], runs: Sequence[RunSpec],
+             settings: _Settings, jobs: int, model_path: str | None,
+             log: Callable[[str], None]) -> dict[str, Outcome]:
+    """Every run's ``(entry, curves)``, each from a copy of ``model``: in this process, or
+    in ``jobs`` spawned workers that load ``model_path``."""
+    outcomes: dict[str, Outcome] = {}
+    if jobs > 1 and len(runs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        device = str(next(model.parameters()).device)
+        context = multiprocessing.get_context("spawn")
+        log(f"running {len(runs)} unlearning runs in {min(jobs, len(runs))} worker processes")
+        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=context) as pool:
+            futures = {
+                pool.submit(_worker_run, str(model_path), device, dict(data), spec,
+                            settings): spec.name
+                for spec in runs
+            }
+            for future in as_completed(futures):
+                name = futures[future]
+                outcomes[name] = future.result()
+                _log_run(log, name, outcomes[name][0])
+        return outcomes
+    initial = copy.deepcopy(model.state_dict())
+    worker = copy.deepcopy(model)
+    for spec in runs:
+        worker.load_state_dict(initial)
+        outcomes[spec.name] = _one_run(worker, tokenizer, data, spec, settings)
+        _log_run(log, spec.name, outcomes[spec.name][0])
+    return outcomes
+
+
 def run_tofu(
     model: Any,
     tokenizer: Any,
@@ -303,9 +339,9 @@ def run_tofu(
     ``data`` maps TOFU config names to rows (e.g. :func:`fastngd.data.tofu_synthetic`); the
     retain set is ``retain{100 − p}`` for ``forget{p}``. Every run starts from ``config``
     (default :class:`fastngd.unlearn.UnlearnConfig`) with ``unlearn_options`` applied, then
-    its own method, AutoLR, lr and ``options``; ``seed`` is every run's seed. Learning curves hold about ``curve_points`` evaluations per run. A run that
-    diverges is reported with ``"diverged": True`` and the message, the others go on.
-    With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
+    its own method, AutoLR, lr and ``options``; ``seed`` is every run's seed. Learning
+    curves hold about ``curve_points`` evaluations per run. A run that diverges is reported
+    with ``"diverged": True`` and the message, the others go on. With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
     each), which load the model from ``model_path`` (required then, the saved ``model``).
 
     Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
@@ -328,32 +364,7 @@ def run_tofu(
     t0 = time.perf_counter()
     no_unlearn = _evaluate_final(model, tokenizer, data, settings)
     no_unlearn["eval_seconds"] = time.perf_counter() - t0
-    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
-    if jobs > 1 and len(runs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        device = str(next(model.parameters()).device)
-        context = multiprocessing.get_context("spawn")
-        log(f"running {len(runs)} unlearning runs in {min(jobs, len(runs))} worker processes")
-        with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=context) as pool:
-            futures = {
-                pool.submit(_worker_run, str(model_path), device, dict(data), spec,
-                            settings): spec.name
-                for spec in runs
-            }
-            for future in as_completed(futures):
-                name = futures[future]
-                outcomes[name] = future.result()
-                _log_run(log, name, outcomes[name][0])
-    else:
-        initial = copy.deepcopy(model.state_dict())
-        worker = copy.deepcopy(model)
-        for spec in runs:
-            worker.load_state_dict(initial)
-            outcomes[spec.name] = _one_run(worker, tokenizer, data, spec, settings)
-            _log_run(log, spec.name, outcomes[spec.name][0])
-        del worker
+    outcomes = _run_all(model, tokenizer, data, runs, settings, jobs, model_path, log)
     methods: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     for spec in runs:

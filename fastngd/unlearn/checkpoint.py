@@ -124,7 +124,7 @@ def load_verified(path: str | Path, required: tuple[str, ...] = ()) -> dict[str,
     _check_manifest(target, what_to_do)
     try:
         payload = torch.load(target, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
             f"{target} is not a readable fastngd checkpoint ({first}); {what_to_do}"

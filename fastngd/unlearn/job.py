@@ -131,6 +131,8 @@ def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any
         cache_dir=job.cache_dir, progress=fdist.is_main()))
     forget_rows, retain_rows = fdist.rank0_first(lambda: load_unlearning_rows(
         job.benchmark, job.forget, data_dir=job.data_dir, seed=seed))
+    forget: Any
+    retain: Any
     if job.qa:
         forget = QADataset(forget_rows, tokenizer, job.config.max_length)
         retain = QADataset(retain_rows, tokenizer, job.config.max_length)

@@ -119,7 +119,7 @@ def test_finetune_benchmark_tofu_needs_a_model(tmp_path: Path,
 
 def test_finetune_overwrite_replaces_only_its_files(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import fastngd.models.training as training
+    from fastngd.models import training
 
     tiny = training.TrainingRecipe(epochs=1, batch_size=64, model={
         "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,

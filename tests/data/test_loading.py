@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import fastngd.data.loading as loading
-from fastngd.data import export_benchmark
+from fastngd.data import export_benchmark, loading
 from fastngd.errors import InputError, UsageError
 
 

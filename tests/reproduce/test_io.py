@@ -11,24 +11,21 @@ from fastngd.reproduce.io import output_file, output_folder, prepare_out_dir
 
 def test_failure_removes_only_the_folders_it_created(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b" / "run"
-    with pytest.raises(RuntimeError):
-        with output_folder(out):
-            (out / "checkpoint").mkdir()
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), output_folder(out):
+        (out / "checkpoint").mkdir()
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []  # a, b, run and the empty checkpoint are gone
     (tmp_path / "kept").mkdir()
-    with pytest.raises(RuntimeError):
-        with output_folder(tmp_path / "kept"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "kept"):
+        raise RuntimeError("boom")
     assert (tmp_path / "kept").is_dir()  # it existed before
 
 
 def test_failure_keeps_what_was_written(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError):
-        with output_folder(out):
-            (out / "history.json").write_text("[]")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), output_folder(out):
+        (out / "history.json").write_text("[]")
+        raise RuntimeError("boom")
     assert (out / "history.json").exists()
 
 
@@ -47,13 +44,13 @@ def test_resume_accepts_a_folder_with_a_run(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text("{}")
     with output_folder(tmp_path, resume=True) as out:
         assert out == tmp_path
-    with pytest.raises(NotADirectoryError, match="--resume"):
-        with output_folder(tmp_path / "summary.json", resume=True):
-            pass
+    with pytest.raises(NotADirectoryError, match="--resume"), \
+            output_folder(tmp_path / "summary.json", resume=True):
+        pass
 
 
 def test_unwritable_places_are_input_errors(tmp_path: Path, monkeypatch) -> None:
-    import fastngd.reproduce.io as io
+    from fastngd.reproduce import io
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

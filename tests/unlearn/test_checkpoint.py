@@ -122,14 +122,21 @@ def test_resume_with_other_world_size_is_refused(tmp_path, monkeypatch) -> None:
     assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
 
 
-def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
-    """Checkpoints written before the world size was recorded count as single-process."""
-    from fastngd.unlearn.checkpoint import save_checkpoint
-
+def _uninterrupted_and_stopped(tmp_path):
+    """``(model stopped after 2 steps with a checkpoint, the same model run to the end, its
+    result, forget, retain)``."""
     model, forget, retain = make_classifier_data()
     full = copy.deepcopy(model)
     ref = unlearn(full, forget, retain, epochs=2, batch_size=4)
     unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    return model, full, ref, forget, retain
+
+
+def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
+    """Checkpoints written before the world size was recorded count as single-process."""
+    from fastngd.unlearn.checkpoint import save_checkpoint
+
+    model, full, ref, forget, retain = _uninterrupted_and_stopped(tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved is not None
     del saved["config"]["world_size"]
@@ -146,7 +153,7 @@ def _checkpointed(tmp_path):
 
 
 def test_manifest_is_written_after_the_data(tmp_path, monkeypatch) -> None:
-    import fastngd.unlearn.checkpoint as checkpoint
+    from fastngd.unlearn import checkpoint
 
     order = []
     original = checkpoint.atomic_write
@@ -200,10 +207,7 @@ def test_damaged_checkpoint_is_refused(tmp_path, damage, match) -> None:
 
 
 def test_checkpoint_without_manifest_warns_and_resumes(tmp_path) -> None:
-    model, forget, retain = make_classifier_data()
-    full = copy.deepcopy(model)
-    ref = unlearn(full, forget, retain, epochs=2, batch_size=4)
-    unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    model, full, ref, forget, retain = _uninterrupted_and_stopped(tmp_path)
     (tmp_path / (CHECKPOINT_NAME + ".sha256")).unlink()  # written by an older fastngd
     with pytest.warns(UserWarning, match="no checksum"):
         resumed = unlearn(model, forget, retain, epochs=2, batch_size=4,

@@ -54,7 +54,7 @@ def test_validate_names_the_setting(change, match) -> None:
 
 
 def test_optimizer_options_pass_through_untouched(monkeypatch) -> None:
-    import fastngd.unlearn.loop as loop
+    from fastngd.unlearn import loop
 
     seen = {}
 

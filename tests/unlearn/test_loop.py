@@ -210,6 +210,6 @@ def test_lora_trains_only_the_adapters(tiny_lm, lm_data) -> None:
     assert moved  # B starts at zero: the adapters were trained
     state = result.model.state_dict()
     for key, value in base.items():  # the base weights were frozen
-        matches = [k for k in state if k.endswith(key.replace(".weight", ".base_layer.weight"))
-                   or k.endswith("model." + key)]
+        suffixes = (key.replace(".weight", ".base_layer.weight"), "model." + key)
+        matches = [k for k in state if k.endswith(suffixes)]
         assert any(torch.equal(state[k], value) for k in matches), key
