@@ -51,7 +51,7 @@ def _refuse(args: argparse.Namespace, flags: Sequence[str], why: str) -> None:
     from fastngd.errors import UsageError
 
     given = ["--" + name.replace("_", "-") for name in flags
-             if getattr(args, name, None) not in (None, False)]
+             if getattr(args, name, None) is not None and getattr(args, name) is not False]
     if given:
         raise UsageError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
                          f"apply {why}")
@@ -411,7 +411,11 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
     """``fastngd data export NAME --out DIR``: write a benchmark as JSON Lines."""
     from fastngd.data.export import export_benchmark
 
-    paths = export_benchmark(args.name, args.out, seed=args.seed, overwrite=args.overwrite)
+    try:
+        paths = export_benchmark(args.name, args.out, seed=args.seed, overwrite=args.overwrite)
+    except FileExistsError as exc:  # the library names its argument; the user has a flag
+        raise FileExistsError(str(exc).replace("(use overwrite=True)", "(pass --overwrite)")) \
+            from exc
     print(f"wrote {len(paths)} files under {args.out}")
     return 0
 
@@ -488,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     input); ``--debug`` prints their traceback too. Other exceptions propagate.
     """
     args = _build_parser().parse_args(list(argv) if argv is not None else None)
-    command = args.command + (f" {args.experiment}" if args.command == "reproduce" else "")
+    command = args.command + {"reproduce": f" {getattr(args, 'experiment', '')}",
+                              "data": f" {getattr(args, 'data_command', '')}"}.get(args.command, "")
     previous = warnings.showwarning
     _one_line_warnings()
     try:

@@ -262,3 +262,12 @@ def test_damaged_checkpoint_on_resume(tiny_model: str, tmp_path: Path, damage: s
     line = one_line_error(captured.err)
     assert str(path) in line and "--overwrite" in line
     assert "steps in" not in captured.out
+
+
+def test_messages_name_flags_not_arguments(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["data", "export", "tofu-synthetic", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    line = one_line_error(capsys.readouterr().err, "data export")
+    assert "--overwrite" in line and "overwrite=True" not in line
