@@ -29,6 +29,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from bench._gpu_harness import EXPERIMENT_ONLY, read_json, save_json
+
 __all__ = ["LlamaSizes", "MissingModuleStubs", "cli_item", "llama_item", "warm_cache"]
 
 
@@ -196,8 +198,6 @@ def warm_cache(cache_dir: Optional[str], smoke: bool, done_file: str) -> None:
     In smoke mode a one-epoch stand-in of one small layer is stored under the embedded
     model's cache key (the smoke run checks the code path, not the model).
     """
-    from bench._gpu_harness import save_json
-
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cache_dir": cache_dir}
     try:
@@ -239,31 +239,40 @@ class _Unavailable:
 
 class MissingModuleStubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Empty stand-ins for the modules of ``names`` that are not installed, so that code
-    which imports them without using them can run; ``used`` lists what was stubbed.
+    which imports them without using them can run; ``used`` lists the stubbed modules that
+    were imported as submodules or had a name taken from them.
 
     :meth:`install` puts a stub module in ``sys.modules`` for every missing top-level name
     (also one blocked there with ``None``) and serves their submodules from the end of
-    ``sys.meta_path``; installed modules are left alone. Meant for names that libraries do
-    not probe for with ``find_spec`` (a stub would pass for an installed package there).
+    ``sys.meta_path``; installed modules are left alone. ``importlib.util.find_spec`` still
+    answers ``None`` for a stubbed name, so that libraries probing for optional packages
+    (transformers probes accelerate, scipy, sklearn... that way) do not take a stub for an
+    installed package. :meth:`uninstall` undoes all of it.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = set(names)
         self.used: list[str] = []
         self._stubbed: set[str] = set()
+        self._saved: dict[str, Any] = {}
+        self._find_spec = importlib.util.find_spec
 
-    @staticmethod
-    def _missing(name: str) -> bool:
+    def _missing(self, name: str) -> bool:
         if name in sys.modules:
             return sys.modules[name] is None
-        return importlib.util.find_spec(name) is None
+        return self._find_spec(name) is None
 
     def _stub(self, name: str) -> ModuleType:
         module = ModuleType(name)
         module.__spec__ = importlib.machinery.ModuleSpec(name, self, is_package=True)
         self.exec_module(module)
-        self.used.append(name)
         return module
+
+    def _probe(self, name: str, package: Optional[str] = None) -> Any:
+        full = importlib.util.resolve_name(name, package) if name.startswith(".") else name
+        if full.split(".")[0] in self._stubbed:
+            return None
+        return self._find_spec(name, package)
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname.split(".")[0] not in self._stubbed:
@@ -278,6 +287,7 @@ class MissingModuleStubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         def attribute(attr: str) -> _Unavailable:
             if attr.startswith("__"):  # __file__, __version__...: absent, as on a namespace
                 raise AttributeError(attr)
+            self.used.append(module.__name__)
             return _Unavailable(f"{module.__name__}.{attr}")
 
         module.__path__ = []  # type: ignore[attr-defined]
@@ -287,19 +297,35 @@ class MissingModuleStubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         for name in sorted(self.names):
             if self._missing(name):
                 self._stubbed.add(name)
+                self._saved[name] = sys.modules.get(name, _ABSENT)
                 sys.modules[name] = self._stub(name)
+        importlib.util.find_spec = self._probe  # type: ignore[assignment]
         sys.meta_path.append(self)
         return self
 
+    def uninstall(self) -> None:
+        importlib.util.find_spec = self._find_spec
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        for name in list(sys.modules):
+            if name.split(".")[0] in self._stubbed:
+                del sys.modules[name]
+        for name, saved in self._saved.items():
+            if saved is not _ABSENT:
+                sys.modules[name] = saved
 
-#: experiment-only modules that ``fastngd unlearn`` imports (through ``fastngd.reproduce``
-#: and the evaluator) without using them; stubbed when missing.
-CLI_STUBBABLE = ("rouge_score",)
+
+_ABSENT = object()
+
+
+#: experiment-only modules: ``fastngd unlearn`` imports some of them (through
+#: ``fastngd.reproduce`` and the evaluator: rouge_score, sklearn) without using them; those
+#: missing are stubbed, and listed in the record. (transformers, which probes for some of
+#: these names, finds no version or file on a stub and counts it as absent.)
+CLI_STUBBABLE = EXPERIMENT_ONLY
 
 
 def _wait_for(path: str, seconds: float) -> Optional[dict[str, Any]]:
-    from bench._gpu_harness import read_json
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         done = read_json(path)
@@ -329,8 +355,6 @@ def cli_item(device: torch.device, smoke: bool, out_dir: str, cache_dir: Optiona
     rc = main(argv)
     seconds = time.perf_counter() - t0
     launches = launch_count() - before
-    from bench._gpu_harness import read_json
-
     summary = read_json(out / "summary.json") or {}
     losses = [summary.get("final_loss_retain"), summary.get("final_loss_forget")]
     finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses)

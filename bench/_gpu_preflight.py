@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from bench._gpu_harness import EXPERIMENT_ONLY
 
 __all__ = ["MIN_TRITON", "run_preflight", "version_tuple"]
 
+_ROOT = Path(__file__).resolve().parents[1]
 #: oldest triton the kernels support.
 MIN_TRITON = (3, 2)
 
@@ -94,6 +96,8 @@ def _loaded_in_stages(stages: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     (stages run in order; each list counts what is loaded so far). A stage whose import
     fails reports the error and ends the run."""
     code = ("import importlib, json, sys\n"
+            f"sys.argv = ['gpu_check']; sys.path.insert(0, {str(_ROOT)!r})\n"
+            "importlib.import_module('bench.gpu_check')  # maps kernels/ on a plain checkout\n"
             f"out = {{}}\n"
             f"for label, mods in {list(stages.items())!r}:\n"
             "    try:\n"

@@ -42,7 +42,8 @@ _ROOT = Path(__file__).resolve().parents[1]
 def _importable_root() -> None:
     """Put the repository root on ``sys.path`` (for ``bench.*``) without letting its
     ``kernels/`` folder pass for a top-level ``kernels`` package (the Hugging Face package
-    of that name, which transformers probes for)."""
+    of that name, which transformers probes for); when the package is not installed (a
+    plain checkout), map ``kernels/`` to ``fastngd.kernels`` as the installation does."""
     if str(_ROOT) not in sys.path:
         sys.path.insert(0, str(_ROOT))
     import importlib.util
@@ -51,6 +52,19 @@ def _importable_root() -> None:
     origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
     if origin is not None and origin.parent == _ROOT / "kernels":
         sys.modules["kernels"] = None  # type: ignore[assignment]
+    try:
+        installed = importlib.util.find_spec("fastngd.kernels") is not None
+    except ImportError:  # fastngd itself does not import (reported by the preflight)
+        return
+    if not installed:
+        init = _ROOT / "kernels" / "__init__.py"
+        spec = importlib.util.spec_from_file_location(
+            "fastngd.kernels", init, submodule_search_locations=[str(init.parent)])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fastngd.kernels"] = module
+        spec.loader.exec_module(module)
+        setattr(sys.modules["fastngd"], "kernels", module)
 
 
 _importable_root()

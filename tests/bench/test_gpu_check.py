@@ -245,6 +245,8 @@ def test_version_tuple() -> None:
 
 
 def test_missing_module_stubs_stand_in_only_for_absent_modules() -> None:
+    import importlib.util
+
     sys.modules["fastngd_blocked_module"] = None  # type: ignore[assignment]
     stubs = MissingModuleStubs(["fastngd_no_such_module", "fastngd_blocked_module",
                                 "json"]).install()
@@ -261,13 +263,17 @@ def test_missing_module_stubs_stand_in_only_for_absent_modules() -> None:
         with pytest.raises(ImportError, match="fastngd_blocked_module.f is not installed"):
             fastngd_blocked_module.f()
         assert not hasattr(fastngd_blocked_module, "__file__")  # inspect walks sys.modules
+        # probes for optional packages still see them absent
+        assert importlib.util.find_spec("fastngd_no_such_module") is None
+        assert importlib.util.find_spec("fastngd_blocked_module.x") is None
+        assert importlib.util.find_spec("json") is not None
         assert sorted(set(stubs.used)) == ["fastngd_blocked_module", "fastngd_no_such_module",
                                            "fastngd_no_such_module.sub"]
     finally:
-        sys.meta_path.remove(stubs)
-        for name in ("fastngd_no_such_module", "fastngd_no_such_module.sub",
-                     "fastngd_blocked_module"):
-            sys.modules.pop(name, None)
+        stubs.uninstall()
+    assert sys.modules["fastngd_blocked_module"] is None
+    assert "fastngd_no_such_module" not in sys.modules
+    del sys.modules["fastngd_blocked_module"]
 
 
 def test_targets_report_misses_as_misses() -> None:
