@@ -428,7 +428,12 @@ def _launches_for(count: int, device: torch.device) -> dict[str, Any]:
 
     step()  # call 0: a GeN step (compiles); call 1 is a fixed step, call 2 a GeN step
     loss_r, loss_f = grads()
-    kind, work = count_device_work(lambda: opt.step_from_grads(loss_r, loss_f), device)
+    try:
+        kind, work = count_device_work(lambda: opt.step_from_grads(loss_r, loss_f), device)
+    except Exception as exc:  # noqa: BLE001 (e.g. no CUPTI: the launch counter still counts)
+        kind, work = "device_work", f"not counted: {type(exc).__name__}: {exc}"
+        opt.discard_retain_grad()
+        opt.zero_grad(set_to_none=True)
     _, gen_launches = _launches(step)
     loss_r, loss_f = grads()
     _, fixed_launches = _launches(lambda: opt.step_from_grads(loss_r, loss_f))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -83,8 +84,8 @@ from bench._gpu_harness import (  # noqa: E402
 #: (part, budget in seconds on the GPU, budget in smoke mode), in the order they run.
 PARTS: tuple[tuple[str, float, float], ...] = (
     ("preflight", 25, 60),
-    ("correctness", 75, 150),
-    ("speed", 95, 120),
+    ("correctness", 70, 150),
+    ("speed", 110, 120),
     ("end_to_end", 45, 90),
     ("cli", 40, 120),
 )
@@ -180,8 +181,6 @@ def _start_cache_warmer(args: argparse.Namespace, env: dict[str, str], log: Log)
 
 def _stop(proc: Any, fh: Any) -> None:
     """Stop the background warm-up this script started (by its own process group)."""
-    import signal
-
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -217,6 +216,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = set(args.parts.split(",")) - {p for p, _, _ in PARTS}
     if unknown:
         ap.error(f"unknown parts {sorted(unknown)}; valid: {[p for p, _, _ in PARTS]}")
+    if args.part is None and not args.smoke and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.error("no CUDA device here: run on a GPU machine, or use --smoke for the CPU "
+                     "run of the same code")
     return args
 
 
@@ -245,6 +250,12 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
         save_json(out / "gpu_check.json", report)
         return report
 
+    def stop(signum: int, frame: Any) -> None:  # the report is written on the way out
+        raise TimeoutError(f"stopped by signal {signum} (budget {budget:.0f} s)")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(int(budget) + 30)  # a last resort: every part has its own deadline
     try:
         for i, (part, gpu_s, smoke_s) in enumerate(selected):
             remaining = budget - (time.monotonic() - t_start)
@@ -257,6 +268,7 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
             log(f"-- {part}: {run.status} in {run.seconds:.1f} s")
             save()
     finally:
+        signal.alarm(0)
         if warmer is not None:
             _stop(*warmer)
         report = save()
