@@ -25,22 +25,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from bench._gpu_compare import bitwise, compare, count_launches, tolerance
 from bench._gpu_harness import lost_context_check
+from bench._gpu_kernels import kernels_item
 
-__all__ = [
-    "CorrectnessSizes",
-    "compare",
-    "detect_bases",
-    "optimizer_kwargs",
-    "run_correctness",
-    "tolerance",
-]
+__all__ = ["CorrectnessSizes", "detect_bases", "optimizer_kwargs", "run_correctness"]
 
-#: ``(rtol, atol)`` of a result stored in each dtype, against a float64 reference.
-_TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1.6e-2, 1.6e-2),
-        torch.float16: (2e-3, 2e-3), torch.float64: (1e-12, 1e-12)}
-#: tolerances of the whole optimizer (7 steps, errors compound) against the torch backend.
-_OPT_TOL = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 2e-2)}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 
@@ -67,183 +57,6 @@ class CorrectnessSizes:
             (("ngdiff", True, "exact", torch.float32), ("sago", True, "int8", torch.bfloat16),
              ("ngdiff", False, "int8", torch.float32), ("sago", False, "exact", torch.bfloat16))
             if smoke else None)
-
-
-def tolerance(dtype: torch.dtype, optimizer: bool = False) -> tuple[float, float]:
-    """``(rtol, atol)`` for results stored in ``dtype`` (looser for 7 optimizer steps)."""
-    table = _OPT_TOL if optimizer else _TOL
-    return table.get(dtype, _TOL[torch.float32])
-
-
-def compare(actual: Sequence[Tensor], expected: Sequence[Tensor], rtol: float,
-            atol: float) -> dict[str, Any]:
-    """``ok`` iff every element satisfies ``|a − e| ≤ atol + rtol·|e|`` or equals it (NaN
-    only against NaN, an infinity only against itself); also the largest absolute difference
-    and the largest ``|a − e| / bound``."""
-    if len(actual) != len(expected):
-        raise ValueError(f"{len(actual)} tensors against {len(expected)}")
-    ok, max_abs, worst = True, 0.0, 0.0
-    for a, e in zip(actual, expected):
-        if a.shape != e.shape:
-            raise ValueError(f"shape {tuple(a.shape)} against {tuple(e.shape)}")
-        if a.numel() == 0:
-            continue
-        a64, e64 = a.detach().double(), e.detach().to(a.device).double()
-        same = (a64 == e64) | (torch.isnan(a64) & torch.isnan(e64))  # infinities, NaNs
-        diff = torch.where(same, torch.zeros_like(a64), (a64 - e64).abs())
-        bound = torch.where(same, torch.ones_like(a64), atol + rtol * e64.abs())
-        # NaN differences count as bad, so does an infinity against anything else
-        bad = ~(diff <= bound) | (~same & (torch.isinf(a64) | torch.isinf(e64)))
-        ok = ok and not bool(bad.any())
-        finite = torch.where(torch.isfinite(diff), diff, torch.full_like(diff, float("inf")))
-        max_abs = max(max_abs, float(finite.max()))
-        worst = max(worst, float((finite / bound).max()))
-    return {"ok": ok, "max_abs": max_abs, "worst_ratio": worst}
-
-
-def _bitwise(a: Sequence[Tensor], b: Sequence[Tensor]) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a, b))
-
-
-# ---------------------------------------------------------------------------- kernels
-def _bucket(device: torch.device, dtype: torch.dtype, sizes: CorrectnessSizes,
-            seed: int) -> list[Tensor]:
-    """Standard-normal tensors: odd-sized flat ones, a zero-size one and a non-contiguous
-    (transposed) one."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    out = [torch.randn(n, generator=g, dtype=torch.float64).to(device, dtype)
-           for n in sizes.kernel_sizes]
-    out.append(torch.empty(0, device=device, dtype=dtype))
-    rows, cols = sizes.kernel_2d
-    out.append(torch.randn(rows, cols, generator=g, dtype=torch.float64).to(device, dtype).t())
-    return out
-
-
-def _gram_scaled(g: Tensor, ref: Tensor) -> Tensor:
-    """``[rr, ff, rf]`` divided by ``[rr, ff, √(rr·ff)]`` of the reference: every entry's
-    rounding error is then relative to the sums of magnitudes it came from (``rf`` itself
-    may be near zero)."""
-    ref = ref.double().to(g.device)
-    scale = torch.stack([ref[0], ref[1], (ref[0] * ref[1]).sqrt()]).clamp_min(1e-300)
-    return g.double() / scale
-
-
-def _clones(ts: Sequence[Tensor]) -> list[Tensor]:
-    return [t.clone() for t in ts]  # keeps strides: a transposed tensor stays non-contiguous
-
-
-def _launches(fn: Callable[[], Any]) -> tuple[Any, int]:
-    from fastngd.kernels import launch_count
-
-    before = launch_count()
-    out = fn()
-    return out, launch_count() - before
-
-
-def _kernel_checks(device: torch.device, dtype: torch.dtype,
-                   sizes: CorrectnessSizes) -> dict[str, Any]:
-    """Every backend operation: Triton against naive (float64) and the torch backend."""
-    from fastngd.backends import TorchBackend
-    from fastngd.backends.triton import TritonBackend
-    from fastngd.compact import quantize_blockwise
-    from fastngd.kernels import naive
-
-    tr, to = TritonBackend(), TorchBackend()
-    p, r, f = (_bucket(device, dtype, sizes, seed) for seed in (1, 2, 3))
-    n = len(p)
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
-    w = torch.tensor([0.7, 1.3], device=device, dtype=acc)
-    lr = torch.linspace(1e-2, 2e-2, n, device=device, dtype=acc)
-    lr[0] = 0.0  # never written
-    rtol, atol = tolerance(dtype)
-    checks: dict[str, Any] = {}
-
-    def both(name: str, got: Sequence[Tensor], ref: Sequence[Tensor], other: Sequence[Tensor],
-             launches: int, tol: tuple[float, float] = (rtol, atol),
-             tol_torch: Optional[tuple[float, float]] = None, **extra: Any) -> None:
-        vs_ref, vs_torch = compare(got, ref, *tol), compare(got, other, *(tol_torch or tol))
-        checks[name] = {"ok": vs_ref["ok"] and vs_torch["ok"] and all(extra.values()),
-                        "vs_naive": vs_ref, "vs_torch": vs_torch, "launches": launches, **extra}
-
-    def gram_check(name: str, retain: Sequence[Any]) -> None:
-        got, k = _launches(lambda: tr.gram(retain, f))
-        ref = naive.gram(retain, f)
-        # the torch backend rounds dequantized g_R to the parameter dtype (the kernels and
-        # the reference keep float32): for int8 codes of bf16/fp16 gradients its Gram
-        # scalars differ at that dtype's precision
-        loose = name.endswith("int8") and dtype not in (torch.float32, torch.float64)
-        both(name, [_gram_scaled(got, ref)], [_gram_scaled(ref, ref)],
-             [_gram_scaled(to.gram(retain, f), ref)], k, tol=(0.0, 1e-5),
-             tol_torch=(0.0, rtol) if loose else None)
-
-    gram_check("gram/exact", r)
-    q_tr, k = _launches(lambda: tr.store_retain(r, "int8"))
-    q_ref = [quantize_blockwise(x) for x in r]
-    q_to = to.store_retain(r, "int8")
-    codes_equal = all(torch.equal(a.codes, b.codes) and torch.equal(a.absmax, b.absmax)
-                      for a, b in zip(q_tr, q_ref))
-    torch_equal = all(torch.equal(a.codes, b.codes) and torch.equal(a.absmax, b.absmax)
-                      for a, b in zip(q_tr, q_to))
-    checks["store_retain/int8"] = {"ok": codes_equal and torch_equal, "launches": k,
-                                   "codes_equal_quantize_blockwise": codes_equal,
-                                   "codes_equal_torch_backend": torch_equal}
-    gram_check("gram/int8", q_tr)
-    lr_list = [float(x) for x in lr.cpu()]
-    w_list = [float(x) for x in w.cpu()]
-    for storage, retain in (("exact", r), ("int8", q_tr)):
-        for sago in (False, True):
-            mode = f"{'sago' if sago else 'linear'}/{storage}"
-            p_tr, p_to = _clones(p), _clones(p)
-            _, k = _launches(lambda: tr.update(p_tr, retain, f, lr, w, sago))
-            to.update(p_to, retain, f, lr, w, sago)
-            ref = naive.update(p, retain, f, lr_list, w_list, sago)
-            both(f"update/{mode}", p_tr, [x.to(device) for x in ref], p_to, k,
-                 zero_lr_untouched=torch.equal(p_tr[0], p[0]))
-            _direction_check(checks, tr, to, p, retain, f, w, sago, mode, (rtol, atol))
-    d = _bucket(device, dtype, sizes, 4)
-    scale = torch.linspace(-2e-2, 2e-2, n, device=device, dtype=acc)
-    scale[1] = 0.0  # copies the backup back bit for bit
-    p_tr, p_to = _clones(p), _clones(p)
-    b = _bucket(device, dtype, sizes, 5)
-    _, k = _launches(lambda: tr.perturb(p_tr, b, d, scale))
-    to.perturb(p_to, b, d, scale)
-    ref = naive.perturb(b, d, [float(x) for x in scale.cpu()])
-    both("perturb", p_tr, [x.to(device) for x in ref], p_to, k,
-         zero_scale_is_backup=torch.equal(p_tr[1], b[1]))
-    return checks
-
-
-def _direction_check(checks: dict[str, Any], tr: Any, to: Any, p: list[Tensor], retain: list[Any],
-                     f: list[Tensor], w: Tensor, sago: bool, mode: str,
-                     tol: tuple[float, float]) -> None:
-    """``direction_and_backup`` (which overwrites its exact-mode inputs: run on clones)."""
-    from fastngd.compact import QuantizedTensor
-    from fastngd.kernels import naive
-
-    def fresh() -> tuple[list[Any], list[Tensor]]:
-        r = [x if isinstance(x, QuantizedTensor) else x.clone() for x in retain]
-        return r, _clones(f)
-
-    w_list = [float(x) for x in w.cpu()]
-    r1, f1 = fresh()
-    (d_tr, b_tr), k = _launches(lambda: tr.direction_and_backup(p, r1, f1, w, sago))
-    r2, f2 = fresh()
-    d_to, _ = to.direction_and_backup(p, r2, f2, w, sago)
-    ref = [naive.direction(r, g, w_list, sago).to(p[0].device) for r, g in zip(retain, f)]
-    vs_ref, vs_torch = compare(d_tr, ref, *tol), compare(d_tr, d_to, *tol)
-    backup_exact = _bitwise(b_tr, p)
-    checks[f"direction_and_backup/{mode}"] = {
-        "ok": vs_ref["ok"] and vs_torch["ok"] and backup_exact, "vs_naive": vs_ref,
-        "vs_torch": vs_torch, "backup_bitwise": backup_exact, "launches": k}
-
-
-def kernels_item(device: torch.device, dtype: torch.dtype,
-                 sizes: CorrectnessSizes) -> dict[str, Any]:
-    """One recorder item: every kernel check in one dtype, with a summary line."""
-    checks = _kernel_checks(device, dtype, sizes)
-    failed = [k for k, v in checks.items() if not v["ok"]]
-    return {"ok": not failed, "checks": checks, "failed": failed,
-            "summary": f"{len(checks) - len(failed)}/{len(checks)} kernel checks pass"}
 
 
 # ---------------------------------------------------------------------------- models
@@ -350,14 +163,14 @@ def compare_backends(device: torch.device, dtype: torch.dtype, rule: str, autolr
     task = make_task(device, sizes)
     start = make_model(device, dtype, sizes)
     m_tr, m_to = copy.deepcopy(start), copy.deepcopy(start)
-    (p_tr, s_tr), launches = _launches(
+    (p_tr, s_tr), launches = count_launches(
         lambda: run_optimizer(m_tr, task, "triton", rule, autolr, storage, base, sizes))
     p_to, s_to = run_optimizer(m_to, task, "torch", rule, autolr, storage, base, sizes)
     tol = tolerance(dtype, optimizer=True)
     params = compare(p_tr, p_to, *tol)
     stats = compare(_stats_tensors(s_tr), _stats_tensors(s_to), *tol)
     skips_agree = [bool(a.skipped) for a in s_tr] == [bool(b.skipped) for b in s_to]
-    moved = not _bitwise(p_tr, [p.detach() for p in start.parameters()])
+    moved = not bitwise(p_tr, [p.detach() for p in start.parameters()])
     return {"ok": params["ok"] and stats["ok"] and skips_agree and moved and launches > 0,
             "params": params, "stats": stats, "skips_agree": skips_agree, "moved": moved,
             "triton_launches": launches}
@@ -373,7 +186,7 @@ def determinism_item(device: torch.device, dtype: torch.dtype, storage: str,
         params, stats = run_optimizer(model, task, "triton", "ngdiff", True, storage, "sgd",
                                       sizes)
         runs.append((params, _stats_tensors(stats)))
-    same = _bitwise(runs[0][0], runs[1][0]) and _bitwise(runs[0][1], runs[1][1])
+    same = bitwise(runs[0][0], runs[1][0]) and bitwise(runs[0][1], runs[1][1])
     return {"ok": same, "bitwise_identical": same}
 
 
@@ -430,13 +243,13 @@ def _launches_for(count: int, device: torch.device) -> dict[str, Any]:
     loss_r, loss_f = grads()
     try:
         kind, work = count_device_work(lambda: opt.step_from_grads(loss_r, loss_f), device)
-    except Exception as exc:  # noqa: BLE001 (e.g. no CUPTI: the launch counter still counts)
+    except Exception as exc:
         kind, work = "device_work", f"not counted: {type(exc).__name__}: {exc}"
         opt.discard_retain_grad()
         opt.zero_grad(set_to_none=True)
-    _, gen_launches = _launches(step)
+    _, gen_launches = count_launches(step)
     loss_r, loss_f = grads()
-    _, fixed_launches = _launches(lambda: opt.step_from_grads(loss_r, loss_f))
+    _, fixed_launches = count_launches(lambda: opt.step_from_grads(loss_r, loss_f))
     return {"tensors": count, "fixed_step_launches": fixed_launches,
             "gen_step_launches": gen_launches, f"fixed_step_{kind}": work, "work_kind": kind}
 

@@ -216,7 +216,7 @@ def warm_cache(cache_dir: Optional[str], smoke: bool, done_file: str) -> None:
         else:
             get_embedded_model("tofu-synthetic", seed=0, cache_dir=root, progress=False)
         record.update(status="ok", path=str(path))
-    except Exception as exc:  # noqa: BLE001 (reported; the CLI part then trains itself)
+    except Exception as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     record["seconds"] = round(time.perf_counter() - t0, 2)
     save_json(done_file, record)
@@ -228,7 +228,7 @@ class _Unavailable:
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def __getattr__(self, attr: str) -> "_Unavailable":
+    def __getattr__(self, attr: str) -> _Unavailable:
         if attr.startswith("__"):
             raise AttributeError(attr)
         return _Unavailable(f"{self._name}.{attr}")
@@ -293,7 +293,7 @@ class MissingModuleStubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__path__ = []  # type: ignore[attr-defined]
         module.__getattr__ = attribute  # type: ignore[attr-defined]
 
-    def install(self) -> "MissingModuleStubs":
+    def install(self) -> MissingModuleStubs:
         for name in sorted(self.names):
             if self._missing(name):
                 self._stubbed.add(name)
@@ -341,8 +341,9 @@ def cli_item(device: torch.device, smoke: bool, out_dir: str, cache_dir: Optiona
     process through :func:`fastngd.cli.main` so that the Triton launches can be counted."""
     warm = _wait_for(warm_file, wait_s)
     stubs = MissingModuleStubs(CLI_STUBBABLE).install()
-    from fastngd.cli import main
     from fastngd.kernels import launch_count
+
+    from fastngd.cli import main
 
     out = Path(out_dir)
     argv = ["unlearn", "--device", str(device), "--out", str(out), "--overwrite",

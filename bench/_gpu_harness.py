@@ -131,7 +131,7 @@ class PartRecorder:
         t0 = time.perf_counter()
         try:
             value = fn()
-        except Exception as exc:  # noqa: BLE001 (one item's failure must not stop the part)
+        except Exception as exc:
             value = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
                      "traceback": traceback.format_exc()[-3000:]}
             if on_error is not None:
@@ -235,7 +235,7 @@ def lost_context_check(device: Any) -> Callable[[BaseException], Optional[str]]:
             torch.cuda.synchronize(device)
             torch.cuda.empty_cache()
             torch.ones(1, device=device).add_(1).item()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return f"CUDA context lost after {type(exc).__name__}: {exc} ({err})"
         return None
 

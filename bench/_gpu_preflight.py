@@ -34,7 +34,8 @@ MIN_TRITON = (3, 2)
 _CORE = ("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.kernels.gram",
          "fastngd.kernels.update", "fastngd.kernels.gen", "fastngd.kernels.quant",
          "fastngd.kernels.naive", "bench._gpu_harness", "bench._gpu_correctness",
-         "bench._gpu_speed", "bench._gpu_end_to_end", "bench._gpu_report")
+         "bench._gpu_speed", "bench._gpu_end_to_end", "bench._gpu_report",
+         "bench._gpu_compare", "bench._gpu_kernels")
 #: what the end-to-end parts add (cumulatively): transformers' Llama, and what
 #: ``fastngd unlearn`` imports.
 _EXTRA = {"transformers": ("transformers", "fastngd.models"),
@@ -80,7 +81,7 @@ def versions_item(device: torch.device) -> dict[str, Any]:
     for name in ("transformers", "numpy"):
         try:
             out[name] = __import__(name).__version__
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out[name] = f"unavailable: {type(exc).__name__}: {exc}"
     triton = machine.get("triton")
     out["triton_supported"] = bool(triton) and version_tuple(triton) >= MIN_TRITON

@@ -88,21 +88,19 @@ class DeviceState(ostep.State):
     """:class:`bench.optimizer_step.State` with the tensors drawn on the device itself
     (parameters ``N(0, 0.02²)``, gradients ``N(0, 10⁻⁶)``, a fixed seed)."""
 
-    def __init__(self, wl: ostep.Workload, device: torch.device) -> None:  # noqa: D107
+    def __init__(self, wl: ostep.Workload, device: torch.device) -> None:
+        super().__init__(ostep.Workload(wl.name, [], wl.dtype), device)  # no tensors yet
         g = torch.Generator(device=device).manual_seed(0)
 
         def rand(shape: tuple[int, ...], scale: float) -> torch.Tensor:
             t = torch.randn(shape, generator=g, device=device, dtype=torch.float32)
             return t.mul_(scale).to(wl.dtype)
 
-        self.params = [rand(s, 0.02) for s in wl.shapes]
-        self.retain = [rand(s, 1e-3) for s in wl.shapes]
-        self.forget = [rand(s, 1e-3) for s in wl.shapes]
+        self.params, self.retain, self.forget = (
+            [rand(s, scale) for s in wl.shapes] for scale in (0.02, 1e-3, 1e-3))
         self.n = numel(wl.shapes)
-        self.elem = torch.empty((), dtype=wl.dtype).element_size()
         self.grad_bytes = self.n * self.elem
-        self.device = device
-        self.lr = torch.full((len(self.params),), ostep.LR, dtype=torch.float32, device=device)
+        self.lr = torch.full((len(wl.shapes),), ostep.LR, dtype=torch.float32, device=device)
 
 
 @contextlib.contextmanager
@@ -158,7 +156,7 @@ def _derived(result: dict[str, Any]) -> dict[str, Any]:
     """Ratios to the torch backend (same mode, else exact) and the fraction of the copy
     bandwidth, for every provider."""
     provs = result["providers"]
-    for key, rec in provs.items():
+    for rec in provs.values():
         mode = rec["mode"]
         ref = provs.get(f"torch-{mode}") or provs.get("torch-exact")
         for pre in ("", "gen_"):

@@ -65,18 +65,17 @@ def _importable_root() -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules["fastngd.kernels"] = module
         spec.loader.exec_module(module)
-        setattr(sys.modules["fastngd"], "kernels", module)
+        sys.modules["fastngd"].kernels = module  # type: ignore[attr-defined]
 
 
 _importable_root()
 
-from bench._gpu_harness import (  # noqa: E402
+from bench._gpu_harness import (
     Log,
     PartRecorder,
     child_env,
     grant_seconds,
     python_cmd,
-    read_json,
     run_part,
     save_json,
 )
@@ -187,7 +186,7 @@ def _stop(proc: Any, fh: Any) -> None:
             proc.wait(timeout=5)
         except (ProcessLookupError, PermissionError, OSError):
             pass
-        except Exception:  # noqa: BLE001 (still running: force it)
+        except Exception:
             os.killpg(proc.pid, signal.SIGKILL)
     fh.close()
 
