@@ -99,12 +99,17 @@ def make_model(device: torch.device, dtype: torch.dtype, sizes: CorrectnessSizes
 
 # ---------------------------------------------------------------------------- bases
 def detect_bases() -> tuple[str, ...]:
-    """The base optimizers the installed ``fastngd`` offers: ``fastngd.BASES`` (or
-    ``fastngd.optimizer.BASES``) when it exists, else ``("sgd",)`` (the plain update)."""
-    import fastngd
-    import fastngd.optimizer
+    """The base optimizers the installed ``fastngd`` offers: the first ``BASES`` found in
+    ``fastngd``, ``fastngd.optimizer``, ``fastngd.bases`` or ``fastngd.base`` (names, or a
+    mapping keyed by name), else ``("sgd",)`` (the plain update, the only one before bases
+    existed)."""
+    import importlib
 
-    for owner in (fastngd, fastngd.optimizer):
+    for name in ("fastngd", "fastngd.optimizer", "fastngd.bases", "fastngd.base"):
+        try:
+            owner = importlib.import_module(name)
+        except ImportError:
+            continue
         bases = getattr(owner, "BASES", None)
         if bases:
             return tuple(str(b) for b in bases)
