@@ -183,14 +183,22 @@ def compare_backends(device: torch.device, dtype: torch.dtype, rule: str, autolr
 
 def determinism_item(device: torch.device, dtype: torch.dtype, storage: str,
                      sizes: CorrectnessSizes) -> dict[str, Any]:
-    """Two identical Triton runs (NGDiff, GeN) must give the same bits."""
+    """Two identical Triton runs (NGDiff, GeN) must give the same bits. The forward and
+    backward passes run with deterministic algorithms (cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG``, set for this part by ``gpu_check.py``), so that only the
+    optimizer could differ."""
     task = make_task(device, sizes)
     runs = []
-    for _ in range(2):
-        model = make_model(device, dtype, sizes)
-        params, stats = run_optimizer(model, task, "triton", "ngdiff", True, storage, "sgd",
-                                      sizes)
-        runs.append((params, _stats_tensors(stats)))
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        for _ in range(2):
+            model = make_model(device, dtype, sizes)
+            params, stats = run_optimizer(model, task, "triton", "ngdiff", True, storage,
+                                          "sgd", sizes)
+            runs.append((params, _stats_tensors(stats)))
+    finally:
+        torch.use_deterministic_algorithms(was)
     same = bitwise(runs[0][0], runs[1][0]) and bitwise(runs[0][1], runs[1][1])
     return {"ok": same, "bitwise_identical": same}
 
@@ -206,7 +214,8 @@ class ParamBag(nn.Module):
             [nn.Parameter(torch.randn(999, generator=g).to(device)) for _ in range(count)])
 
     def loss(self, target: float) -> Tensor:
-        return sum(((p - target) ** 2).mean() for p in self.ps) / len(self.ps)  # type: ignore[return-value]
+        total = sum(((p - target) ** 2).mean() for p in self.ps)
+        return total / len(self.ps)  # type: ignore[return-value]
 
 
 def count_device_work(fn: Callable[[], Any], device: torch.device) -> tuple[str, int]:
@@ -273,7 +282,10 @@ def launches_item(device: torch.device, sizes: CorrectnessSizes) -> dict[str, An
 
 
 # ---------------------------------------------------------------------------- the part
-def _matrix(sizes: CorrectnessSizes, bases: Sequence[str]) -> list[tuple[str, bool, str, torch.dtype, str]]:
+Combo = tuple[str, bool, str, torch.dtype, str]
+
+
+def _matrix(sizes: CorrectnessSizes, bases: Sequence[str]) -> list[Combo]:
     """(rule, GeN, storage, dtype, base) of every optimizer comparison, most telling first:
     the first base over every rule and setting, then every other base once per dtype."""
     from fastngd.rules import RULES
@@ -302,7 +314,8 @@ def run_correctness(device: torch.device, smoke: bool, rec: Any) -> None:
         rec.run(f"determinism/{_DTYPE_NAMES[dtype]}/{storage}",
                 lambda d=dtype, s=storage: determinism_item(device, d, s, sizes), on_error)
     for rule, gen, storage, dtype, base in _matrix(sizes, bases):
-        name = f"optimizer/{base}/{rule}/{'gen' if gen else 'fixed'}/{storage}/{_DTYPE_NAMES[dtype]}"
+        step = "gen" if gen else "fixed"
+        name = f"optimizer/{base}/{rule}/{step}/{storage}/{_DTYPE_NAMES[dtype]}"
         rec.run(name, lambda r=rule, g=gen, s=storage, d=dtype, b=base:
                 compare_backends(device, d, r, g, s, b, sizes), on_error)
     items = rec.data["items"]

@@ -120,7 +120,8 @@ class PartRecorder:
         self.save()
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]],
-            on_error: Optional[Callable[[BaseException], Optional[str]]] = None) -> Optional[dict[str, Any]]:
+            on_error: Optional[Callable[[BaseException], Optional[str]]] = None,
+            ) -> Optional[dict[str, Any]]:
         """Run ``fn`` as item ``name``: print progress, record its result or its error.
 
         ``on_error(exc)`` may return a reason to stop the remaining items of the part.

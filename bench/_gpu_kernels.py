@@ -6,7 +6,8 @@ size tensor and a non-contiguous transpose, which takes the per-tensor fallback)
 Gram (exact and int8), the int8 store (codes and scales bit for bit against
 :func:`fastngd.compact.quantize_blockwise` and the torch backend), the update and the GeN
 direction/backup (linear and SAGO, exact and int8), and the perturbation. A tensor whose
-learning rate or scale is zero must come out bit for bit as it went in (or as its backup).
+learning rate or scale is zero must come out bit for bit as it went in (or as its backup),
+and the Gram reduction and the update give the same bits when run twice.
 """
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ class KernelChecks:
         from fastngd.kernels import naive
 
         got, k = count_launches(lambda: self.tr.gram(retain, self.f))
+        again = self.tr.gram(retain, self.f)  # no atomics: the same bits every time
         ref = naive.gram(retain, self.f)
         # the torch backend rounds dequantized g_R to the parameter dtype (the kernels and
         # the reference keep float32): for int8 codes of bf16/fp16 gradients its Gram
@@ -90,7 +92,8 @@ class KernelChecks:
         loose = name.endswith("int8") and self.dtype not in (torch.float32, torch.float64)
         self._record(name, [_gram_scaled(got, ref)], [_gram_scaled(ref, ref)],
                      [_gram_scaled(self.to.gram(retain, self.f), ref)], k, tol=(0.0, 1e-5),
-                     tol_torch=(0.0, self.tol[0]) if loose else None)
+                     tol_torch=(0.0, self.tol[0]) if loose else None,
+                     repeat_bitwise=torch.equal(got, again))
 
     def store(self) -> list[Any]:
         from fastngd.compact import quantize_blockwise
@@ -111,12 +114,14 @@ class KernelChecks:
     def update(self, mode: str, retain: Sequence[Any], sago: bool) -> None:
         from fastngd.kernels import naive
 
-        p_tr, p_to = _clones(self.p), _clones(self.p)
+        p_tr, p_again, p_to = _clones(self.p), _clones(self.p), _clones(self.p)
         _, k = count_launches(lambda: self.tr.update(p_tr, retain, self.f, self.lr, self.w, sago))
+        self.tr.update(p_again, retain, self.f, self.lr, self.w, sago)
         self.to.update(p_to, retain, self.f, self.lr, self.w, sago)
         ref = naive.update(self.p, retain, self.f, self.lr.tolist(), self.w.tolist(), sago)
         self._record(f"update/{mode}", p_tr, ref, p_to, k,
-                     zero_lr_untouched=torch.equal(p_tr[0], self.p[0]))
+                     zero_lr_untouched=torch.equal(p_tr[0], self.p[0]),
+                     repeat_bitwise=bitwise(p_tr, p_again))
 
     def direction(self, mode: str, retain: Sequence[Any], sago: bool) -> None:
         """``direction_and_backup`` overwrites its exact-mode inputs: runs on clones."""

@@ -35,7 +35,7 @@ _CORE = ("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.ker
          "fastngd.kernels.update", "fastngd.kernels.gen", "fastngd.kernels.quant",
          "fastngd.kernels.naive", "bench._gpu_harness", "bench._gpu_correctness",
          "bench._gpu_speed", "bench._gpu_end_to_end", "bench._gpu_report",
-         "bench._gpu_compare", "bench._gpu_kernels")
+         "bench._gpu_compare", "bench._gpu_kernels", "bench._gpu_triton_probe")
 #: what the end-to-end parts add (cumulatively): transformers' Llama, and what
 #: ``fastngd unlearn`` imports.
 _EXTRA = {"transformers": ("transformers", "fastngd.models"),
@@ -143,15 +143,10 @@ def device_item(device: torch.device) -> dict[str, Any]:
 
 
 def triton_item(device: torch.device) -> dict[str, Any]:
-    """``x ← x + 1`` with a one-block Triton kernel: compile, run, check."""
+    """``x ← x + 1`` with a trivial Triton kernel: compile, run, check."""
     import triton
-    import triton.language as tl
 
-    @triton.jit
-    def add_one(x_ptr, n, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        tl.store(x_ptr + offs, tl.load(x_ptr + offs, mask=mask) + 1.0, mask=mask)
+    from bench._gpu_triton_probe import add_one
 
     x = torch.arange(1000, dtype=torch.float32, device=device)
     t0 = time.perf_counter()

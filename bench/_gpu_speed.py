@@ -71,7 +71,8 @@ def memory_needed(numel_: int, elem: int) -> int:
     return 8 * numel_ * elem
 
 
-def fit_to_memory(wl: SpeedWorkload, free_bytes: Optional[int]) -> tuple[SpeedWorkload, Optional[str]]:
+def fit_to_memory(wl: SpeedWorkload, free_bytes: Optional[int],
+                  ) -> tuple[SpeedWorkload, Optional[str]]:
     """``wl`` itself, or the same number of tensors scaled down to fit ``free_bytes``."""
     elem = torch.empty((), dtype=_DTYPES[wl.dtype]).element_size()
     n = numel(wl.shapes)

@@ -261,8 +261,11 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
             granted = grant_seconds(remaining, smoke_s if args.smoke else gpu_s,
                                     RESERVE_S * (len(selected) - i - 1))
             log(f"-- {part}: up to {granted:.0f} s")
-            run = run_part(python_cmd(__file__, *_child_args(args, part)), env, granted, log,
-                           prefix=f"[{part}] ")
+            # deterministic cuBLAS for the determinism runs (needs to be set before CUDA starts)
+            part_env = (dict(env, CUBLAS_WORKSPACE_CONFIG=":4096:8")
+                        if part == "correctness" else env)
+            run = run_part(python_cmd(__file__, *_child_args(args, part)), part_env, granted,
+                           log, prefix=f"[{part}] ")
             runs[part] = run.as_dict()
             log(f"-- {part}: {run.status} in {run.seconds:.1f} s")
             save()

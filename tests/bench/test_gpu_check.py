@@ -93,6 +93,10 @@ def test_correctness_covers_kernels_launches_determinism_and_bases(smoke: dict) 
                 "update/sago/int8", "direction_and_backup/sago/exact", "perturb"} <= set(checks)
         for name, check in checks.items():
             assert check["ok"] and check["launches"] > 0, name
+        assert checks["gram/exact"]["repeat_bitwise"]
+        assert checks["update/sago/int8"]["repeat_bitwise"]
+        assert checks["update/linear/exact"]["zero_lr_untouched"]
+        assert checks["direction_and_backup/linear/int8"]["backup_bitwise"]
     launches = items["launches"]
     assert launches["small"]["fixed_step_launches"] == launches["large"]["fixed_step_launches"]
     assert launches["small"]["tensors"] < launches["large"]["tensors"]
