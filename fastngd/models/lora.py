@@ -11,6 +11,7 @@ The memory an NGDiff step needs beyond the model is two gradient-sized buffers o
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -32,12 +33,11 @@ def _peft() -> Any:
 
 
 def is_lora_model(model: nn.Module) -> bool:
-    """Whether ``model`` is a ``peft`` model (adapters already attached)."""
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, PeftModel)
+    """Whether ``model`` is a ``peft`` model (adapters already attached). Never imports
+    ``peft``: a model can only be one if ``peft`` was imported already."""
+    peft = sys.modules.get("peft")
+    peft_model = getattr(peft, "PeftModel", None) if peft is not None else None
+    return peft_model is not None and isinstance(model, peft_model)
 
 
 def apply_lora(
