@@ -67,3 +67,16 @@ def test_bad_rank_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--lora-rank"):
         apply_lora(_model(), 0)
     assert merge_lora(_model()) is not None  # a model without adapters is returned as it is
+
+
+def test_telling_a_lora_model_imports_nothing() -> None:
+    """Runs without LoRA must not need peft (nor accelerate, which peft imports)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from fastngd.models.lora import is_lora_model; "
+            "print(is_lora_model(torch.nn.Linear(1, 1)), 'peft' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+    assert is_lora_model(apply_lora(_model(), 1))
