@@ -54,7 +54,7 @@ def test_fit_lowers_the_answer_loss() -> None:
 
 def test_corpus_of_tofu_synthetic() -> None:
     qa, texts, vocab = benchmark_corpus("tofu-synthetic", seed=0)
-    assert len(qa) == 400 + 45 and texts == []
+    assert len(qa) == 400 + 45 + 45 and texts == []  # authors, real authors, world facts
     assert set(qa[0]) == {"question", "answer"}
     words = " ".join(vocab).lower()
     assert "question" in words and "answer" in words
