@@ -105,7 +105,9 @@ def _read_parquet(path: Path) -> list[Any]:
         raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
 
 
-def read_rows_located(path: str | Path, split: str = "train") -> tuple[list[dict[str, Any]], list[str]]:
+def read_rows_located(
+    path: str | Path, split: str = "train"
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows stored in ``path`` (by extension) and, per row, where it is in the file.
 
     Locations are ``"line N"`` (1-based) for JSON Lines and ``"row N"`` (0-based index) for
@@ -179,6 +181,7 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> P
     The file appears complete or not at all (the temporary file is removed on error).
     Parent directories are created.
     """
+
     def write(handle: Any) -> None:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -67,7 +67,8 @@ def test_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_optional_icl_split(tmp_path: Path) -> None:
-    with pytest.warns(MissingDataWarning, match=r"MUSE-News config 'knowmem', split 'forget_qa_icl'"):
+    match = r"MUSE-News config 'knowmem', split 'forget_qa_icl'"
+    with pytest.warns(MissingDataWarning, match=match):
         assert load_muse("News", "knowmem", "forget_qa_icl", tmp_path, optional=True) is None
     (tmp_path / "knowmem").mkdir()
     (tmp_path / "knowmem" / "forget_qa_icl.json").write_text("[1, 2]")

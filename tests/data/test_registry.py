@@ -64,7 +64,8 @@ def test_optional_loads(tmp_path: Path) -> None:
     write_jsonl_atomic(tmp_path / "forget10.jsonl", [{"question": "q", "answer": "a"}])
     (tmp_path / "forget10_perturbed.jsonl").write_text('{"question": "q", "answer": "a"}\n')
     with pytest.warns(MissingDataWarning, match=r"tofu config 'forget10_perturbed'.*paraphrased"):
-        assert load_benchmark("tofu", "forget10_perturbed", data_dir=tmp_path, optional=True) is None
+        rows = load_benchmark("tofu", "forget10_perturbed", data_dir=tmp_path, optional=True)
+    assert rows is None
     assert load_benchmark("tofu", "forget10", data_dir=tmp_path, optional=True) is not None
     synthetic = load_benchmark("tofu-synthetic", "holdout10", optional=True)
     assert synthetic == tofu_synthetic(0)["holdout10"]

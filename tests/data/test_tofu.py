@@ -40,7 +40,8 @@ def test_missing_split_named(tmp_path: Path) -> None:
 
 def test_missing_field_named_with_config(tmp_path: Path) -> None:
     write_jsonl_atomic(tmp_path / "forget10_perturbed.jsonl", QA)
-    with pytest.raises(InputError, match=r"forget10_perturbed.*line 1: no field 'paraphrased_answer'"):
+    match = r"forget10_perturbed.*line 1: no field 'paraphrased_answer'"
+    with pytest.raises(InputError, match=match):
         load_tofu("forget10_perturbed", data_dir=tmp_path)
     write_jsonl_atomic(tmp_path / "full.jsonl", [{"question": "q"}])
     with pytest.raises(InputError, match=r"'full'.*'answer'"):
@@ -56,9 +57,8 @@ def test_empty_split(tmp_path: Path) -> None:
 def test_non_string_answers(tmp_path: Path) -> None:
     write_jsonl_atomic(tmp_path / "full.jsonl", [*QA, {"question": "q", "answer": 1987}])
     path = tmp_path / "full.jsonl"
-    with pytest.raises(
-        InputError, match=rf"'full', split 'train': {path}, line 2: field 'answer' must be a str, got int"
-    ):
+    match = rf"'full', split 'train': {path}, line 2: field 'answer' must be a str, got int"
+    with pytest.raises(InputError, match=match):
         load_tofu("full", data_dir=tmp_path)
     bad = [{**PERTURBED[0], "perturbed_answer": "not a list"}]
     write_jsonl_atomic(tmp_path / "retain_perturbed.jsonl", bad)

@@ -45,8 +45,11 @@ def test_muse_retain_corpus_leaves_out_the_forget_texts_and_qa() -> None:
 
 @pytest.mark.parametrize(
     "benchmark,split",
-    [("tofu-synthetic", "retain_perturbed"), ("tofu-synthetic", "forget10"),
-     ("muse-synthetic", "retain90")],
+    [
+        ("tofu-synthetic", "retain_perturbed"),
+        ("tofu-synthetic", "forget10"),
+        ("muse-synthetic", "retain90"),
+    ],
 )
 def test_unknown_split(benchmark: str, split: str) -> None:
     with pytest.raises(ValueError, match="split must be"):

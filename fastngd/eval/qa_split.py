@@ -1,0 +1,202 @@
+"""Scores of one TOFU-style QA split: generation, probability, truth ratio, memorisation.
+
+Reference implementation: TOFU (``locuslab/tofu``, ``evaluate_util.py`` ``get_all_evals``
+and ``aggregate_eval_stat.py`` ``get_model_utility``) and open-unlearning
+(``src/evals/metrics/memorization.py``). Everything likelihood-based is computed from mean
+token log-probabilities (:mod:`fastngd.eval.token_scores`), so a model that assigns an
+answer a probability that underflows to 0 still gets finite truth ratios and scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from fastngd.data.tokenize import format_chat_prompt, format_prompt
+from fastngd.eval._rows import column, list_column
+from fastngd.eval.extraction import exact_memorization, extraction_strength
+from fastngd.eval.generation import generate
+from fastngd.eval.memorisation import fact_accuracy
+from fastngd.eval.rouge import rouge_l_recall
+from fastngd.eval.token_scores import TokenScores, qa_token_scores
+from fastngd.eval.truth_ratio import log_truth_ratios, truth_ratio_from_logs
+
+__all__ = ["QASplitSpec", "normalised_probability", "score_qa_split"]
+
+_MAX_EXP = math.log(1.7976931348623157e308)
+
+
+@dataclass(frozen=True)
+class QASplitSpec:
+    """How TOFU scores a split.
+
+    ``kind``: ``"forget"`` (truth ratio ``mean min(tr, 1/tr)``) or ``"retain"``
+    (``mean max(0, 1 − tr)``). ``base``: the field of the truth ratio's correct answer,
+    ``"paraphrased_answer"`` on the forget and retain sets, ``"answer"`` on real authors and
+    world facts. ``normalise``: the split's probability is normalised over the answer
+    options (real authors, world facts).
+    """
+
+    kind: Literal["forget", "retain"] = "retain"
+    base: str = "paraphrased_answer"
+    normalise: bool = False
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def _exp_or_none(x: float) -> float | None:
+    """``exp(x)``, or None when it exceeds the float range (the log is reported instead)."""
+    return math.exp(x) if x < _MAX_EXP else None
+
+
+def normalised_probability(logp_answer: float, logp_options: Sequence[float]) -> float:
+    """``P(a) / (P(a) + Σ_k P(w_k))`` from length-normalised log-probabilities, computed as
+    ``1 / (1 + Σ_k exp(lp_k − lp_a))`` (TOFU ``get_model_utility`` on real authors and world
+    facts; open-unlearning ``probability_w_options``, which adds 1e-10 to the denominator).
+    Finite and in [0, 1] for finite inputs, even when every ``exp(lp)`` underflows."""
+    peak = max([logp_answer, *logp_options])
+    total = sum(math.exp(v - peak) for v in [logp_answer, *logp_options])
+    return math.exp(logp_answer - peak) / total
+
+
+def _prompts(
+    tokenizer: PreTrainedTokenizerBase, questions: list[str], chat_template: bool
+) -> list[str]:
+    if chat_template:
+        return [format_chat_prompt(tokenizer, q) for q in questions]
+    return [format_prompt(q) for q in questions]
+
+
+def _has_truth_ratio_fields(rows: Sequence[Mapping[str, Any]], spec: QASplitSpec) -> bool:
+    return all("perturbed_answer" in r and spec.base in r for r in rows)
+
+
+def _truth_ratio_logs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    spec: QASplitSpec,
+    answer_logps: list[float],
+    prob_kwargs: dict[str, Any],
+) -> tuple[list[float], list[list[float]]]:
+    """``(base log-probabilities, perturbed log-probabilities)`` per example."""
+    questions = column(name, rows, "question")
+    perturbed = list_column(name, rows, "perturbed_answer")
+    if spec.base == "answer":
+        base = list(answer_logps)
+    else:
+        base_texts = column(name, rows, spec.base)
+        base = [
+            s.mean_logprob()
+            for s in qa_token_scores(model, tokenizer, questions, base_texts, **prob_kwargs)
+        ]
+    flat_q = [q for q, wrong in zip(questions, perturbed) for _ in wrong]
+    flat_a = [a for wrong in perturbed for a in wrong]
+    flat = [
+        s.mean_logprob() for s in qa_token_scores(model, tokenizer, flat_q, flat_a, **prob_kwargs)
+    ]
+    wrong_logps, start = [], 0
+    for wrong in perturbed:
+        wrong_logps.append(flat[start : start + len(wrong)])
+        start += len(wrong)
+    return base, wrong_logps
+
+
+def score_qa_split(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    spec: QASplitSpec,
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    max_length: int,
+    chat_template: bool,
+    distribution: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[TokenScores]]:
+    """Score the QA ``rows`` of split ``name`` the TOFU way (see the module docstring).
+
+    Per example: greedy generation (``max_new_tokens``) and its ROUGE-L recall against the
+    answer; the answer's length-normalised probability ``exp(mean log p)``
+    (``answer_probability``); ``probability``, that value or, with ``spec.normalise``, the
+    option-normalised one (:func:`normalised_probability`); fact accuracy (with a ``fact``
+    field); exact memorization and extraction strength of the answer tokens; with
+    ``perturbed_answer`` and the base field, the log truth ratio and the truth ratio.
+    Returns ``(aggregate, per_example, answer token scores)``; the aggregate holds the means
+    (``truth_ratio`` of ``spec.kind``) and None for what the rows cannot give.
+    ``distribution=True`` also computes the moments Min-K%++ needs.
+    """
+    questions = column(name, rows, "question")
+    answers = column(name, rows, "answer")
+    prob_kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "chat_template": chat_template,
+    }
+    generations = generate(
+        model,
+        tokenizer,
+        _prompts(tokenizer, questions, chat_template),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        add_special_tokens=not chat_template,
+    )
+    rouge = rouge_l_recall(generations, answers)
+    scores = qa_token_scores(
+        model, tokenizer, questions, answers, distribution=distribution, **prob_kwargs
+    )
+    answer_logps = [s.mean_logprob() for s in scores]
+    facts = column(name, rows, "fact") if all("fact" in r for r in rows) else None
+    fact_ok = fact_accuracy(generations, facts) if facts is not None else None
+    em = [exact_memorization(s.content().correct) for s in scores]
+    es = [extraction_strength(s.content().correct) for s in scores]
+    log_trs: list[float] | None = None
+    base: list[float] | None = None
+    wrong: list[list[float]] | None = None
+    if _has_truth_ratio_fields(rows, spec):
+        base, wrong = _truth_ratio_logs(
+            model, tokenizer, name, rows, spec, answer_logps, prob_kwargs
+        )
+        log_trs = log_truth_ratios(base, wrong)
+    plain = [math.exp(v) for v in answer_logps]
+    if spec.normalise and wrong is not None:
+        probability = [normalised_probability(a, w) for a, w in zip(answer_logps, wrong)]
+    else:
+        probability = plain
+    per_example = [
+        {
+            "question": questions[i],
+            "answer": answers[i],
+            "generation": generations[i],
+            "rougeL_recall": rouge[i],
+            "probability": probability[i],
+            "answer_probability": plain[i],
+            "fact_correct": fact_ok[i] if fact_ok is not None else None,
+            "paraphrased_probability": math.exp(base[i]) if base is not None else None,
+            "perturbed_probabilities": [math.exp(v) for v in wrong[i]] if wrong else None,
+            "log_truth_ratio": log_trs[i] if log_trs is not None else None,
+            "truth_ratio": _exp_or_none(log_trs[i]) if log_trs is not None else None,
+            "exact_memorization": em[i],
+            "extraction_strength": es[i],
+        }
+        for i in range(len(rows))
+    ]
+    aggregate = {
+        "n": len(rows),
+        "rougeL_recall": _mean(rouge),
+        "probability": _mean(probability),
+        "answer_probability": _mean(plain),
+        "truth_ratio": truth_ratio_from_logs(log_trs, spec.kind) if log_trs else None,
+        "fact_accuracy": _mean(fact_ok) if fact_ok is not None else None,
+        "exact_memorization": _mean(em),
+        "extraction_strength": _mean(es),
+    }
+    return aggregate, per_example, scores
