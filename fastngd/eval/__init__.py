@@ -4,6 +4,14 @@ open-unlearning metric set (extraction strength, exact memorization, membership 
 Every result follows one JSON layout for both protocols (``docs/eval_layout.md``).
 """
 
+from fastngd.eval.benchmarks import (
+    MUSE_EVAL_SPLITS,
+    QA_BENCHMARKS,
+    evaluate_benchmark,
+    load_muse_eval_data,
+    load_tofu_eval_data,
+    tofu_eval_configs,
+)
 from fastngd.eval.extraction import exact_memorization, extraction_strength
 from fastngd.eval.generation import generate
 from fastngd.eval.memorisation import (
@@ -73,9 +81,11 @@ __all__ = [
     "MIA_ATTACKS",
     "MIN_LOGPROB",
     "MODEL_UTILITY_COMPONENTS",
+    "MUSE_EVAL_SPLITS",
     "MUSE_KNOWMEM_STOP_STRINGS",
     "MUSE_RETRAIN_AUC",
     "SYNTHETIC_RETRAIN_AUC",
+    "QA_BENCHMARKS",
     "TOFU_RETAIN_SPLITS",
     "QASplitSpec",
     "ReferenceTruthRatios",
@@ -85,6 +95,7 @@ __all__ = [
     "answer_probability",
     "continuation_token_scores",
     "cut_at_stop_strings",
+    "evaluate_benchmark",
     "evaluate_muse",
     "evaluate_tofu",
     "exact_memorization",
@@ -97,7 +108,9 @@ __all__ = [
     "holdout_split_for",
     "knowmem",
     "knowmem_prompt",
+    "load_muse_eval_data",
     "load_reference_truth_ratios",
+    "load_tofu_eval_data",
     "log_truth_ratios",
     "loss_score",
     "membership_scores",
@@ -121,6 +134,7 @@ __all__ = [
     "score_qa_split",
     "split_continuation",
     "text_token_scores",
+    "tofu_eval_configs",
     "token_logprobs",
     "truth_ratio",
     "truth_ratio_from_logs",

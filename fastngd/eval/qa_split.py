@@ -109,6 +109,31 @@ def _truth_ratio_logs(
     return base, wrong_logps
 
 
+def _generation_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    max_new_tokens: int,
+    batch_size: int,
+    chat_template: bool,
+) -> tuple[list[str], list[float], list[float] | None]:
+    """Greedy answers, their ROUGE-L recall, and fact accuracy (None without ``fact``)."""
+    questions = column(name, rows, "question")
+    generations = generate(
+        model,
+        tokenizer,
+        _prompts(tokenizer, questions, chat_template),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        add_special_tokens=not chat_template,
+    )
+    rouge = rouge_l_recall(generations, column(name, rows, "answer"))
+    if not all("fact" in r for r in rows):
+        return generations, rouge, None
+    return generations, rouge, fact_accuracy(generations, column(name, rows, "fact"))
+
+
 def score_qa_split(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -141,62 +166,49 @@ def score_qa_split(
         "max_length": max_length,
         "chat_template": chat_template,
     }
-    generations = generate(
-        model,
-        tokenizer,
-        _prompts(tokenizer, questions, chat_template),
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        add_special_tokens=not chat_template,
+    generations, rouge, fact_ok = _generation_scores(
+        model, tokenizer, name, rows, max_new_tokens, batch_size, chat_template
     )
-    rouge = rouge_l_recall(generations, answers)
     scores = qa_token_scores(
         model, tokenizer, questions, answers, distribution=distribution, **prob_kwargs
     )
     answer_logps = [s.mean_logprob() for s in scores]
-    facts = column(name, rows, "fact") if all("fact" in r for r in rows) else None
-    fact_ok = fact_accuracy(generations, facts) if facts is not None else None
-    em = [exact_memorization(s.content().correct) for s in scores]
-    es = [extraction_strength(s.content().correct) for s in scores]
-    log_trs: list[float] | None = None
-    base: list[float] | None = None
-    wrong: list[list[float]] | None = None
-    if _has_truth_ratio_fields(rows, spec):
+    none: list[Any] = [None] * len(rows)
+    base, wrong, log_trs = none, none, none
+    has_truth_ratio = _has_truth_ratio_fields(rows, spec)
+    if has_truth_ratio:
         base, wrong = _truth_ratio_logs(
             model, tokenizer, name, rows, spec, answer_logps, prob_kwargs
         )
         log_trs = log_truth_ratios(base, wrong)
     plain = [math.exp(v) for v in answer_logps]
-    if spec.normalise and wrong is not None:
+    probability = plain
+    if spec.normalise and has_truth_ratio:
         probability = [normalised_probability(a, w) for a, w in zip(answer_logps, wrong)]
-    else:
-        probability = plain
-    per_example = [
-        {
-            "question": questions[i],
-            "answer": answers[i],
-            "generation": generations[i],
-            "rougeL_recall": rouge[i],
-            "probability": probability[i],
-            "answer_probability": plain[i],
-            "fact_correct": fact_ok[i] if fact_ok is not None else None,
-            "paraphrased_probability": math.exp(base[i]) if base is not None else None,
-            "perturbed_probabilities": [math.exp(v) for v in wrong[i]] if wrong else None,
-            "log_truth_ratio": log_trs[i] if log_trs is not None else None,
-            "truth_ratio": _exp_or_none(log_trs[i]) if log_trs is not None else None,
-            "exact_memorization": em[i],
-            "extraction_strength": es[i],
-        }
-        for i in range(len(rows))
-    ]
+    columns: dict[str, list[Any]] = {
+        "question": questions,
+        "answer": answers,
+        "generation": generations,
+        "rougeL_recall": rouge,
+        "probability": probability,
+        "answer_probability": plain,
+        "fact_correct": fact_ok or none,
+        "paraphrased_probability": [None if v is None else math.exp(v) for v in base],
+        "perturbed_probabilities": [None if w is None else [math.exp(v) for v in w] for w in wrong],
+        "log_truth_ratio": log_trs,
+        "truth_ratio": [None if v is None else _exp_or_none(v) for v in log_trs],
+        "exact_memorization": [exact_memorization(s.content().correct) for s in scores],
+        "extraction_strength": [extraction_strength(s.content().correct) for s in scores],
+    }
+    per_example = [dict(zip(columns, values)) for values in zip(*columns.values())]
     aggregate = {
         "n": len(rows),
         "rougeL_recall": _mean(rouge),
         "probability": _mean(probability),
         "answer_probability": _mean(plain),
-        "truth_ratio": truth_ratio_from_logs(log_trs, spec.kind) if log_trs else None,
+        "truth_ratio": truth_ratio_from_logs(log_trs, spec.kind) if has_truth_ratio else None,
         "fact_accuracy": _mean(fact_ok) if fact_ok is not None else None,
-        "exact_memorization": _mean(em),
-        "extraction_strength": _mean(es),
+        "exact_memorization": _mean(columns["exact_memorization"]),
+        "extraction_strength": _mean(columns["extraction_strength"]),
     }
     return aggregate, per_example, scores

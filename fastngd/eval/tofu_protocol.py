@@ -188,6 +188,41 @@ def _forget_config(data: Mapping[str, Any], forget_split: str) -> str:
     return config
 
 
+def _score_splits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Mapping[str, Sequence[Mapping[str, Any]]],
+    forget_config: str,
+    retain_split: str | None,
+    max_examples: int | None,
+    common: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """Score the forget split, the retain-type splits present and ``retain_split``;
+    returns (aggregate, per_example, the forget answers' token scores)."""
+    if retain_split is not None and retain_split not in data:
+        raise KeyError(f"evaluate_tofu: retain split {retain_split!r} is not in the data")
+    specs: list[tuple[str, str | None, QASplitSpec]] = [
+        ("forget", forget_config, QASplitSpec("forget")),
+        *((key, cfg, _UTILITY_SPECS[key]) for cfg, key in TOFU_RETAIN_SPLITS.items()),
+        ("retain_split", retain_split, _UTILITY_SPECS["retain"]),
+    ]
+    aggregate: dict[str, Any] = {}
+    per_example: dict[str, Any] = {}
+    forget_scores: list[Any] = []
+    for key, config, spec in specs:
+        aggregate[key], per_example[key] = None, None
+        if config is None or config not in data:
+            continue
+        rows = take(config, data[config], max_examples)
+        aggregate[key], per_example[key], scores = score_qa_split(
+            model, tokenizer, config, rows, spec, distribution=key == "forget", **common
+        )
+        aggregate[key]["config"] = config
+        if key == "forget":
+            forget_scores = scores
+    return aggregate, per_example, forget_scores
+
+
 def evaluate_tofu(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -249,35 +284,9 @@ def evaluate_tofu(
         "max_length": max_length,
         "chat_template": chat_template,
     }
-    prob_kwargs = {
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "chat_template": chat_template,
-    }
-    aggregate: dict[str, Any] = {}
-    per_example: dict[str, Any] = {}
-    forget_rows = take(config, data[config], max_examples)
-    aggregate["forget"], per_example["forget"], forget_scores = score_qa_split(
-        model, tokenizer, config, forget_rows, QASplitSpec("forget"), distribution=True, **common
+    aggregate, per_example, forget_scores = _score_splits(
+        model, tokenizer, data, config, retain_split, max_examples, common
     )
-    aggregate["forget"]["config"] = config
-    for retain_config, key in TOFU_RETAIN_SPLITS.items():
-        aggregate[key], per_example[key] = None, None
-        if retain_config in data:
-            rows = take(retain_config, data[retain_config], max_examples)
-            aggregate[key], per_example[key], _ = score_qa_split(
-                model, tokenizer, retain_config, rows, _UTILITY_SPECS[key], **common
-            )
-            aggregate[key]["config"] = retain_config
-    aggregate["retain_split"], per_example["retain_split"] = None, None
-    if retain_split is not None:
-        if retain_split not in data:
-            raise KeyError(f"evaluate_tofu: retain split {retain_split!r} is not in the data")
-        rows = take(retain_split, data[retain_split], max_examples)
-        aggregate["retain_split"], per_example["retain_split"], _ = score_qa_split(
-            model, tokenizer, retain_split, rows, _UTILITY_SPECS["retain"], **common
-        )
-        aggregate["retain_split"]["config"] = retain_split
     aggregate.update(_utility(aggregate))
     aggregate["forget_quality"] = _forget_quality(
         per_example["forget"], config, retain_model_truth_ratios, reference
@@ -297,15 +306,14 @@ def evaluate_tofu(
         holdout_rows,
         k=k,
         ref_auc=ref_auc,
-        prob_kwargs=prob_kwargs,
+        prob_kwargs={key: common[key] for key in ("batch_size", "max_length", "chat_template")},
     )
     aggregate.update(mia)
     per_example.update(mia_rows)
-    prompts = [row["question"] for row in per_example["forget"]]
     verbmem_value, per_example["verbmem"] = _verbmem(
         model,
         tokenizer,
-        [_prompt(tokenizer, q, chat_template) for q in prompts],
+        [_prompt(tokenizer, q, chat_template) for q in questions],
         answers,
         prefix_fraction=prefix_fraction,
         batch_size=batch_size,
