@@ -143,7 +143,7 @@ def evaluate_benchmark(
                 f"{benchmark} uses the MUSE protocol: forget_split, retain_split and reference "
                 "(TOFU's forget quality) do not apply"
             )
-        data = load_muse_eval_data(benchmark, data_dir=data_dir, seed=seed)
+        muse_data = load_muse_eval_data(benchmark, data_dir=data_dir, seed=seed)
         kwargs.setdefault("corpus", benchmark)
-        result = evaluate_muse(model, tokenizer, data, **kwargs)
+        result = evaluate_muse(model, tokenizer, muse_data, **kwargs)
     return {"benchmark": benchmark, **result}

@@ -60,42 +60,49 @@ def holdout_split_for(forget_split: str) -> str:
     return f"holdout{suffix}" if suffix.isdigit() else "holdout10"
 
 
-def _verbmem(
+def _seed_paper(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts_by_question: list[str],
-    answers: list[str],
-    *,
+    aggregate: Mapping[str, Any],
+    forget_rows: Sequence[Mapping[str, Any]],
     prefix_fraction: float,
-    batch_size: int,
-    max_new_tokens: int,
-    chat_template: bool,
-) -> tuple[float | None, list[dict[str, Any]]]:
-    """Seed-paper Verbmem: ROUGE-L recall of continuations of half-given forget answers."""
+    common: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The NGDiff paper's table metrics; Verbmem is the ROUGE-L recall of continuations of
+    the forget answers cut at ``prefix_fraction`` (after the question's prompt)."""
+    chat_template = common["chat_template"]
     prompts, refs = [], []
-    for prompt, answer in zip(prompts_by_question, answers):
-        if len(answer.split()) < 2:
+    for row in forget_rows:
+        if len(row["answer"].split()) < 2:
             continue
-        prefix, rest = split_continuation(answer, prefix_fraction)
+        prefix, rest = split_continuation(row["answer"], prefix_fraction)
         sep = "" if chat_template else " "
-        prompts.append(f"{prompt}{sep}{prefix}")
+        prompts.append(f"{_prompt(tokenizer, row['question'], chat_template)}{sep}{prefix}")
         refs.append(rest)
-    if not prompts:
-        return None, []
-    continuations = generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        add_special_tokens=not chat_template,
-    )
-    scores = rouge_l_recall(continuations, refs)
-    per_example = [
-        {"prompt": p, "reference": r, "continuation": c, "rougeL_recall": s}
-        for p, r, c, s in zip(prompts, refs, continuations, scores)
-    ]
-    return _mean(scores), per_example
+    verbmem, per_example = None, []
+    if prompts:
+        continuations = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=common["max_new_tokens"],
+            batch_size=common["batch_size"],
+            add_special_tokens=not chat_template,
+        )
+        scores = rouge_l_recall(continuations, refs)
+        per_example = [
+            {"prompt": p, "reference": r, "continuation": c, "rougeL_recall": s}
+            for p, r, c, s in zip(prompts, refs, continuations, scores)
+        ]
+        verbmem = _mean(scores)
+    retain = aggregate.get("retain")
+    table = {
+        "verbmem": verbmem,
+        "knowmem": aggregate["forget"]["rougeL_recall"],
+        "utility": retain["rougeL_recall"] if retain else None,
+        "truth_ratio": aggregate["forget"]["truth_ratio"],
+    }
+    return table, per_example
 
 
 def _prompt(tokenizer: PreTrainedTokenizerBase, question: str, chat_template: bool) -> str:
@@ -126,8 +133,7 @@ def _membership(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     forget_scores: Sequence[Any],
-    forget_questions: list[str],
-    forget_answers: list[str],
+    forget_rows: Sequence[Mapping[str, Any]],
     holdout_name: str,
     holdout_rows: Sequence[Mapping[str, Any]] | None,
     *,
@@ -144,13 +150,13 @@ def _membership(
     holdout_scores = qa_token_scores(
         model, tokenizer, questions, answers, distribution=True, **prob_kwargs
     )
-    forget = membership_scores(forget_scores, forget_answers, k=k)
+    forget = membership_scores(forget_scores, [row["answer"] for row in forget_rows], k=k)
     holdout = membership_scores(holdout_scores, answers, k=k)
     aucs = mia_aucs(forget, holdout)
     per_example = {
         "mia_forget": [
-            {"question": q, **{name: forget[name][i] for name in MIA_ATTACKS}}
-            for i, q in enumerate(forget_questions)
+            {"question": row["question"], **{name: forget[name][i] for name in MIA_ATTACKS}}
+            for i, row in enumerate(forget_rows)
         ],
         "mia_holdout": [
             {"question": q, **{name: holdout[name][i] for name in MIA_ATTACKS}}
@@ -294,14 +300,11 @@ def evaluate_tofu(
     aggregate["extraction_strength"] = aggregate["forget"]["extraction_strength"]
     aggregate["exact_memorization"] = aggregate["forget"]["exact_memorization"]
     holdout_rows = take(holdout, data[holdout], max_examples) if holdout in data else None
-    questions = [row["question"] for row in per_example["forget"]]
-    answers = [row["answer"] for row in per_example["forget"]]
     mia, mia_rows = _membership(
         model,
         tokenizer,
         forget_scores,
-        questions,
-        answers,
+        per_example["forget"],
         holdout,
         holdout_rows,
         k=k,
@@ -310,22 +313,9 @@ def evaluate_tofu(
     )
     aggregate.update(mia)
     per_example.update(mia_rows)
-    verbmem_value, per_example["verbmem"] = _verbmem(
-        model,
-        tokenizer,
-        [_prompt(tokenizer, q, chat_template) for q in questions],
-        answers,
-        prefix_fraction=prefix_fraction,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        chat_template=chat_template,
+    aggregate["seed_paper"], per_example["verbmem"] = _seed_paper(
+        model, tokenizer, aggregate, per_example["forget"], prefix_fraction, common
     )
-    aggregate["seed_paper"] = {
-        "verbmem": verbmem_value,
-        "knowmem": aggregate["forget"]["rougeL_recall"],
-        "utility": aggregate["retain"]["rougeL_recall"] if aggregate.get("retain") else None,
-        "truth_ratio": aggregate["forget"]["truth_ratio"],
-    }
     settings = {
         "forget_split": forget_split,
         "forget_config": config,

@@ -11,6 +11,14 @@ from hypothesis import strategies as st
 from fastngd.eval import log_truth_ratios, truth_ratio, truth_ratio_from_logs, truth_ratios
 
 
+#: [(p_correct, [p_wrong, ...]), ...] with probabilities in [1e-6, 1]
+ROWS = st.lists(
+    st.tuples(st.floats(1e-6, 1.0), st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=5)),
+    min_size=1,
+    max_size=10,
+)
+
+
 def test_truth_ratio_uses_geometric_mean_of_wrong_answers() -> None:
     # GM(0.1, 0.4) = 0.2; tr = 0.2 / 0.4 = 0.5
     assert truth_ratios([0.4], [[0.1, 0.4]]) == [pytest.approx(0.5)]
@@ -28,16 +36,7 @@ def test_rows_may_have_different_numbers_of_wrong_answers() -> None:
     assert trs == [pytest.approx(0.5), pytest.approx((0.125 * 0.25) ** (1 / 3) / 0.5)]
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(1e-6, 1.0),
-            st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=5),
-        ),
-        min_size=1,
-        max_size=10,
-    )
-)
+@given(ROWS)
 def test_ranges_and_symmetry(rows: list[tuple[float, list[float]]]) -> None:
     pc = [r[0] for r in rows]
     pw = [r[1] for r in rows]
@@ -77,16 +76,7 @@ def test_log_truth_ratios_hand_computed_after_underflow() -> None:
     assert truth_ratio_from_logs([1e6, -1e6], "retain") == pytest.approx(0.5)
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(1e-6, 1.0),
-            st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=5),
-        ),
-        min_size=1,
-        max_size=10,
-    )
-)
+@given(ROWS)
 def test_log_space_matches_float64_probabilities(rows: list[tuple[float, list[float]]]) -> None:
     pc = [r[0] for r in rows]
     pw = [r[1] for r in rows]
