@@ -46,12 +46,18 @@ from fastngd.eval.muse import (
 )
 from fastngd.eval.muse_protocol import evaluate_muse
 from fastngd.eval.probability import answer_logprob, answer_nll, answer_probability, token_logprobs
-from fastngd.eval.qa_split import QASplitSpec, normalised_probability, score_qa_split
+from fastngd.eval.qa_split import (
+    QASplitSpec,
+    normalised_probability,
+    score_qa_split,
+    truth_ratio_logprobs,
+)
 from fastngd.eval.reference import (
     ReferenceTruthRatios,
     forget_quality_against,
     load_reference_truth_ratios,
     reference_from_result,
+    reference_truth_ratios,
     save_reference_truth_ratios,
 )
 from fastngd.eval.rouge import rouge_l_f1, rouge_l_recall
@@ -127,6 +133,7 @@ __all__ = [
     "privleak_from_auc",
     "qa_token_scores",
     "reference_from_result",
+    "reference_truth_ratios",
     "retrain_auc",
     "rouge_l_f1",
     "rouge_l_recall",
@@ -138,6 +145,7 @@ __all__ = [
     "token_logprobs",
     "truth_ratio",
     "truth_ratio_from_logs",
+    "truth_ratio_logprobs",
     "truth_ratios",
     "utility",
     "verbmem",

@@ -25,7 +25,7 @@ from fastngd.eval.rouge import rouge_l_recall
 from fastngd.eval.token_scores import TokenScores, qa_token_scores
 from fastngd.eval.truth_ratio import log_truth_ratios, truth_ratio_from_logs
 
-__all__ = ["QASplitSpec", "normalised_probability", "score_qa_split"]
+__all__ = ["QASplitSpec", "normalised_probability", "score_qa_split", "truth_ratio_logprobs"]
 
 _MAX_EXP = math.log(1.7976931348623157e308)
 
@@ -77,25 +77,39 @@ def _has_truth_ratio_fields(rows: Sequence[Mapping[str, Any]], spec: QASplitSpec
     return all("perturbed_answer" in r and spec.base in r for r in rows)
 
 
-def _truth_ratio_logs(
+def truth_ratio_logprobs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     name: str,
     rows: Sequence[Mapping[str, Any]],
     spec: QASplitSpec,
-    answer_logps: list[float],
-    prob_kwargs: dict[str, Any],
+    *,
+    answer_logps: Sequence[float] | None = None,
+    batch_size: int = 32,
+    max_length: int = 256,
+    chat_template: bool = False,
 ) -> tuple[list[float], list[list[float]]]:
-    """``(base log-probabilities, perturbed log-probabilities)`` per example."""
+    """``(base, perturbed)`` mean token log-probabilities per example of split ``name``:
+    the inputs of :func:`fastngd.eval.log_truth_ratios` (forward passes only).
+
+    The base answer is the field ``spec.base`` (``answer_logps`` are reused when the base is
+    the answer itself and they are given). Raises ``KeyError``/``TypeError`` naming a
+    missing or malformed field.
+    """
+    prob_kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "chat_template": chat_template,
+    }
     questions = column(name, rows, "question")
     perturbed = list_column(name, rows, "perturbed_answer")
-    if spec.base == "answer":
+    if spec.base == "answer" and answer_logps is not None:
         base = list(answer_logps)
     else:
-        base_texts = column(name, rows, spec.base)
+        texts = column(name, rows, spec.base)
         base = [
             s.mean_logprob()
-            for s in qa_token_scores(model, tokenizer, questions, base_texts, **prob_kwargs)
+            for s in qa_token_scores(model, tokenizer, questions, texts, **prob_kwargs)
         ]
     flat_q = [q for q, wrong in zip(questions, perturbed) for _ in wrong]
     flat_a = [a for wrong in perturbed for a in wrong]
@@ -177,8 +191,8 @@ def score_qa_split(
     base, wrong, log_trs = none, none, none
     has_truth_ratio = _has_truth_ratio_fields(rows, spec)
     if has_truth_ratio:
-        base, wrong = _truth_ratio_logs(
-            model, tokenizer, name, rows, spec, answer_logps, prob_kwargs
+        base, wrong = truth_ratio_logprobs(
+            model, tokenizer, name, rows, spec, answer_logps=answer_logps, **prob_kwargs
         )
         log_trs = log_truth_ratios(base, wrong)
     plain = [math.exp(v) for v in answer_logps]

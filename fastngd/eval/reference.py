@@ -19,9 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 from fastngd.atomic import atomic_write
 from fastngd.errors import InputError
+from fastngd.eval._rows import column
+from fastngd.eval.qa_split import QASplitSpec, truth_ratio_logprobs
 from fastngd.eval.summary import forget_quality_from_logs
+from fastngd.eval.truth_ratio import log_truth_ratios
 
 __all__ = [
     "REFERENCE_FORMAT",
@@ -29,6 +34,7 @@ __all__ = [
     "forget_quality_against",
     "load_reference_truth_ratios",
     "reference_from_result",
+    "reference_truth_ratios",
     "resolve_reference",
     "save_reference_truth_ratios",
 ]
@@ -104,6 +110,43 @@ def reference_from_result(
         tuple(str(row.get("question")) for row in rows),
         settings.get("forget_split"),
         model,
+    )
+
+
+def reference_truth_ratios(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_rows: Sequence[Mapping[str, Any]],
+    *,
+    forget_split: str | None = None,
+    model_name: str | None = None,
+    batch_size: int = 32,
+    max_length: int = 256,
+    chat_template: bool = False,
+) -> ReferenceTruthRatios:
+    """The reference of a retain-only ``model`` on the perturbed forget rows
+    (``question``, ``paraphrased_answer``, ``perturbed_answer``), from forward passes only.
+
+    Gives the same values as :func:`reference_from_result` of its ``evaluate_tofu`` result
+    on those rows (same ``max_length``), without the generations. Raises like
+    :func:`fastngd.eval.truth_ratio_logprobs`.
+    """
+    name = forget_split or "forget"
+    base, wrong = truth_ratio_logprobs(
+        model,
+        tokenizer,
+        name,
+        forget_rows,
+        QASplitSpec("forget"),
+        batch_size=batch_size,
+        max_length=max_length,
+        chat_template=chat_template,
+    )
+    return ReferenceTruthRatios(
+        tuple(log_truth_ratios(base, wrong)),
+        tuple(column(name, forget_rows, "question")),
+        forget_split,
+        model_name,
     )
 
 

@@ -285,3 +285,17 @@ def test_zero_component_is_named(
     agg = evaluate_tofu(trained_model, tokenizer, data, max_new_tokens=16)["aggregate"]
     assert agg["model_utility"] == 0.0
     assert agg["model_utility_zero_components"] == ["retain_truth_ratio"]
+
+
+def test_reference_from_forward_passes_equals_the_evaluated_one(
+    untrained_model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, tofu_data: dict
+) -> None:
+    from fastngd.eval import reference_truth_ratios
+
+    rows = tofu_data["forget10_perturbed"]
+    fast = reference_truth_ratios(untrained_model, tokenizer, rows, forget_split="forget10")
+    full = reference_from_result(
+        evaluate_tofu(untrained_model, tokenizer, {"forget10_perturbed": rows}, max_new_tokens=1)
+    )
+    assert fast.questions == full.questions and fast.forget_split == full.forget_split
+    assert fast.log_truth_ratios == pytest.approx(full.log_truth_ratios, abs=1e-9)
