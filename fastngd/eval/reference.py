@@ -31,6 +31,7 @@ from fastngd.eval.truth_ratio import log_truth_ratios
 __all__ = [
     "REFERENCE_FORMAT",
     "ReferenceTruthRatios",
+    "check_reference_questions",
     "forget_quality_against",
     "load_reference_truth_ratios",
     "reference_from_result",
@@ -190,30 +191,40 @@ def resolve_reference(
     return reference_from_result(reference)
 
 
+def check_reference_questions(questions: Sequence[str], reference: ReferenceTruthRatios) -> None:
+    """Check that ``reference`` covers exactly ``questions`` (the same multiset, any order).
+
+    Raises :class:`~fastngd.errors.InputError` saying how many questions differ and showing
+    one; a reference without questions (bare values) passes unchecked.
+    """
+    if reference.questions is None:
+        return
+    ours = Counter(str(q) for q in questions)
+    theirs = Counter(reference.questions)
+    if ours != theirs:
+        missing = list((ours - theirs).elements())
+        extra = list((theirs - ours).elements())
+        example = (missing or extra)[0]
+        raise InputError(
+            f"the reference truth ratios are for other questions: {len(missing)} of the "
+            f"{len(questions)} evaluated forget questions have no reference value and the "
+            f"reference has {len(extra)} others (e.g. {example[:80]!r}); evaluate the "
+            "retain-only model on the same forget split and --max-examples"
+        )
+
+
 def forget_quality_against(
     forget_rows: Sequence[Mapping[str, Any]], reference: ReferenceTruthRatios
 ) -> float:
     """Forget quality of the evaluated forget rows (``question``, ``log_truth_ratio``: the
     ``per_example["forget"]`` of :func:`fastngd.eval.evaluate_tofu`) against ``reference``.
 
-    The two question lists must be the same multiset (order is free: the KS test ignores
-    it); otherwise :class:`~fastngd.errors.InputError` says how many questions differ and
-    shows one. Returns :func:`fastngd.eval.forget_quality_from_logs` of the two samples.
+    The questions are checked by :func:`check_reference_questions` (order is free: the KS
+    test ignores it). Returns :func:`fastngd.eval.forget_quality_from_logs` of the two
+    samples.
     """
+    check_reference_questions([row["question"] for row in forget_rows], reference)
     values = [row["log_truth_ratio"] for row in forget_rows]
-    if reference.questions is not None:
-        ours = Counter(str(row["question"]) for row in forget_rows)
-        theirs = Counter(reference.questions)
-        if ours != theirs:
-            missing = list((ours - theirs).elements())
-            extra = list((theirs - ours).elements())
-            example = (missing or extra)[0]
-            raise InputError(
-                f"the reference truth ratios are for other questions: {len(missing)} of the "
-                f"{len(values)} evaluated forget questions have no reference value and the "
-                f"reference has {len(extra)} others (e.g. {example[:80]!r}); evaluate the "
-                "retain-only model on the same forget split and --max-examples"
-            )
     return forget_quality_from_logs(values, reference.log_truth_ratios)
 
 

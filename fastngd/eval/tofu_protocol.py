@@ -21,7 +21,12 @@ from fastngd.eval.memorisation import split_continuation
 from fastngd.eval.mia import MIA_ATTACKS, membership_scores, mia_aucs
 from fastngd.eval.muse import SYNTHETIC_RETRAIN_AUC, privleak_from_auc
 from fastngd.eval.qa_split import QASplitSpec, score_qa_split
-from fastngd.eval.reference import forget_quality_against, resolve_reference
+from fastngd.eval.reference import (
+    ReferenceTruthRatios,
+    check_reference_questions,
+    forget_quality_against,
+    resolve_reference,
+)
 from fastngd.eval.rouge import rouge_l_recall
 from fastngd.eval.summary import MODEL_UTILITY_COMPONENTS, model_utility, zero_components
 from fastngd.eval.token_scores import qa_token_scores
@@ -169,19 +174,17 @@ def _membership(
 def _forget_quality(
     per_example_forget: list[dict[str, Any]],
     config: str,
-    retain_model_truth_ratios: Sequence[float] | None,
-    reference: Any,
+    reference: ReferenceTruthRatios | None,
 ) -> float | None:
     """Forget quality against the reference truth ratios (None without a reference)."""
-    ref = resolve_reference(reference, retain_model_truth_ratios)
-    if ref is None:
+    if reference is None:
         return None
     if any(row["log_truth_ratio"] is None for row in per_example_forget):
         raise ValueError(
             f"evaluate_tofu: forget quality needs truth ratios, but split {config!r} has no "
             "paraphrased_answer/perturbed_answer fields"
         )
-    return forget_quality_against(per_example_forget, ref)
+    return forget_quality_against(per_example_forget, reference)
 
 
 def _forget_config(data: Mapping[str, Any], forget_split: str) -> str:
@@ -290,13 +293,15 @@ def evaluate_tofu(
         "max_length": max_length,
         "chat_template": chat_template,
     }
+    ref = resolve_reference(reference, retain_model_truth_ratios)
+    if ref is not None:  # a reference on other questions fails before any scoring
+        forget_questions = column(config, take(config, data[config], max_examples), "question")
+        check_reference_questions(forget_questions, ref)
     aggregate, per_example, forget_scores = _score_splits(
         model, tokenizer, data, config, retain_split, max_examples, common
     )
     aggregate.update(_utility(aggregate))
-    aggregate["forget_quality"] = _forget_quality(
-        per_example["forget"], config, retain_model_truth_ratios, reference
-    )
+    aggregate["forget_quality"] = _forget_quality(per_example["forget"], config, ref)
     aggregate["extraction_strength"] = aggregate["forget"]["extraction_strength"]
     aggregate["exact_memorization"] = aggregate["forget"]["exact_memorization"]
     holdout_rows = take(holdout, data[holdout], max_examples) if holdout in data else None

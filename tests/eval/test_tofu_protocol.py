@@ -9,7 +9,13 @@ import pytest
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fastngd.errors import InputError
-from fastngd.eval import MODEL_UTILITY_COMPONENTS, evaluate_tofu, reference_from_result
+from fastngd.eval import (
+    MODEL_UTILITY_COMPONENTS,
+    evaluate_tofu,
+    forget_quality_against,
+    reference_from_result,
+)
+from fastngd.eval.reference import resolve_reference
 
 SPLIT_KEYS = {
     "n",
@@ -234,11 +240,10 @@ def test_forget_quality_against_a_reference_model(
     # a saved reference (questions + log truth ratios) gives the same value as the result
     ref = reference_from_result(ref_result)
     trained = evaluate_tofu(trained_model, tokenizer, tofu_data, max_new_tokens=2, reference=ref)
-    again = evaluate_tofu(
-        trained_model, tokenizer, tofu_data, max_new_tokens=2, reference=ref.to_json()
-    )
     fq = trained["aggregate"]["forget_quality"]
-    assert 0.0 < fq < 1.0 and again["aggregate"]["forget_quality"] == fq
+    assert 0.0 < fq < 1.0
+    saved = resolve_reference(ref.to_json())
+    assert saved == ref and forget_quality_against(trained["per_example"]["forget"], saved) == fq
     # a reference computed on other questions is refused with one clear line
     other = dict(tofu_data, forget10_perturbed=tofu_data["retain_perturbed"])
     with pytest.raises(InputError, match="reference truth ratios are for other questions: 4 of"):

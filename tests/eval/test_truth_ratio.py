@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from fastngd.eval import log_truth_ratios, truth_ratio, truth_ratio_from_logs, truth_ratios
 
-
 #: [(p_correct, [p_wrong, ...]), ...] with probabilities in [1e-6, 1]
 ROWS = st.lists(
     st.tuples(st.floats(1e-6, 1.0), st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=5)),
