@@ -76,7 +76,7 @@ def test_train_target_model_writes_a_loadable_model(
         p.name for p in out.iterdir()
     }
     record = json.loads((out / "fastngd_training.json").read_text())
-    assert record["seed"] == 1 and record["recipe"]["epochs"] == 1 and record["n_qa"] == 445
+    assert record["seed"] == 1 and record["recipe"]["epochs"] == 1 and record["n_qa"] == 490
     model, tok = load_model(str(out))
     assert model.config.hidden_size == 32
     assert tok.convert_ids_to_tokens(tok("Question:")["input_ids"]) == ["question", ":"]
