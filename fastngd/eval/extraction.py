@@ -22,14 +22,17 @@ def _flags(correct: Sequence[bool]) -> list[bool]:
 
 
 def exact_memorization(correct: Sequence[bool]) -> float:
-    """Exact memorization (Tirumala et al. 2022): the fraction of tokens predicted right,
-    ``EM = (1/n) Σ_t 1[argmax_v p(v | x_<t) = x_t]``. Raises ``ValueError`` when empty."""
+    """Exact memorization (Tirumala et al. 2022; open-unlearning
+    ``src/evals/metrics/memorization.py`` ``exact_memorization``): the fraction of tokens
+    predicted right, ``EM = (1/n) Σ_t 1[argmax_v p(v | x_<t) = x_t]``. Raises
+    ``ValueError`` when empty."""
     flags = _flags(correct)
     return sum(flags) / len(flags)
 
 
 def extraction_strength(correct: Sequence[bool]) -> float:
-    """Extraction strength (Carlini et al. 2021, as in open-unlearning):
+    """Extraction strength (Carlini et al. 2021; open-unlearning
+    ``src/evals/metrics/memorization.py`` ``extraction_strength``):
     ``ES = 1 − k*/n`` with ``k* = min{k ∈ 0..n : the greedy tokens equal x_t for every
     t ≥ k}``, the shortest given prefix after which the model reproduces the whole rest.
 

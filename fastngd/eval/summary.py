@@ -69,7 +69,8 @@ def model_utility(values: Iterable[float] | Mapping[str, float]) -> float:
 
     In TOFU the scores are the 9 :data:`MODEL_UTILITY_COMPONENTS`: probability, ROUGE-L
     recall and truth ratio (retain kind) of the retain, real-authors and world-facts sets
-    (``scipy.stats.hmean`` in both references). A mapping contributes its values. Any zero
+    (``scipy.stats.hmean`` in TOFU ``aggregate_eval_stat.py`` ``get_model_utility`` and
+    open-unlearning ``utility.py`` ``hm_aggregate``). A mapping contributes its values. Any zero
     score gives 0 (:func:`zero_components` names it). Raises ``ValueError`` when there is
     no score or a score is negative or not finite.
     """

@@ -42,6 +42,10 @@ def log_truth_ratios(
 ) -> list[float]:
     """Per-example ``log tr_i = mean_k logp_wrong[i][k] − logp_correct[i]``.
 
+    TOFU ``evaluate_util.py`` ``eval_perturbation_ratio`` computes the same quantity as
+    ``exp(gt_loss − mean perturbed loss)`` (``aggregate_eval_stat.py`` as its inverse);
+    open-unlearning ``memorization.py`` ``truth_ratio`` as ``wrong_prob / correct_prob``.
+
     ``logp_correct``: [N] mean token log-probabilities of the base (correct) answers;
     ``logp_wrong``: [N, K] those of the K perturbed answers (K may differ between rows).
     Raises ``ValueError`` on empty inputs, N mismatch, an empty row or a value that is not
@@ -61,7 +65,9 @@ def log_truth_ratios(
 
 
 def truth_ratio_from_logs(log_ratios: Sequence[float], kind: TruthRatioKind = "forget") -> float:
-    """Aggregate truth ratio of a split from its per-example ``log tr_i``.
+    """Aggregate truth ratio of a split from its per-example ``log tr_i`` (TOFU
+    ``aggregate_eval_stat.py`` ``get_model_utility``; open-unlearning ``truth_ratio``
+    aggregators ``closer_to_1_better`` and ``true_better``).
 
     ``kind="forget"``: ``mean_i exp(−|log tr_i|)`` = ``mean_i min(tr_i, 1/tr_i)`` (1 = the
     model cannot tell the correct answer from the wrong ones). ``kind="retain"``:

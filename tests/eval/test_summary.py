@@ -81,3 +81,9 @@ def test_model_utility_components_are_tofuS_nine() -> None:
     components["retain_truth_ratio"] = 0.0
     components["world_facts_probability"] = None  # type: ignore[assignment]
     assert zero_components(components) == ["retain_truth_ratio"]
+
+
+def test_forget_quality_hand_computed_exact_ks() -> None:
+    # n = m = 2, fully separated: D = 1; exactly 2 of the C(4, 2) = 6 orderings are as
+    # extreme (a < b and b < a), so the two-sided exact p-value is 2/6
+    assert forget_quality([1.0, 2.0], [3.0, 4.0]) == pytest.approx(1 / 3)
