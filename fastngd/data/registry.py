@@ -156,7 +156,9 @@ def load_benchmark(
             f"valid: {list(benchmark.splits[config])}"
         )
     if benchmark.synthetic and data_dir is not None:
-        raise ValueError(f"benchmark {name!r} is generated from a seed and takes no data_dir")
+        raise ValueError(
+            f"benchmark {name!r} is generated from a seed and takes no --data-dir (data_dir=)"
+        )
     if optional:
         return load_optional(
             lambda: benchmark.loader(config, split, data_dir, seed),
