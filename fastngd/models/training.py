@@ -85,44 +85,59 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def benchmark_corpus(
-    benchmark: str, seed: int = 0
+    benchmark: str, seed: int = 0, *, split: str = "full"
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
     """The training material of ``benchmark``'s embedded model.
 
     Returns ``(qa_rows, text_rows, vocabulary_texts)``: QA pairs trained with answer-only
     loss, raw texts trained on every token, and every string of every config (prompts
     template included) from which the tokenizer vocabulary is built, so that no evaluation
-    text contains an unknown word. ``tofu-synthetic``: the ``full`` set plus the world
-    facts, no raw text. ``muse-synthetic``: the raw forget and retain texts plus the
-    forget and retain knowmem QA.
+    text contains an unknown word (the vocabulary does not depend on ``split``, so a target
+    model and its retain-only reference share one tokenizer).
+
+    ``tofu-synthetic``: the authors of ``split`` (``"full"``, the target model, or a retain
+    split ``"retain90"``/``"retain95"``/``"retain99"``, the retain-only reference model of
+    forget quality) plus the real-authors and world-facts sets, the knowledge a pretrained
+    model brings; the holdout authors are never trained on. ``muse-synthetic``: ``split``
+    ``"full"`` trains the raw forget, retain1 and retain2 texts and the forget and retain
+    knowmem QA; ``"retain"`` leaves out the forget texts and the forget QA. Raises
+    ``ValueError`` for an unknown benchmark or split.
     """
     _check_benchmark(benchmark)
     if benchmark == "tofu-synthetic":
         from fastngd.data import tofu_synthetic
 
         data: Mapping[str, Any] = tofu_synthetic(seed=seed)
+        retain_splits = [c for c in data if c.startswith("retain") and c[6:].isdigit()]
+        if split != "full" and split not in retain_splits:
+            raise ValueError(
+                f"benchmark_corpus: tofu-synthetic split must be 'full' or a retain split "
+                f"(retain90, retain95, retain99), got {split!r}"
+            )
         qa = [
             {"question": r["question"], "answer": r["answer"]}
-            for config in ("full", "world_facts_perturbed")
+            for config in (split, "real_authors", "world_facts")
             for r in data[config]
         ]
         texts: list[dict[str, str]] = []
     else:
         from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
 
+        if split not in ("full", "retain"):
+            raise ValueError(
+                f"benchmark_corpus: muse-synthetic split must be 'full' or 'retain', got {split!r}"
+            )
         data = muse_synthetic(seed=seed)
         raw = data["raw"]
-        texts = [
-            {"text": r["text"]}
-            for split in ("forget", "retain1", "retain2")
-            if split in raw
-            for r in raw[split]
-        ]
+        retain_texts = ["retain1", "retain2"]
+        text_splits = retain_texts if split == "retain" else ["forget", *retain_texts]
+        texts = [{"text": r["text"]} for name in text_splits if name in raw for r in raw[name]]
         knowmem = data["knowmem"]
+        qa_splits = ("retain_qa",) if split == "retain" else ("forget_qa", "retain_qa")
         qa = [
             {"question": r["question"], "answer": r["answer"]}
-            for split in ("forget_qa", "retain_qa")
-            for r in knowmem[split]
+            for name in qa_splits
+            for r in knowmem[name]
         ]
     vocab_texts = [PROMPT_TEMPLATE.format(question="")]
     vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))

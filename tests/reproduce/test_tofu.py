@@ -87,5 +87,5 @@ def test_final_evaluation_survives_underflowing_probabilities(tiny_model_dir) ->
     data = tofu_synthetic(0)
     settings = _Settings("forget10", "retain90", 0, {}, 1, 2, 2, 128, False)
     summary = _evaluate_final(model, tokenizer, data, settings)
-    assert summary.get("truth_ratio_logspace") is True
+    # evaluate_tofu works in log space: no fallback is needed, the truth ratio is finite
     assert 0.0 <= summary["truth_ratio"] <= 1.0
