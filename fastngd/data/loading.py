@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastngd.data.optional import MissingDataWarning
 from fastngd.data.registry import get_benchmark, load_benchmark
 from fastngd.errors import InputError, UsageError, UserError
 
@@ -103,7 +104,8 @@ def load_split(
     """Rows of ``benchmark``/``config``/``split``; ``data_dir`` only for hub benchmarks.
 
     A split that cannot be read raises InputError when ``required``; otherwise it is
-    skipped with a warning (``purpose`` says what is lost) and None is returned.
+    skipped with a :class:`fastngd.data.MissingDataWarning` (``purpose`` says what is lost)
+    and None is returned.
     """
     kwargs: dict[str, Any] = {"seed": seed}
     if data_dir is not None and not get_benchmark(benchmark).synthetic:
@@ -122,7 +124,7 @@ def load_split(
                 raise
             raise error from exc
     warnings.warn(f"{error}; continuing without it{f' ({purpose})' if purpose else ''}",
-                  stacklevel=2)
+                  MissingDataWarning, stacklevel=2)
     return None
 
 

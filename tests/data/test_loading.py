@@ -77,8 +77,21 @@ def test_eval_skips_a_broken_optional_config_with_a_warning(exported, tmp_path) 
 def test_required_split_errors_name_benchmark_and_config(exported, tmp_path) -> None:
     data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
     (data / "retain90" / "train.jsonl").write_text('["a list, not an object"]\n')
-    with pytest.raises(InputError, match="cannot read tofu retain90"):
+    with pytest.raises(InputError, match="retain90") as info:
         loading.load_unlearning_rows("tofu", "forget10", data_dir=data)
+    assert "\n" not in str(info.value)
+
+
+def test_plain_read_errors_become_input_errors(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(loading, "load_benchmark", broken)
+    with pytest.raises(InputError, match="cannot read tofu forget10: 'utf-8' codec"):
+        loading.load_split("tofu", "forget10", data_dir=".")
+    with pytest.warns(loading.MissingDataWarning, match="without it .the truth ratio"):
+        assert loading.load_split("tofu", "forget10", required=False,
+                                  purpose="the truth ratio") is None
 
 
 def test_data_dir_rules() -> None:
