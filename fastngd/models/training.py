@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,6 +15,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from fastngd.atomic import write_folder
 from fastngd.data.tokenize import PROMPT_TEMPLATE, QADataset, TextDataset, collate_right_pad
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
@@ -162,18 +160,6 @@ def _lr_at(step: int, total: int, recipe: TrainingRecipe) -> float:
     return floor + (recipe.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _save_atomically(out_dir: Path, write: Any) -> None:
-    """Call ``write(tmp_dir)`` in a fresh sibling directory, then rename it to ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        write(tmp)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def train_target_model(
     benchmark: str = "tofu-synthetic",
     *,
@@ -182,6 +168,7 @@ def train_target_model(
     epochs: int | None = None,
     recipe: TrainingRecipe | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Train the embedded model of ``benchmark`` from scratch and save it to ``out_dir``.
 
@@ -194,12 +181,14 @@ def train_target_model(
     with ``seed``. Model, tokenizer and a ``fastngd_training.json`` record (recipe, seed,
     final loss, seconds) are written with ``save_pretrained`` into a temporary sibling
     directory that is then renamed to ``out_dir``, so ``out_dir`` is either complete or
-    absent. Returns ``out_dir``. Raises ``FileExistsError`` when ``out_dir`` exists and
+    absent. With ``overwrite``, an existing ``out_dir`` is kept and only the files written
+    here replace their namesakes (nothing else in it is touched). Returns ``out_dir``.
+    Raises ``FileExistsError`` when ``out_dir`` exists (without ``overwrite``) and
     ``ValueError`` for an unknown benchmark or ``epochs`` < 1.
     """
     _check_benchmark(benchmark)
     out = Path(out_dir)
-    if out.exists():
+    if out.exists() and not overwrite:
         raise FileExistsError(f"train_target_model: output directory {out} already exists")
     recipe = recipe or default_recipe(benchmark)
     if epochs is not None:
@@ -235,7 +224,7 @@ def train_target_model(
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
 
-    _save_atomically(out, write)
+    write_folder(out, write, overwrite)
     return out
 
 

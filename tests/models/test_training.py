@@ -114,3 +114,16 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train_target_model("tofu", out_dir=tmp_path / "m")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         train_target_model(out_dir=tmp_path / "m", epochs=0)
+
+
+def test_overwrite_replaces_only_the_model_files(tmp_path: Path,
+                                                 tiny_recipe: TrainingRecipe) -> None:
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "sub").mkdir()
+    (out / "config.json").write_text("{}")
+    train_target_model(out_dir=out, recipe=tiny_recipe, progress=False, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sub").is_dir()
+    assert '"model_type": "llama"' in (out / "config.json").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.tmp")]

@@ -49,7 +49,8 @@ def test_worker_processes_match_sequential_runs(tiny_model_dir) -> None:
     model, tokenizer = load_model(str(tiny_model_dir))
     data = tofu_synthetic(0)
     runs = [RunSpec("ngdiff", "ngdiff", True, 0.05), RunSpec("npo", "npo", False, 0.05)]
-    common = {"unlearn_options": {"epochs": 1, "batch_size": 20}, "curve_points": 1,
+    common = {"unlearn_options": {"epochs": 1, "batch_size": 20, "retain_batch_size": 20},
+              "curve_points": 1,
               "curve_max_new_tokens": 2, "eval_max_new_tokens": 2, "progress": False,
               "log": lambda s: None}
     seq = run_tofu(model, tokenizer, data, runs, **common)
