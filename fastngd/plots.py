@@ -5,7 +5,9 @@
 * :func:`plot_tradeoff`: forget vs retain score, one point per method, with an optional
   frontier (e.g. a GDiff c-sweep) drawn as a line (the NGDiff paper's trade-off figure);
 * :func:`plot_autolr`: the GeN learning rate and the gradient norms ‖g_R‖, ‖g_F‖ over the
-  steps of one run.
+  steps of one run;
+* :func:`plot_evals`: the metrics of the evaluations made during one run
+  (``--eval-every``), with the evaluation kept by ``--keep-best`` marked.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-__all__ = ["plot_autolr", "plot_curves", "plot_tradeoff"]
+__all__ = ["plot_autolr", "plot_curves", "plot_evals", "plot_tradeoff"]
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -42,7 +44,8 @@ def plot_curves(
 
     ``curves[name]`` has ``"evals"`` (records with ``step``, ``forget_rouge_l_recall``,
     ``retain_rouge_l_recall``) and ``"history"`` (records with ``step``, ``loss_retain``,
-    ``loss_forget``). Raises ValueError when ``curves`` is empty.
+    ``loss_forget``), and optionally ``"best"`` (``{"step": s}``: the evaluation kept by
+    ``--keep-best``, marked with a star). Raises ValueError when ``curves`` is empty.
     """
     if not curves:
         raise ValueError("plot_curves: no run to plot")
@@ -57,8 +60,11 @@ def plot_curves(
         for name, run in curves.items():
             rows = [r for r in run.get(source, []) if r.get(key) is not None]
             if rows:
-                ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name,
-                        marker="o" if source == "evals" else None, markersize=3)
+                line = ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name,
+                               marker="o" if source == "evals" else None, markersize=3)
+                if source == "evals":
+                    best: Any = run.get("best")
+                    _mark_best(ax, rows, key, best, line[0].get_color())
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if source == "history":
@@ -67,6 +73,61 @@ def plot_curves(
         ax.set_xlabel("step")
     axes[0, 0].legend(fontsize=8)
     if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _mark_best(ax: Any, rows: Sequence[Mapping[str, Any]], key: str,
+               best: Mapping[str, Any] | None, color: Any) -> None:
+    """A star at the best evaluation's value of ``key`` (when it is among ``rows``)."""
+    if not best:
+        return
+    hits = [r for r in rows if r.get("step") == best.get("step")]
+    if hits:
+        ax.scatter([hits[-1]["step"]], [hits[-1][key]], marker="*", s=140, color=color,
+                   edgecolors="black", zorder=5)
+
+
+def plot_evals(
+    evals: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    best: Mapping[str, Any] | None = None,
+    title: str = "",
+) -> Path:
+    """The metrics of the evaluations of one run over the steps, one panel each (at most
+    six; default: every numeric metric), with the ``best`` evaluation (``{"step": s,
+    "selection": text}``) marked by a star and a dashed line; returns ``path``. Raises
+    ValueError without evaluations or metrics."""
+    if not evals:
+        raise ValueError("plot_evals: no evaluation to plot")
+    names = list(metrics) if metrics else [
+        k for k in evals[0] if k != "step" and isinstance(evals[0][k], (int, float))
+        and not isinstance(evals[0][k], bool)
+    ]
+    names = names[:6]
+    if not names:
+        raise ValueError("plot_evals: the evaluations hold no numeric metric")
+    cols = min(3, len(names))
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [r for r in evals if isinstance(r.get(name), (int, float))]
+        ax.plot([r["step"] for r in points], [r[name] for r in points], marker="o",
+                markersize=3, color="tab:blue")
+        _mark_best(ax, points, name, best, "gold")
+        if best:
+            ax.axvline(best["step"], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    if best:
+        fig.suptitle(f"{title}{'  ' if title else ''}best: step {best['step']} "
+                     f"({best.get('selection', '')})", fontsize=10)
+    elif title:
         fig.suptitle(title)
     return _save(fig, path)
 

@@ -40,3 +40,18 @@ def test_empty_inputs_are_refused(tmp_path: Path) -> None:
         plot_tradeoff({}, tmp_path / "x.png")
     with pytest.raises(ValueError):
         plot_autolr([], tmp_path / "x.png")
+
+
+def test_evals_with_the_best_marked(tmp_path: Path) -> None:
+    from fastngd.plots import plot_evals
+
+    evals = [{"step": s, "forget_rouge_l_recall": 1 - s / 10, "retain_rouge_l_recall": 1.0,
+              "note": "x"} for s in (0, 2, 4)]
+    best = {"step": 4, "selection": "forget_rouge_l_recall:min"}
+    assert plot_evals(evals, tmp_path / "e.png", best=best).read_bytes().startswith(_PNG)
+    curves = {"ngdiff": {"evals": evals, "history": _history(), "best": best}}
+    assert plot_curves(curves, tmp_path / "c.png").read_bytes().startswith(_PNG)
+    with pytest.raises(ValueError):
+        plot_evals([], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="numeric"):
+        plot_evals([{"step": 0, "note": "x"}], tmp_path / "x.png")

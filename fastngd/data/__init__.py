@@ -2,6 +2,7 @@
 
 from fastngd.data.export import export_benchmark
 from fastngd.data.muse import MUSE_CORPORA, MUSE_SCHEMAS, load_muse, validate_muse
+from fastngd.data.optional import MissingDataWarning
 from fastngd.data.registry import BENCHMARKS, Benchmark, get_benchmark, load_benchmark
 from fastngd.data.synthetic_muse import MUSE_SYNTHETIC_SPLITS, muse_synthetic
 from fastngd.data.synthetic_tofu import TOFU_SYNTHETIC_CONFIGS, tofu_synthetic
@@ -33,6 +34,7 @@ __all__ = [
     "TOFU_SYNTHETIC_CONFIGS",
     "Benchmark",
     "Encoding",
+    "MissingDataWarning",
     "QADataset",
     "TextDataset",
     "collate_right_pad",

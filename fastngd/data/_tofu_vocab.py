@@ -181,3 +181,43 @@ WORLD_ATTRIBUTES: tuple[Attribute, ...] = (
 )
 """Attributes of the fictitious countries of the world-facts utility set."""
 
+
+
+REAL_AUTHOR_ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute(
+        key="country",
+        values=(
+            "Portugal", "Norway", "Kenya", "Peru", "Vietnam", "Ireland", "Egypt", "Ecuador",
+            "Japan", "Latvia", "Senegal", "Tunisia", "Cuba", "Ghana", "Poland", "Spain",
+        ),
+        questions=("Which country did the writer {name} come from?",),
+        answers=(
+            "The writer {name} came from {fact}.",
+            "{fact} was the home country of the writer {name}.",
+        ),
+    ),
+    Attribute(
+        key="book",
+        values=(
+            "Driftwood", "Nightfall", "Ironbark", "Moonrise", "Saltmarsh", "Wildfire",
+            "Stonewall", "Riverbend", "Sunspot", "Snowdrift", "Thornfield", "Quicksand",
+            "Windmill", "Lighthouse",
+        ),
+        questions=("What is the best known book by {name}?",),
+        answers=(
+            "The best known book by {name} is {fact}.",
+            "{name} is remembered above all for the novel {fact}.",
+        ),
+    ),
+    Attribute(
+        key="century",
+        values=("fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth", "twentieth"),
+        questions=("In which century did {name} live?",),
+        answers=(
+            "{name} lived in the {fact} century.",
+            "The life of {name} fell in the {fact} century.",
+        ),
+    ),
+)
+"""Attributes of the well-known ("real") authors: knowledge the target model is trained on
+as a pretrained model knows real authors, used by the utility sets only."""

@@ -19,5 +19,6 @@ def load_hub_split(hub_id: str, config: str, split: str) -> list[dict[str, Any]]
     except Exception as exc:
         raise RuntimeError(
             f"could not load {hub_id!r} config {config!r} split {split!r} from the hub "
-            f"({type(exc).__name__}: {exc}); pass data_dir= to read local files instead"
+            f"({type(exc).__name__}: {exc}); read local files instead with --data-dir DIR "
+            "(data_dir= in Python; `fastngd data export` writes such a folder)"
         ) from exc

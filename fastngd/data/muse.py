@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-from fastngd.data.files import read_local_split
+from fastngd.data.files import read_local_split_located
 from fastngd.data.hub import load_hub_split
+from fastngd.data.optional import load_optional
 from fastngd.data.schema import STRING, validate_rows
 
 MUSE_CORPORA: dict[str, str] = {"News": "muse-bench/MUSE-News", "Books": "muse-bench/MUSE-Books"}
@@ -35,31 +36,84 @@ def _check_config_split(config: str, split: str) -> None:
         )
 
 
-def validate_muse(rows: list[dict[str, Any]], config: str, split: str) -> None:
-    """Check ``rows`` against the schema of MUSE ``config`` / ``split``."""
+def validate_muse(
+    rows: list[dict[str, Any]],
+    config: str,
+    split: str,
+    *,
+    source: str | Path | None = None,
+    locations: list[str] | None = None,
+) -> None:
+    """Check ``rows`` against the schema of MUSE ``config`` / ``split``.
+
+    Raises ValueError for an unknown config or split and :class:`~fastngd.errors.InputError`
+    naming the row (``source`` file and line when given) and the field otherwise.
+    """
     _check_config_split(config, split)
     validate_rows(
-        rows, MUSE_SCHEMAS[config][split], where=f"MUSE config {config!r}, split {split!r}"
+        rows,
+        MUSE_SCHEMAS[config][split],
+        where=f"MUSE config {config!r}, split {split!r}",
+        source=source,
+        locations=locations,
     )
 
 
-def load_muse(
-    corpus: str, config: str, split: str, data_dir: str | Path | None = None
+def _load(
+    corpus: str, config: str, split: str, data_dir: str | Path | None
 ) -> list[dict[str, Any]]:
+    if data_dir is None:
+        rows = load_hub_split(MUSE_CORPORA[corpus], config, split)
+        validate_muse(rows, config, split)
+    else:
+        rows, path, where = read_local_split_located(data_dir, config, split)
+        validate_muse(rows, config, split, source=path, locations=where)
+    return rows
+
+
+@overload
+def load_muse(
+    corpus: str,
+    config: str,
+    split: str,
+    data_dir: str | Path | None = ...,
+    *,
+    optional: Literal[False] = ...,
+) -> list[dict[str, Any]]: ...
+
+
+@overload
+def load_muse(
+    corpus: str, config: str, split: str, data_dir: str | Path | None = ..., *, optional: bool
+) -> list[dict[str, Any]] | None: ...
+
+
+def load_muse(
+    corpus: str,
+    config: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    *,
+    optional: bool = False,
+) -> list[dict[str, Any]] | None:
     """Rows of MUSE ``corpus`` ("News" or "Books") / ``config`` / ``split``, validated.
 
     With ``data_dir=None`` the rows come from the hub (``muse-bench/MUSE-News`` or
     ``muse-bench/MUSE-Books`` through ``datasets.load_dataset``); otherwise from
     ``{data_dir}/{config}/{split}.jsonl|.json|.parquet``. Raises ValueError for an unknown
-    corpus/config/split or an empty split, FileNotFoundError for a missing local split,
-    KeyError for a missing field and TypeError for a non-string field.
+    corpus/config/split, FileNotFoundError for a missing local split, RuntimeError for a
+    failed hub download and :class:`~fastngd.errors.InputError` (one line naming the file,
+    line and field) for an empty split, unreadable bytes or a malformed row. With
+    ``optional=True`` (e.g. for the ``*_icl`` few-shot examples or the holdout texts) every
+    failure but an unknown name gives ``None`` and a
+    :class:`~fastngd.data.MissingDataWarning` instead.
     """
     if corpus not in MUSE_CORPORA:
         raise ValueError(f"unknown MUSE corpus {corpus!r}; valid: {sorted(MUSE_CORPORA)}")
     _check_config_split(config, split)
-    if data_dir is None:
-        rows = load_hub_split(MUSE_CORPORA[corpus], config, split)
-    else:
-        rows = read_local_split(data_dir, config, split)
-    validate_muse(rows, config, split)
-    return rows
+    if optional:
+        return load_optional(
+            lambda: _load(corpus, config, split, data_dir),
+            f"MUSE-{corpus} config {config!r}, split {split!r}",
+        )
+    return _load(corpus, config, split, data_dir)

@@ -6,9 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, overload
 
 from fastngd.data.muse import MUSE_SCHEMAS, load_muse
+from fastngd.data.optional import load_optional
 from fastngd.data.synthetic_muse import MUSE_SYNTHETIC_SPLITS, muse_synthetic
 from fastngd.data.synthetic_tofu import TOFU_SYNTHETIC_CONFIGS, tofu_synthetic
 from fastngd.data.tofu import TOFU_SCHEMAS, load_tofu
@@ -100,6 +101,30 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+@overload
+def load_benchmark(
+    name: str,
+    config: str,
+    split: str = ...,
+    *,
+    data_dir: str | Path | None = ...,
+    seed: int = ...,
+    optional: Literal[False] = ...,
+) -> list[dict[str, Any]]: ...
+
+
+@overload
+def load_benchmark(
+    name: str,
+    config: str,
+    split: str = ...,
+    *,
+    data_dir: str | Path | None = ...,
+    seed: int = ...,
+    optional: bool,
+) -> list[dict[str, Any]] | None: ...
+
+
 def load_benchmark(
     name: str,
     config: str,
@@ -107,14 +132,18 @@ def load_benchmark(
     *,
     data_dir: str | Path | None = None,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+    optional: bool = False,
+) -> list[dict[str, Any]] | None:
     """Rows of benchmark ``name`` / ``config`` / ``split``.
 
     Hub benchmarks ("tofu", "muse-news", "muse-books") read the hub, or local files when
     ``data_dir`` is given; synthetic ones ("tofu-synthetic", "muse-synthetic") are generated
     from ``seed`` and reject ``data_dir`` (export them, then load the files as "tofu" or
     "muse-news"). TOFU-style configs have the single split "train". Unknown names, configs
-    or splits raise ValueError listing the valid ones.
+    or splits raise ValueError listing the valid ones; bad files raise like
+    :func:`fastngd.data.load_tofu`. With ``optional=True`` a split that is missing or broken
+    gives ``None`` and a :class:`~fastngd.data.MissingDataWarning` (the caller can do
+    without it); without, the call returns the rows or raises.
     """
     benchmark = get_benchmark(name)
     if config not in benchmark.splits:
@@ -127,5 +156,12 @@ def load_benchmark(
             f"valid: {list(benchmark.splits[config])}"
         )
     if benchmark.synthetic and data_dir is not None:
-        raise ValueError(f"benchmark {name!r} is generated from a seed and takes no data_dir")
+        raise ValueError(
+            f"benchmark {name!r} is generated from a seed and takes no --data-dir (data_dir=)"
+        )
+    if optional:
+        return load_optional(
+            lambda: benchmark.loader(config, split, data_dir, seed),
+            f"{name} config {config!r}, split {split!r}",
+        )
     return benchmark.loader(config, split, data_dir, seed)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from fastngd.errors import InputError
 
 STRING = "str"
 """Field kind: a string."""
@@ -13,46 +16,63 @@ STRING_LIST = "list[str]"
 
 
 def validate_rows(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Any],
     required: Mapping[str, str],
     *,
     where: str,
     optional: Mapping[str, str] | None = None,
+    source: str | Path | None = None,
+    locations: Sequence[str] | None = None,
 ) -> None:
     """Check that ``rows`` is non-empty and every row has the ``required`` fields and kinds.
 
     ``required`` and ``optional`` map a field name to :data:`STRING` or :data:`STRING_LIST`;
     optional fields are type-checked when present. ``where`` (e.g. ``"TOFU config
-    'forget10', split 'train'"``) appears in every message. Raises ValueError for an empty
-    split, KeyError for a missing field, TypeError for a field of the wrong type.
+    'forget10', split 'train'"``) starts every message; a row is named by ``source`` (the
+    file it was read from) and its entry of ``locations`` (``"line 7"``), else by its
+    0-based index (``"row 6"``). Every problem (an empty split, a row that is not an
+    object, a missing field, a field of the wrong kind) raises
+    :class:`~fastngd.errors.InputError` with one line naming the row and the field.
     """
     if len(rows) == 0:
-        raise ValueError(f"{where} is empty")
+        raise InputError(f"{where} is empty" + (f" ({source})" if source else ""))
     checks = {**(optional or {}), **required}
     for index, row in enumerate(rows):
+        label = _row_label(index, source, locations)
+        if not isinstance(row, Mapping):
+            raise InputError(
+                f"{where}: {label}: the row is a {type(row).__name__}, not an object with "
+                "named fields"
+            )
         for field, kind in checks.items():
             if field not in row:
                 if field in required:
-                    raise KeyError(
-                        f"{where}: row {index} has no field {field!r} "
+                    raise InputError(
+                        f"{where}: {label}: no field {field!r} "
                         f"(required: {sorted(required)}; present: {sorted(row)})"
                     )
                 continue
-            _check_kind(row[field], kind, f"{where}: row {index} field {field!r}")
+            _check_kind(row[field], kind, f"{where}: {label}: field {field!r}")
+
+
+def _row_label(index: int, source: str | Path | None, locations: Sequence[str] | None) -> str:
+    """``"{source}, line 7"`` for a row read from a file, ``"row 6"`` otherwise."""
+    location = locations[index] if locations is not None else f"row {index}"
+    return f"{source}, {location}" if source is not None else location
 
 
 def _check_kind(value: Any, kind: str, what: str) -> None:
-    """Raise TypeError/ValueError when ``value`` is not of ``kind``."""
+    """Raise InputError when ``value`` is not of ``kind`` (ValueError for an unknown kind)."""
     if kind == STRING:
         if not isinstance(value, str):
-            raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+            raise InputError(f"{what} must be a str, got {type(value).__name__}")
     elif kind == STRING_LIST:
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise TypeError(f"{what} must be a list of str, got {type(value).__name__}")
+            raise InputError(f"{what} must be a list of str, got {type(value).__name__}")
         if len(value) == 0:
-            raise ValueError(f"{what} is an empty list")
+            raise InputError(f"{what} is an empty list")
         for item in value:
             if not isinstance(item, str):
-                raise TypeError(f"{what} must hold only str, found {type(item).__name__}")
+                raise InputError(f"{what} must hold only str, found {type(item).__name__}")
     else:
         raise ValueError(f"unknown field kind {kind!r}")

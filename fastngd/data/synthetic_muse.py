@@ -7,8 +7,8 @@ knowmem questions ask for those facts, so they can only be answered from the art
 Layout (MUSE schema, config → split → rows):
 
 * ``raw``: ``forget``, ``retain1``, ``retain2``, ``holdout`` (8 articles each), field ``text``;
-* ``verbmem``: ``forget`` with ``prompt`` (the first half of a forget article's words) and
-  ``gt`` (the rest);
+* ``verbmem``: ``forget`` with ``prompt`` (the first :data:`VERBMEM_PROMPT_WORDS` words of a
+  forget article: a fixed-length prefix, like MUSE's verbmem prompts) and ``gt`` (the rest);
 * ``knowmem``: ``forget_qa`` / ``retain_qa`` (``question``, ``answer``) from the forget /
   retain1 articles, the first :data:`N_ICL` pairs of each set going to ``*_icl`` instead;
 * ``privleak``: ``forget``, ``retain``, ``holdout`` texts (the raw forget, retain1 and
@@ -24,6 +24,9 @@ from fastngd.data._names import invent_names
 
 N_ARTICLES = 8
 """Articles per raw split."""
+
+VERBMEM_PROMPT_WORDS = 32
+"""Words of a forget article given as the VerbMem prompt (the article's rest is ``gt``)."""
 
 N_ICL = 3
 """QA pairs of each knowmem set moved to its ``*_icl`` split (few-shot examples)."""
@@ -116,9 +119,10 @@ def _article(rng: random.Random, taken: set[str]) -> _Article:
 
 
 def _split_prompt(text: str) -> dict[str, str]:
-    """Verbmem row: the first half of the words as ``prompt``, the rest as ``gt``."""
+    """Verbmem row: the first :data:`VERBMEM_PROMPT_WORDS` words as ``prompt`` (at most all
+    but the last word), the rest as ``gt``."""
     words = text.split()
-    cut = len(words) // 2
+    cut = min(VERBMEM_PROMPT_WORDS, len(words) - 1)
     return {"prompt": " ".join(words[:cut]), "gt": " ".join(words[cut:])}
 
 

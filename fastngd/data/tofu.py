@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-from fastngd.data.files import read_local_split
+from fastngd.data.files import read_local_split_located
 from fastngd.data.hub import load_hub_split
+from fastngd.data.optional import load_optional
 from fastngd.data.schema import STRING, STRING_LIST, validate_rows
 
 TOFU_HUB_ID = "locuslab/TOFU"
@@ -24,6 +25,9 @@ TOFU_SCHEMAS: dict[str, dict[str, str]] = {
     "retain99": _QA,
     "retain95": _QA,
     "retain90": _QA,
+    "holdout01": _QA,
+    "holdout05": _QA,
+    "holdout10": _QA,
     "forget01_perturbed": _PERTURBED,
     "forget05_perturbed": _PERTURBED,
     "forget10_perturbed": _PERTURBED,
@@ -33,13 +37,25 @@ TOFU_SCHEMAS: dict[str, dict[str, str]] = {
     "real_authors_perturbed": _PERTURBED_FACTS,
     "world_facts_perturbed": _PERTURBED_FACTS,
 }
-"""Required fields (name → kind) of every TOFU config."""
+"""Required fields (name → kind) of every TOFU config. ``holdoutXX`` are fictitious authors
+the TOFU models were never trained on, used as non-members by membership inference."""
 
 _OPTIONAL = {"paraphrased_answer": STRING, "perturbed_answer": STRING_LIST}
 
 
-def validate_tofu(rows: list[dict[str, Any]], config: str, split: str = "train") -> None:
-    """Check ``rows`` against the schema of TOFU ``config`` (errors name config and field)."""
+def validate_tofu(
+    rows: list[dict[str, Any]],
+    config: str,
+    split: str = "train",
+    *,
+    source: str | Path | None = None,
+    locations: list[str] | None = None,
+) -> None:
+    """Check ``rows`` against the schema of TOFU ``config``.
+
+    Raises ValueError for an unknown config and :class:`~fastngd.errors.InputError` naming
+    the config, the row (``source`` file and line when given) and the field otherwise.
+    """
     if config not in TOFU_SCHEMAS:
         raise ValueError(f"unknown TOFU config {config!r}; valid: {sorted(TOFU_SCHEMAS)}")
     validate_rows(
@@ -47,25 +63,59 @@ def validate_tofu(rows: list[dict[str, Any]], config: str, split: str = "train")
         TOFU_SCHEMAS[config],
         where=f"TOFU config {config!r}, split {split!r}",
         optional=_OPTIONAL,
+        source=source,
+        locations=locations,
     )
 
 
+def _load(config: str, split: str, data_dir: str | Path | None) -> list[dict[str, Any]]:
+    if data_dir is None:
+        rows = load_hub_split(TOFU_HUB_ID, config, split)
+        validate_tofu(rows, config, split)
+    else:
+        rows, path, where = read_local_split_located(data_dir, config, split)
+        validate_tofu(rows, config, split, source=path, locations=where)
+    return rows
+
+
+@overload
 def load_tofu(
-    config: str, split: str = "train", data_dir: str | Path | None = None
-) -> list[dict[str, Any]]:
+    config: str,
+    split: str = ...,
+    data_dir: str | Path | None = ...,
+    *,
+    optional: Literal[False] = ...,
+) -> list[dict[str, Any]]: ...
+
+
+@overload
+def load_tofu(
+    config: str, split: str = ..., data_dir: str | Path | None = ..., *, optional: bool
+) -> list[dict[str, Any]] | None: ...
+
+
+def load_tofu(
+    config: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    *,
+    optional: bool = False,
+) -> list[dict[str, Any]] | None:
     """Rows of TOFU ``config`` / ``split``, validated.
 
     With ``data_dir=None`` the rows come from the hub (``datasets.load_dataset("locuslab/TOFU",
     config, split=split)``); otherwise from ``{data_dir}/{config}/{split}.jsonl|.json|.parquet``
     or, for ``split="train"``, ``{data_dir}/{config}.jsonl|.json|.parquet``. Raises ValueError
-    for an unknown config or an empty split, FileNotFoundError for a missing local split,
-    KeyError for a missing field and TypeError for a non-string question/answer.
+    for an unknown config, FileNotFoundError for a missing local split, RuntimeError for a
+    failed hub download and :class:`~fastngd.errors.InputError` (one line naming the file,
+    line and field) for an empty split, unreadable bytes, a row that is not an object, a
+    missing field or a field of the wrong type. With ``optional=True`` every failure but an
+    unknown config gives ``None`` and a :class:`~fastngd.data.MissingDataWarning` instead.
     """
     if config not in TOFU_SCHEMAS:
         raise ValueError(f"unknown TOFU config {config!r}; valid: {sorted(TOFU_SCHEMAS)}")
-    if data_dir is None:
-        rows = load_hub_split(TOFU_HUB_ID, config, split)
-    else:
-        rows = read_local_split(data_dir, config, split)
-    validate_tofu(rows, config, split)
-    return rows
+    if optional:
+        return load_optional(
+            lambda: _load(config, split, data_dir), f"TOFU config {config!r}, split {split!r}"
+        )
+    return _load(config, split, data_dir)

@@ -18,7 +18,8 @@ def _scorer(use_stemmer: bool) -> rouge_scorer.RougeScorer:
 
 
 def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-    """Per-example ROUGE-L recall (the TOFU convention).
+    """Per-example ROUGE-L recall (the TOFU convention: TOFU ``evaluate_util.py``
+    ``eval_rouge_recall``, open-unlearning ``metrics/utils.py`` ``eval_text_similarity``).
 
     Definition: ``RougeScorer(["rouge1", "rougeL"], use_stemmer=True).score(target=ref,
     prediction=pred)["rougeL"].recall``, i.e. LCS(ref, pred) / len(ref) over the
@@ -37,7 +38,8 @@ def rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> lis
 def rouge_l_f1(
     predictions: Sequence[str], references: Sequence[str], *, use_stemmer: bool = False
 ) -> list[float]:
-    """Per-example ROUGE-L F1 (the MUSE convention: no stemming by default), in [0, 1].
+    """Per-example ROUGE-L F1 (the MUSE convention, ``metrics/logger.py``
+    ``RougeEvalLogger``: no stemming by default), in [0, 1].
 
     Definition: ``RougeScorer(["rouge1", "rougeL"], use_stemmer=use_stemmer).score(
     target=ref, prediction=pred)["rougeL"].fmeasure`` = 2·P·R / (P + R) with

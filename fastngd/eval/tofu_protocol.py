@@ -1,4 +1,11 @@
-"""The TOFU evaluation protocol (and the NGDiff paper's table metrics) on QA splits."""
+"""The TOFU evaluation protocol, open-unlearning's extra metrics, and the NGDiff paper's
+table metrics, on QA splits.
+
+Reference implementation: TOFU (``locuslab/tofu``: ``evaluate_util.py``,
+``aggregate_eval_stat.py``, ``config/eval_everything.yaml``) and open-unlearning
+(``locuslab/open-unlearning``: ``configs/eval/tofu.yaml`` and ``tofu_metrics/``,
+``src/evals/metrics/``). The result layout is documented in ``docs/eval_layout.md``.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,23 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from fastngd.data.tokenize import format_chat_prompt, format_prompt
-from fastngd.eval._rows import column, list_column, take
+from fastngd.eval._rows import column, take
 from fastngd.eval.generation import generate
-from fastngd.eval.memorisation import fact_accuracy, split_continuation
-from fastngd.eval.probability import answer_probability
+from fastngd.eval.memorisation import split_continuation
+from fastngd.eval.mia import MIA_ATTACKS, membership_scores, mia_aucs
+from fastngd.eval.muse import SYNTHETIC_RETRAIN_AUC, privleak_from_auc
+from fastngd.eval.qa_split import QASplitSpec, score_qa_split
+from fastngd.eval.reference import (
+    ReferenceTruthRatios,
+    check_reference_questions,
+    forget_quality_against,
+    resolve_reference,
+)
 from fastngd.eval.rouge import rouge_l_recall
-from fastngd.eval.summary import forget_quality, model_utility
-from fastngd.eval.truth_ratio import truth_ratios
+from fastngd.eval.summary import MODEL_UTILITY_COMPONENTS, model_utility, zero_components
+from fastngd.eval.token_scores import qa_token_scores
 
-__all__ = ["TOFU_RETAIN_SPLITS", "evaluate_tofu"]
+__all__ = ["TOFU_RETAIN_SPLITS", "evaluate_tofu", "holdout_split_for"]
 
 #: Retain-type configs scored by :func:`evaluate_tofu` when present: config → result key.
 TOFU_RETAIN_SPLITS: dict[str, str] = {
@@ -25,136 +40,196 @@ TOFU_RETAIN_SPLITS: dict[str, str] = {
     "world_facts_perturbed": "world_facts",
 }
 
+#: How TOFU scores each retain-type split (``config/eval_everything.yaml``: the truth
+#: ratio's base answer is the paraphrase on the retain set, the answer itself elsewhere).
+_UTILITY_SPECS: dict[str, QASplitSpec] = {
+    "retain": QASplitSpec("retain", "paraphrased_answer", normalise=False),
+    "real_authors": QASplitSpec("retain", "answer", normalise=True),
+    "world_facts": QASplitSpec("retain", "answer", normalise=True),
+}
+
+_COMPONENT_METRICS = {
+    "probability": "probability",
+    "rouge_l_recall": "rougeL_recall",
+    "truth_ratio": "truth_ratio",
+}
+
 
 def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values))
 
 
-def _prompts(
-    tokenizer: PreTrainedTokenizerBase, questions: list[str], chat_template: bool
-) -> list[str]:
-    if chat_template:
-        return [format_chat_prompt(tokenizer, q) for q in questions]
-    return [format_prompt(q) for q in questions]
+def holdout_split_for(forget_split: str) -> str:
+    """The TOFU holdout config matching a forget split: ``forgetXX`` → ``holdoutXX``."""
+    suffix = forget_split.removeprefix("forget")
+    return f"holdout{suffix}" if suffix.isdigit() else "holdout10"
 
 
-def _evaluate_split(
+def _seed_paper(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    name: str,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    kind: str,
-    batch_size: int,
-    max_new_tokens: int,
-    max_length: int,
-    chat_template: bool,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    questions = column(name, rows, "question")
-    answers = column(name, rows, "answer")
-    prompts = _prompts(tokenizer, questions, chat_template)
-    gen_kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size,
-        "add_special_tokens": not chat_template,
-    }
-    prob_kwargs: dict[str, Any] = {
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "chat_template": chat_template,
-    }
-    generations = generate(model, tokenizer, prompts, **gen_kwargs)
-    rouge = rouge_l_recall(generations, answers)
-    prob = answer_probability(model, tokenizer, questions, answers, **prob_kwargs)
-    has_facts = all("fact" in row for row in rows)
-    facts = column(name, rows, "fact") if has_facts else None
-    fact_ok = fact_accuracy(generations, facts) if facts is not None else None
-    has_perturbed = all("paraphrased_answer" in r and "perturbed_answer" in r for r in rows)
-    trs: list[float] | None = None
-    p_para: list[float] | None = None
-    p_wrong: list[list[float]] | None = None
-    if has_perturbed:
-        paraphrased = column(name, rows, "paraphrased_answer")
-        perturbed = list_column(name, rows, "perturbed_answer")
-        p_para = answer_probability(model, tokenizer, questions, paraphrased, **prob_kwargs)
-        flat_q = [q for q, wrong in zip(questions, perturbed) for _ in wrong]
-        flat_a = [a for wrong in perturbed for a in wrong]
-        flat_p = answer_probability(model, tokenizer, flat_q, flat_a, **prob_kwargs)
-        p_wrong, start = [], 0
-        for wrong in perturbed:
-            p_wrong.append(flat_p[start : start + len(wrong)])
-            start += len(wrong)
-        trs = truth_ratios(p_para, p_wrong)
-    per_example: list[dict[str, Any]] = []
-    for i in range(len(rows)):
-        per_example.append(
-            {
-                "question": questions[i],
-                "answer": answers[i],
-                "generation": generations[i],
-                "rougeL_recall": rouge[i],
-                "probability": prob[i],
-                "fact_correct": fact_ok[i] if fact_ok is not None else None,
-                "paraphrased_probability": p_para[i] if p_para is not None else None,
-                "perturbed_probabilities": p_wrong[i] if p_wrong is not None else None,
-                "truth_ratio": trs[i] if trs is not None else None,
-            }
-        )
-    truth = None
-    if trs is not None:
-        if kind == "forget":
-            truth = _mean([min(t, 1.0 / t) for t in trs])
-        else:
-            truth = _mean([max(0.0, 1.0 - t) for t in trs])
-    aggregate = {
-        "n": len(rows),
-        "rougeL_recall": _mean(rouge),
-        "probability": _mean(prob),
-        "truth_ratio": truth,
-        "fact_accuracy": _mean(fact_ok) if fact_ok is not None else None,
-    }
-    return aggregate, per_example
-
-
-def _verbmem(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    name: str,
-    rows: Sequence[Mapping[str, Any]],
-    *,
+    aggregate: Mapping[str, Any],
+    forget_rows: Sequence[Mapping[str, Any]],
     prefix_fraction: float,
-    batch_size: int,
-    max_new_tokens: int,
-    chat_template: bool,
-) -> tuple[float | None, list[dict[str, Any]]]:
-    questions = column(name, rows, "question")
-    answers = column(name, rows, "answer")
+    common: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The NGDiff paper's table metrics; Verbmem is the ROUGE-L recall of continuations of
+    the forget answers cut at ``prefix_fraction`` (after the question's prompt)."""
+    chat_template = common["chat_template"]
     prompts, refs = [], []
-    for question, prompt, answer in zip(
-        questions, _prompts(tokenizer, questions, chat_template), answers
-    ):
-        if len(answer.split()) < 2:
+    for row in forget_rows:
+        if len(row["answer"].split()) < 2:
             continue
-        prefix, rest = split_continuation(answer, prefix_fraction)
+        prefix, rest = split_continuation(row["answer"], prefix_fraction)
         sep = "" if chat_template else " "
-        prompts.append(f"{prompt}{sep}{prefix}")
+        prompts.append(f"{_prompt(tokenizer, row['question'], chat_template)}{sep}{prefix}")
         refs.append(rest)
-    if not prompts:
-        return None, []
-    continuations = generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        add_special_tokens=not chat_template,
+    verbmem, per_example = None, []
+    if prompts:
+        continuations = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=common["max_new_tokens"],
+            batch_size=common["batch_size"],
+            add_special_tokens=not chat_template,
+        )
+        scores = rouge_l_recall(continuations, refs)
+        per_example = [
+            {"prompt": p, "reference": r, "continuation": c, "rougeL_recall": s}
+            for p, r, c, s in zip(prompts, refs, continuations, scores)
+        ]
+        verbmem = _mean(scores)
+    retain = aggregate.get("retain")
+    table = {
+        "verbmem": verbmem,
+        "knowmem": aggregate["forget"]["rougeL_recall"],
+        "utility": retain["rougeL_recall"] if retain else None,
+        "truth_ratio": aggregate["forget"]["truth_ratio"],
+    }
+    return table, per_example
+
+
+def _prompt(tokenizer: PreTrainedTokenizerBase, question: str, chat_template: bool) -> str:
+    return format_chat_prompt(tokenizer, question) if chat_template else format_prompt(question)
+
+
+def _utility(aggregate: Mapping[str, Any]) -> dict[str, Any]:
+    """The 9 model-utility components, their harmonic mean and the components equal to 0.
+
+    The mean is over the components present (None when none is); a split or metric the
+    data cannot give (no perturbed answers, a missing config) is None in the components.
+    """
+    components: dict[str, float | None] = {}
+    for key in _UTILITY_SPECS:
+        split_agg = aggregate.get(key)
+        for short, field in _COMPONENT_METRICS.items():
+            components[f"{key}_{short}"] = split_agg[field] if split_agg else None
+    assert tuple(components) == MODEL_UTILITY_COMPONENTS
+    present = [v for v in components.values() if v is not None]
+    return {
+        "model_utility": model_utility(present) if present else None,
+        "model_utility_components": components,
+        "model_utility_zero_components": zero_components(components),
+    }
+
+
+def _membership(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget_scores: Sequence[Any],
+    forget_rows: Sequence[Mapping[str, Any]],
+    holdout_name: str,
+    holdout_rows: Sequence[Mapping[str, Any]] | None,
+    *,
+    k: float,
+    ref_auc: float,
+    prob_kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MIA AUCs (forget vs holdout answers) and PrivLeak; all None without holdout rows."""
+    if holdout_rows is None:
+        none = {"mia": None, "privleak": None}
+        return none, {"mia_forget": None, "mia_holdout": None}
+    questions = column(holdout_name, holdout_rows, "question")
+    answers = column(holdout_name, holdout_rows, "answer")
+    holdout_scores = qa_token_scores(
+        model, tokenizer, questions, answers, distribution=True, **prob_kwargs
     )
-    scores = rouge_l_recall(continuations, refs)
-    per_example = [
-        {"prompt": p, "reference": r, "continuation": c, "rougeL_recall": s}
-        for p, r, c, s in zip(prompts, refs, continuations, scores)
+    forget = membership_scores(forget_scores, [row["answer"] for row in forget_rows], k=k)
+    holdout = membership_scores(holdout_scores, answers, k=k)
+    aucs = mia_aucs(forget, holdout)
+    per_example = {
+        "mia_forget": [
+            {"question": row["question"], **{name: forget[name][i] for name in MIA_ATTACKS}}
+            for i, row in enumerate(forget_rows)
+        ],
+        "mia_holdout": [
+            {"question": q, **{name: holdout[name][i] for name in MIA_ATTACKS}}
+            for i, q in enumerate(questions)
+        ],
+    }
+    return {"mia": aucs, "privleak": privleak_from_auc(aucs["min_k"], ref_auc)}, per_example
+
+
+def _forget_quality(
+    per_example_forget: list[dict[str, Any]],
+    config: str,
+    reference: ReferenceTruthRatios | None,
+) -> float | None:
+    """Forget quality against the reference truth ratios (None without a reference)."""
+    if reference is None:
+        return None
+    if any(row["log_truth_ratio"] is None for row in per_example_forget):
+        raise ValueError(
+            f"evaluate_tofu: forget quality needs truth ratios, but split {config!r} has no "
+            "paraphrased_answer/perturbed_answer fields"
+        )
+    return forget_quality_against(per_example_forget, reference)
+
+
+def _forget_config(data: Mapping[str, Any], forget_split: str) -> str:
+    config = f"{forget_split}_perturbed" if f"{forget_split}_perturbed" in data else forget_split
+    if config not in data:
+        raise KeyError(
+            f"evaluate_tofu: neither {forget_split!r} nor {forget_split + '_perturbed'!r} is in "
+            f"the data (configs: {sorted(data)})"
+        )
+    return config
+
+
+def _score_splits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Mapping[str, Sequence[Mapping[str, Any]]],
+    forget_config: str,
+    retain_split: str | None,
+    max_examples: int | None,
+    common: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """Score the forget split, the retain-type splits present and ``retain_split``;
+    returns (aggregate, per_example, the forget answers' token scores)."""
+    if retain_split is not None and retain_split not in data:
+        raise KeyError(f"evaluate_tofu: retain split {retain_split!r} is not in the data")
+    specs: list[tuple[str, str | None, QASplitSpec]] = [
+        ("forget", forget_config, QASplitSpec("forget")),
+        *((key, cfg, _UTILITY_SPECS[key]) for cfg, key in TOFU_RETAIN_SPLITS.items()),
+        ("retain_split", retain_split, _UTILITY_SPECS["retain"]),
     ]
-    return _mean(scores), per_example
+    aggregate: dict[str, Any] = {}
+    per_example: dict[str, Any] = {}
+    forget_scores: list[Any] = []
+    for key, config, spec in specs:
+        aggregate[key], per_example[key] = None, None
+        if config is None or config not in data:
+            continue
+        rows = take(config, data[config], max_examples)
+        aggregate[key], per_example[key], scores = score_qa_split(
+            model, tokenizer, config, rows, spec, distribution=key == "forget", **common
+        )
+        aggregate[key]["config"] = config
+        if key == "forget":
+            forget_scores = scores
+    return aggregate, per_example, forget_scores
 
 
 def evaluate_tofu(
@@ -164,96 +239,102 @@ def evaluate_tofu(
     *,
     forget_split: str = "forget10",
     retain_model_truth_ratios: Sequence[float] | None = None,
+    reference: Any = None,
+    retain_split: str | None = None,
+    holdout_split: str | None = None,
     batch_size: int = 32,
     max_new_tokens: int = 200,
     max_length: int = 256,
     max_examples: int | None = None,
     prefix_fraction: float = 0.5,
     chat_template: bool = False,
+    k: float = 0.4,
+    ref_auc: float = SYNTHETIC_RETRAIN_AUC,
 ) -> dict[str, Any]:
     """Evaluate ``model`` with the TOFU protocol on ``data`` (config name → rows).
 
-    Splits: ``forget`` = ``data[forget_split + "_perturbed"]`` when present, else
-    ``data[forget_split]``; each retain-type config of :data:`TOFU_RETAIN_SPLITS` present in
-    ``data`` (``retain``, ``real_authors``, ``world_facts``). Each split is cut to its first
-    ``max_examples`` rows. Per split, with greedy generations of ``max_new_tokens`` tokens:
+    Splits (each cut to its first ``max_examples`` rows): ``forget`` =
+    ``data[forget_split + "_perturbed"]`` when present, else ``data[forget_split]``; the
+    retain-type configs of :data:`TOFU_RETAIN_SPLITS` present in ``data`` (``retain``,
+    ``real_authors``, ``world_facts``); ``retain_split`` (e.g. ``"retain90"``: the whole
+    retain set, generation and probability only); the holdout config (``holdout_split``,
+    default :func:`holdout_split_for` of the forget split) when present. Each split is
+    scored by :func:`fastngd.eval.score_qa_split` (greedy generations of ``max_new_tokens``
+    tokens, ROUGE-L recall, probability, truth ratio in log space, fact accuracy, exact
+    memorization and extraction strength).
 
-    * ``rougeL_recall``: mean :func:`rouge_l_recall` of generation vs ``answer``;
-    * ``probability``: mean :func:`answer_probability` of ``answer``;
-    * ``truth_ratio``: from the paraphrased / perturbed answers' probabilities,
-      ``mean min(tr, 1/tr)`` on the forget split and ``mean max(0, 1 - tr)`` on retain-type
-      splits (None without ``paraphrased_answer``/``perturbed_answer``);
-    * ``fact_accuracy``: mean :func:`fact_accuracy` (None without a ``fact`` field).
+    Top level: ``model_utility`` (harmonic mean of the 9 ``model_utility_components``
+    {retain, real_authors, world_facts} × {probability, rouge_l_recall, truth_ratio}, with
+    the option-normalised probability and the answer-vs-perturbed truth ratio on real
+    authors and world facts; ``model_utility_zero_components`` names those equal to 0);
+    ``forget_quality`` (KS p-value of the forget split's truth ratios against a model trained
+    on the retain set only: ``reference`` is a :class:`fastngd.eval.ReferenceTruthRatios`,
+    a mapping with ``questions`` and ``log_truth_ratios``, or that model's
+    ``evaluate_tofu`` result, and must cover the same questions;
+    ``retain_model_truth_ratios`` gives bare truth ratios instead; None without either);
+    ``extraction_strength`` and ``exact_memorization`` of the forget split; ``mia``: the AUCs
+    of the ``loss``, ``zlib``, ``min_k`` and ``min_k_plus_plus`` attacks (``k``) on the
+    forget vs holdout answers and ``privleak`` (MUSE's sign, ``ref_auc``), None without a
+    holdout config; ``seed_paper``: the NGDiff paper's ``verbmem`` (continuations of the
+    forget answers cut at ``prefix_fraction``), ``knowmem``, ``utility`` and
+    ``truth_ratio``.
 
-    Top level: ``model_utility`` = :func:`model_utility` of every non-None probability,
-    ROUGE-L recall and truth ratio of the retain-type splits (None when there is none);
-    ``forget_quality`` = :func:`forget_quality` of the forget split's per-example truth ratios
-    against ``retain_model_truth_ratios`` (the same values, ``per_example["forget"][i]
-    ["truth_ratio"]``, of a model trained on the retain set only; None when not given);
-    ``seed_paper``: ``verbmem`` (mean ROUGE-L recall of continuations of the forget answers
-    cut by :func:`split_continuation` at ``prefix_fraction``, appended to the prompt),
-    ``knowmem`` (forget ROUGE-L recall), ``utility`` (``retain`` ROUGE-L recall) and
-    ``truth_ratio`` (forget truth ratio).
-
-    Returns ``{"aggregate": {...}, "per_example": {split: [row, ...], "verbmem": [...]}}``,
-    plain JSON types only; every key is always present (None when not computable). Raises
-    ``KeyError`` naming a missing config or field and ``ValueError`` on an empty split.
+    Returns ``{"protocol": "tofu", "settings", "aggregate", "per_example"}`` with plain JSON
+    types and every key always present (None when not computable); see
+    ``docs/eval_layout.md``. Raises ``KeyError`` naming a missing config or field,
+    ``ValueError`` on an empty split, and :class:`~fastngd.errors.InputError` when the
+    reference covers other questions.
     """
-    config = f"{forget_split}_perturbed" if f"{forget_split}_perturbed" in data else forget_split
-    if config not in data:
-        raise KeyError(
-            f"evaluate_tofu: neither {forget_split!r} nor {forget_split + '_perturbed'!r} is in "
-            f"the data (configs: {sorted(data)})"
-        )
+    config = _forget_config(data, forget_split)
+    holdout = holdout_split or holdout_split_for(forget_split)
     common: dict[str, Any] = {
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens,
         "max_length": max_length,
         "chat_template": chat_template,
     }
-    aggregate: dict[str, Any] = {}
-    per_example: dict[str, Any] = {}
-    forget_rows = take(config, data[config], max_examples)
-    aggregate["forget"], per_example["forget"] = _evaluate_split(
-        model, tokenizer, config, forget_rows, kind="forget", **common
+    ref = resolve_reference(reference, retain_model_truth_ratios)
+    if ref is not None:  # a reference on other questions fails before any scoring
+        forget_questions = column(config, take(config, data[config], max_examples), "question")
+        check_reference_questions(forget_questions, ref)
+    aggregate, per_example, forget_scores = _score_splits(
+        model, tokenizer, data, config, retain_split, max_examples, common
     )
-    utility_values: list[float] = []
-    for retain_config, key in TOFU_RETAIN_SPLITS.items():
-        if retain_config not in data:
-            aggregate[key], per_example[key] = None, None
-            continue
-        rows = take(retain_config, data[retain_config], max_examples)
-        aggregate[key], per_example[key] = _evaluate_split(
-            model, tokenizer, retain_config, rows, kind="retain", **common
-        )
-        for metric in ("probability", "rougeL_recall", "truth_ratio"):
-            if aggregate[key][metric] is not None:
-                utility_values.append(aggregate[key][metric])
-    aggregate["model_utility"] = model_utility(utility_values) if utility_values else None
-    forget_trs = [row["truth_ratio"] for row in per_example["forget"]]
-    if retain_model_truth_ratios is None:
-        aggregate["forget_quality"] = None
-    elif any(t is None for t in forget_trs):
-        raise ValueError(
-            f"evaluate_tofu: forget quality needs truth ratios, but split {config!r} has no "
-            "paraphrased_answer/perturbed_answer fields"
-        )
-    else:
-        aggregate["forget_quality"] = forget_quality(forget_trs, retain_model_truth_ratios)
-    verbmem_value, per_example["verbmem"] = _verbmem(
+    aggregate.update(_utility(aggregate))
+    aggregate["forget_quality"] = _forget_quality(per_example["forget"], config, ref)
+    aggregate["extraction_strength"] = aggregate["forget"]["extraction_strength"]
+    aggregate["exact_memorization"] = aggregate["forget"]["exact_memorization"]
+    holdout_rows = take(holdout, data[holdout], max_examples) if holdout in data else None
+    mia, mia_rows = _membership(
         model,
         tokenizer,
-        config,
-        forget_rows,
-        prefix_fraction=prefix_fraction,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        chat_template=chat_template,
+        forget_scores,
+        per_example["forget"],
+        holdout,
+        holdout_rows,
+        k=k,
+        ref_auc=ref_auc,
+        prob_kwargs={key: common[key] for key in ("batch_size", "max_length", "chat_template")},
     )
-    aggregate["seed_paper"] = {
-        "verbmem": verbmem_value,
-        "knowmem": aggregate["forget"]["rougeL_recall"],
-        "utility": aggregate["retain"]["rougeL_recall"] if aggregate.get("retain") else None,
-        "truth_ratio": aggregate["forget"]["truth_ratio"],
+    aggregate.update(mia)
+    per_example.update(mia_rows)
+    aggregate["seed_paper"], per_example["verbmem"] = _seed_paper(
+        model, tokenizer, aggregate, per_example["forget"], prefix_fraction, common
+    )
+    settings = {
+        "forget_split": forget_split,
+        "forget_config": config,
+        "holdout_split": holdout if holdout_rows is not None else None,
+        "retain_split": retain_split,
+        "max_new_tokens": max_new_tokens,
+        "max_length": max_length,
+        "max_examples": max_examples,
+        "k": k,
+        "ref_auc": ref_auc,
     }
-    return {"aggregate": aggregate, "per_example": per_example}
+    return {
+        "protocol": "tofu",
+        "settings": settings,
+        "aggregate": aggregate,
+        "per_example": per_example,
+    }

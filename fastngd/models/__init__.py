@@ -7,7 +7,15 @@ from fastngd.models.embedded import (
     embedded_model_key,
     get_embedded_model,
 )
-from fastngd.models.loading import check_compatible, ensure_pad_token, load_model, resolve_dtype
+from fastngd.models.loading import (
+    check_compatible,
+    ensure_pad_token,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+)
+from fastngd.models.lora import apply_lora, is_lora_model, merge_lora, trainable_memory
+from fastngd.models.target import is_embedded, load_target_model
 from fastngd.models.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
 from fastngd.models.training import (
     BENCHMARKS,
@@ -24,6 +32,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "TINY_LLAMA_DEFAULTS",
     "TrainingRecipe",
+    "apply_lora",
     "benchmark_corpus",
     "build_word_tokenizer",
     "check_compatible",
@@ -33,8 +42,14 @@ __all__ = [
     "ensure_pad_token",
     "fit",
     "get_embedded_model",
+    "is_embedded",
+    "is_lora_model",
     "load_model",
+    "load_target_model",
+    "merge_lora",
+    "resolve_device",
     "resolve_dtype",
     "tiny_llama_config",
     "train_target_model",
+    "trainable_memory",
 ]

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,6 +15,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from fastngd.atomic import write_folder
 from fastngd.data.tokenize import PROMPT_TEMPLATE, QADataset, TextDataset, collate_right_pad
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
@@ -87,44 +85,59 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def benchmark_corpus(
-    benchmark: str, seed: int = 0
+    benchmark: str, seed: int = 0, *, split: str = "full"
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
     """The training material of ``benchmark``'s embedded model.
 
     Returns ``(qa_rows, text_rows, vocabulary_texts)``: QA pairs trained with answer-only
     loss, raw texts trained on every token, and every string of every config (prompts
     template included) from which the tokenizer vocabulary is built, so that no evaluation
-    text contains an unknown word. ``tofu-synthetic``: the ``full`` set plus the world
-    facts, no raw text. ``muse-synthetic``: the raw forget and retain texts plus the
-    forget and retain knowmem QA.
+    text contains an unknown word (the vocabulary does not depend on ``split``, so a target
+    model and its retain-only reference share one tokenizer).
+
+    ``tofu-synthetic``: the authors of ``split`` (``"full"``, the target model, or a retain
+    split ``"retain90"``/``"retain95"``/``"retain99"``, the retain-only reference model of
+    forget quality) plus the real-authors and world-facts sets, the knowledge a pretrained
+    model brings; the holdout authors are never trained on. ``muse-synthetic``: ``split``
+    ``"full"`` trains the raw forget, retain1 and retain2 texts and the forget and retain
+    knowmem QA; ``"retain"`` leaves out the forget texts and the forget QA. Raises
+    ``ValueError`` for an unknown benchmark or split.
     """
     _check_benchmark(benchmark)
     if benchmark == "tofu-synthetic":
         from fastngd.data import tofu_synthetic
 
         data: Mapping[str, Any] = tofu_synthetic(seed=seed)
+        retain_splits = [c for c in data if c.startswith("retain") and c[6:].isdigit()]
+        if split != "full" and split not in retain_splits:
+            raise ValueError(
+                f"benchmark_corpus: tofu-synthetic split must be 'full' or a retain split "
+                f"(retain90, retain95, retain99), got {split!r}"
+            )
         qa = [
             {"question": r["question"], "answer": r["answer"]}
-            for config in ("full", "world_facts_perturbed")
+            for config in (split, "real_authors", "world_facts")
             for r in data[config]
         ]
         texts: list[dict[str, str]] = []
     else:
         from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
 
+        if split not in ("full", "retain"):
+            raise ValueError(
+                f"benchmark_corpus: muse-synthetic split must be 'full' or 'retain', got {split!r}"
+            )
         data = muse_synthetic(seed=seed)
         raw = data["raw"]
-        texts = [
-            {"text": r["text"]}
-            for split in ("forget", "retain1", "retain2")
-            if split in raw
-            for r in raw[split]
-        ]
+        retain_texts = ["retain1", "retain2"]
+        text_splits = retain_texts if split == "retain" else ["forget", *retain_texts]
+        texts = [{"text": r["text"]} for name in text_splits if name in raw for r in raw[name]]
         knowmem = data["knowmem"]
+        qa_splits = ("retain_qa",) if split == "retain" else ("forget_qa", "retain_qa")
         qa = [
             {"question": r["question"], "answer": r["answer"]}
-            for split in ("forget_qa", "retain_qa")
-            for r in knowmem[split]
+            for name in qa_splits
+            for r in knowmem[name]
         ]
     vocab_texts = [PROMPT_TEMPLATE.format(question="")]
     vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))
@@ -147,18 +160,6 @@ def _lr_at(step: int, total: int, recipe: TrainingRecipe) -> float:
     return floor + (recipe.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _save_atomically(out_dir: Path, write: Any) -> None:
-    """Call ``write(tmp_dir)`` in a fresh sibling directory, then rename it to ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        write(tmp)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def train_target_model(
     benchmark: str = "tofu-synthetic",
     *,
@@ -167,6 +168,7 @@ def train_target_model(
     epochs: int | None = None,
     recipe: TrainingRecipe | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Train the embedded model of ``benchmark`` from scratch and save it to ``out_dir``.
 
@@ -179,12 +181,14 @@ def train_target_model(
     with ``seed``. Model, tokenizer and a ``fastngd_training.json`` record (recipe, seed,
     final loss, seconds) are written with ``save_pretrained`` into a temporary sibling
     directory that is then renamed to ``out_dir``, so ``out_dir`` is either complete or
-    absent. Returns ``out_dir``. Raises ``FileExistsError`` when ``out_dir`` exists and
+    absent. With ``overwrite``, an existing ``out_dir`` is kept and only the files written
+    here replace their namesakes (nothing else in it is touched). Returns ``out_dir``.
+    Raises ``FileExistsError`` when ``out_dir`` exists (without ``overwrite``) and
     ``ValueError`` for an unknown benchmark or ``epochs`` < 1.
     """
     _check_benchmark(benchmark)
     out = Path(out_dir)
-    if out.exists():
+    if out.exists() and not overwrite:
         raise FileExistsError(f"train_target_model: output directory {out} already exists")
     recipe = recipe or default_recipe(benchmark)
     if epochs is not None:
@@ -220,7 +224,7 @@ def train_target_model(
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINING_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
 
-    _save_atomically(out, write)
+    write_folder(out, write, overwrite)
     return out
 
 

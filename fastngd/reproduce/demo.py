@@ -16,21 +16,17 @@ from typing import Any
 import torch
 
 from fastngd.data import tofu_synthetic
-from fastngd.reproduce.defaults import UNLEARN_DEFAULTS
-from fastngd.reproduce.io import prepare_out_dir, write_json
+from fastngd.reproduce.io import output_folder, write_json, write_text
 from fastngd.reproduce.tables import autolr_table, method_table
 from fastngd.reproduce.tofu import RunSpec, run_tofu
+from fastngd.unlearn import UnlearnConfig
 
-__all__ = [
-    "DEMO_LR", "DEMO_RUNS", "DEMO_UNLEARN_OPTIONS", "FULL_RUNS", "run_demo", "write_figures",
-]
+__all__ = ["DEMO_LR", "DEMO_RUNS", "FULL_RUNS", "run_demo", "write_figures"]
 
-DEMO_UNLEARN_OPTIONS: dict[str, Any] = dict(UNLEARN_DEFAULTS)
-"""Settings shared by the demo's runs (:data:`fastngd.reproduce.defaults.UNLEARN_DEFAULTS`:
-30 epochs × 5 steps = 150 steps on forget10, forget batches of 8, retain batches of 32)."""
-
-DEMO_LR = 0.05
-"""The (initial) learning rate of every demo run."""
+DEMO_LR = UnlearnConfig().lr
+"""The (initial) learning rate of every demo run: :class:`fastngd.unlearn.UnlearnConfig`'s
+(the demo's other settings are that class's defaults too: 30 epochs × 5 steps = 150 steps
+on forget10, forget batches of 8, retain batches of 32)."""
 
 DEMO_RUNS: tuple[RunSpec, ...] = (
     RunSpec("ngdiff", "ngdiff", True, DEMO_LR),
@@ -86,6 +82,37 @@ def write_figures(results: Mapping[str, Any], out: Path, headline: str = "ngdiff
     return paths
 
 
+def _demo_model(seed: int, cache_dir: str | Path | None, model_path: str | Path | None,
+                device: str, progress: bool) -> tuple[Any, Any, Path]:
+    """The embedded tofu-synthetic model, or the saved model at ``model_path``."""
+    from fastngd.models import get_embedded_model, load_model
+
+    if model_path is None:
+        return get_embedded_model("tofu-synthetic", seed=seed, cache_dir=cache_dir,
+                                  device=device, progress=progress)
+    model, tokenizer = load_model(str(model_path), dtype="float32", device=device)
+    return model, tokenizer, Path(str(model_path))
+
+
+def _write_demo(folder: Path, results: dict[str, Any], curves: dict[str, Any],
+                log: Callable[[str], None]) -> None:
+    """Print and write the tables, ``results.json``, ``curves.json`` and the figures."""
+    tables = (
+        "Table 1 layout: tofu-synthetic forget10\n" + method_table(results)
+        + "\n\nTable 3 layout: with and without AutoLR (ROUGE-L recall)\n"
+        + autolr_table(results)
+    )
+    log("")
+    log(tables)
+    write_json(folder / "results.json", results)
+    write_json(folder / "curves.json", curves)
+    write_text(folder / "tables.txt", tables + "\n")
+    figures = write_figures({**results, "curves": curves}, folder)
+    log("")
+    log(f"wrote {folder / 'results.json'}, curves.json, tables.txt and "
+        f"{', '.join(p.name for p in figures)} in {results['wall_seconds']:.0f} s")
+
+
 def run_demo(
     out: str | Path,
     *,
@@ -101,51 +128,30 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the demo into folder ``out`` (refused when it exists and is not empty, unless
-    ``overwrite``); returns the results written to ``out/results.json``.
+    ``overwrite``; removed again when the run fails before writing anything); returns the
+    results written to ``out/results.json``.
 
     ``model_path`` replaces the embedded model by a saved causal LM (any Hugging Face
-    folder or id); ``unlearn_options`` override :data:`DEMO_UNLEARN_OPTIONS`; ``jobs``
-    worker processes (one torch thread each) share the unlearning runs.
+    folder or id); ``unlearn_options`` override :class:`fastngd.unlearn.UnlearnConfig`'s
+    defaults; ``jobs`` worker processes (one torch thread each) share the unlearning runs.
     """
     start = time.perf_counter()
-    folder = prepare_out_dir(out, overwrite)
-    from fastngd.models import get_embedded_model, load_model
-
-    if model_path is None:
-        log("building (or loading) the embedded target model of tofu-synthetic ...")
-        model, tokenizer, path = get_embedded_model(
-            "tofu-synthetic", seed=seed, cache_dir=cache_dir, device=device, progress=progress
-        )
-    else:
-        model, tokenizer = load_model(str(model_path), dtype="float32", device=device)
-        path = Path(str(model_path))
-    model_seconds = time.perf_counter() - start
-    log(f"target model: {path} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"ready in {model_seconds:.0f} s)")
-    data = tofu_synthetic(seed)
-    options = {**DEMO_UNLEARN_OPTIONS, **dict(unlearn_options or {})}
-    results = run_tofu(model, tokenizer, data, runs, forget_split="forget10", seed=seed,
-                       unlearn_options=options, jobs=jobs, model_path=str(path),
-                       progress=progress, log=log)
-    curves = results.pop("curves")
-    results["model"] = str(path)
-    results["model_seconds"] = model_seconds
-    results["unlearn_options"] = options
-    results["torch_threads"] = torch.get_num_threads()
-    results["jobs"] = jobs
-    results["wall_seconds"] = time.perf_counter() - start
-    tables = (
-        "Table 1 layout: tofu-synthetic forget10\n" + method_table(results)
-        + "\n\nTable 3 layout: with and without AutoLR (ROUGE-L recall)\n"
-        + autolr_table(results)
-    )
-    log("")
-    log(tables)
-    write_json(folder / "results.json", results)
-    write_json(folder / "curves.json", curves)
-    (folder / "tables.txt").write_text(tables + "\n", encoding="utf-8")
-    figures = write_figures({**results, "curves": curves}, folder)
-    log("")
-    log(f"wrote {folder / 'results.json'}, curves.json, tables.txt and "
-        f"{', '.join(p.name for p in figures)} in {results['wall_seconds']:.0f} s")
+    config = UnlearnConfig().replace(**dict(unlearn_options or {}))
+    config.validate()
+    with output_folder(out, overwrite) as folder:
+        if model_path is None:
+            log("building (or loading) the embedded target model of tofu-synthetic ...")
+        model, tokenizer, path = _demo_model(seed, cache_dir, model_path, device, progress)
+        model_seconds = time.perf_counter() - start
+        log(f"target model: {path} ({sum(p.numel() for p in model.parameters()):,} "
+            f"parameters, ready in {model_seconds:.0f} s)")
+        results = run_tofu(model, tokenizer, tofu_synthetic(seed), runs,
+                           forget_split="forget10", seed=seed, config=config, jobs=jobs,
+                           model_path=str(path), progress=progress, log=log)
+        curves = results.pop("curves")
+        results.update(model=str(path), model_seconds=model_seconds,
+                       unlearn_options=config.shared_options(),
+                       torch_threads=torch.get_num_threads(), jobs=jobs,
+                       wall_seconds=time.perf_counter() - start)
+        _write_demo(folder, results, curves, log)
     return results

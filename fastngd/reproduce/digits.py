@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from fastngd.unlearn import UnlearningDiverged, get_method, unlearn
+from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
 
 __all__ = [
     "DIGITS_METHODS",
@@ -154,8 +154,9 @@ def run_digits(
         run_lr = (method_lr or {}).get(name, lr)
         t0 = time.perf_counter()
         try:
-            res = unlearn(worker, forget, retain, name, autolr=autolr, epochs=epochs,
-                          batch_size=batch_size, lr=run_lr, seed=seed, progress=progress)
+            res = unlearn(worker, forget, retain, UnlearnConfig(
+                method=name, autolr=autolr, epochs=epochs, batch_size=batch_size,
+                retain_batch_size=batch_size, lr=run_lr, seed=seed), progress=progress)
         except UnlearningDiverged as exc:
             results[name] = {"diverged": True, "message": str(exc), "lr": run_lr}
             log(f"  {name:<10} diverged")

@@ -14,9 +14,25 @@ from typing import Any
 from fastngd.data.tokenize import TextDataset
 from fastngd.eval import evaluate_muse
 from fastngd.reproduce.tofu import RunSpec
-from fastngd.unlearn import UnlearningDiverged, get_method, unlearn
+from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
 
-__all__ = ["run_muse"]
+__all__ = ["muse_evaluator", "run_muse"]
+
+
+def muse_evaluator(
+    tokenizer: Any, data: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], *,
+    verbmem_max_new_tokens: int = 64, knowmem_max_new_tokens: int = 16, max_length: int = 256,
+) -> Callable[[Any], dict[str, Any]]:
+    """An evaluate hook for :func:`fastngd.unlearn.unlearn`: the aggregate of
+    :func:`fastngd.eval.evaluate_muse` (``verbmem_forget``, ``knowmem_forget``,
+    ``knowmem_retain``, ``privleak``...) on ``data``."""
+
+    def evaluate(model: Any) -> dict[str, Any]:
+        res = evaluate_muse(model, tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
+                            knowmem_max_new_tokens=knowmem_max_new_tokens, max_length=max_length)
+        return dict(res["aggregate"])
+
+    return evaluate
 
 
 def run_muse(
@@ -26,6 +42,7 @@ def run_muse(
     runs: Sequence[RunSpec],
     *,
     seed: int = 0,
+    config: UnlearnConfig | None = None,
     unlearn_options: Mapping[str, Any] | None = None,
     max_length: int = 256,
     verbmem_max_new_tokens: int = 64,
@@ -34,6 +51,9 @@ def run_muse(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Unlearn ``data["raw"]["forget"]`` from copies of ``model`` with every run of ``runs``.
+
+    Every run starts from ``config`` (default :class:`fastngd.unlearn.UnlearnConfig`) with
+    ``unlearn_options`` applied, then its own method, AutoLR, lr and options.
 
     Returns ``{"no_unlearn": aggregate, "methods": {name: aggregate + run info},
     "curves": {name: {"history": [...]}}, "seed"}`` with the aggregates of
@@ -46,26 +66,25 @@ def run_muse(
     retain_rows = [r for split in ("retain1", "retain2") if split in raw for r in raw[split]]
     retain = TextDataset(retain_rows, tokenizer, max_length)
     initial = copy.deepcopy(model.state_dict())
-
-    def evaluate(m: Any) -> dict[str, Any]:
-        res = evaluate_muse(m, tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
-                            knowmem_max_new_tokens=knowmem_max_new_tokens, max_length=max_length)
-        return dict(res["aggregate"])
+    base = (config or UnlearnConfig()).replace(**dict(unlearn_options or {}))
+    evaluate = muse_evaluator(tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
+                              knowmem_max_new_tokens=knowmem_max_new_tokens,
+                              max_length=max_length)
 
     log("evaluating the target model (no unlearning)")
     no_unlearn = evaluate(model)
     methods: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     for spec in runs:
-        options = {**dict(unlearn_options or {}), **dict(spec.options)}
+        run_config = base.replace(method=spec.method, autolr=spec.autolr, lr=spec.lr,
+                                  seed=seed, **dict(spec.options))
         worker = copy.deepcopy(model)
         worker.load_state_dict(initial)
         info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
                                 "lr": spec.lr}
         t0 = time.perf_counter()
         try:
-            result = unlearn(worker, forget, retain, spec.method, autolr=spec.autolr,
-                             lr=spec.lr, seed=seed, progress=progress, **options)
+            result = unlearn(worker, forget, retain, run_config, progress=progress)
         except UnlearningDiverged as exc:
             methods[spec.name] = {**info, "diverged": True, "message": str(exc)}
             log(f"  {spec.name}: {exc}")

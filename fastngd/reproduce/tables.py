@@ -4,7 +4,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["autolr_table", "format_table", "method_table"]
+__all__ = ["SEED_TABLE_KEYS", "autolr_table", "format_table", "method_table", "metrics_table"]
+
+SEED_TABLE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "tofu": (
+        ("forget_rouge_l_recall", "forget R-L↓"), ("retain_rouge_l_recall", "retain R-L↑"),
+        ("verbmem", "Verbmem↓"), ("truth_ratio", "TruthRatio"),
+        ("forget_fact_accuracy", "FactAcc F↓"), ("retain_fact_accuracy", "FactAcc R↑"),
+        ("model_utility", "ModelUtil↑"),
+    ),
+    "muse": (
+        ("verbmem_forget", "VerbMem F↓"), ("knowmem_forget", "KnowMem F↓"),
+        ("knowmem_retain", "KnowMem R↑"), ("privleak", "PrivLeak"),
+    ),
+    "digits": (
+        ("train_forget_accuracy", "forget acc"), ("train_retain_accuracy", "retain acc"),
+        ("test_forget_accuracy", "test forget"), ("test_retain_accuracy", "test retain"),
+    ),
+}
+"""``(result key, column label)`` of the mean ± std table of each ``fastngd reproduce``
+experiment."""
 
 _TABLE1_COLUMNS: tuple[tuple[str, str], ...] = (
     ("verbmem", "Verbmem↓"),
@@ -40,19 +59,27 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def method_table(results: Mapping[str, Any]) -> str:
-    """Table 1: one row per method (and the model before unlearning) with the NGDiff paper's
-    metrics; ``results`` has ``"no_unlearn"`` and ``"methods"`` (see
-    :func:`fastngd.reproduce.tofu.run_tofu`)."""
+def method_table(results: Mapping[str, Any], base_label: str = "no unlearning") -> str:
+    """Table 1: one row per method (and the model before unlearning, labelled
+    ``base_label``) with the NGDiff paper's metrics; ``results`` has ``"no_unlearn"`` and
+    ``"methods"`` (see :func:`fastngd.reproduce.tofu.run_tofu`)."""
     header = ["method", "AutoLR"] + [label for _, label in _TABLE1_COLUMNS]
-    rows: list[list[Any]] = [["no unlearning", "-"] + [results["no_unlearn"].get(k) for k, _ in
-                                                       _TABLE1_COLUMNS]]
+    rows: list[list[Any]] = [[base_label, "-"] + [results["no_unlearn"].get(k) for k, _ in
+                                                  _TABLE1_COLUMNS]]
     for name, res in results["methods"].items():
         if res.get("diverged"):
             rows.append([name, res.get("autolr")] + ["diverged"] + ["-"] * (len(_TABLE1_COLUMNS) - 1))
             continue
         rows.append([name, res.get("autolr")] + [res.get(k) for k, _ in _TABLE1_COLUMNS])
     return format_table(header, rows)
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """Two aligned columns, ``metric  value``, of the numeric and text entries of
+    ``metrics`` (numbers with 3 decimals); the width follows the longest name."""
+    rows = [[key, value] for key, value in metrics.items()
+            if isinstance(value, (int, float, str, bool)) or value is None]
+    return format_table(["metric", "value"], rows)
 
 
 def autolr_table(results: Mapping[str, Any]) -> str:

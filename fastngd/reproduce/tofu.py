@@ -21,11 +21,11 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from fastngd.data.tokenize import QADataset, format_prompt
 from fastngd.eval import answer_nll, evaluate_tofu, fact_accuracy, generate, rouge_l_recall
-from fastngd.unlearn import UnlearningDiverged, get_method, unlearn
+from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
 
 __all__ = [
     "TOFU_EVAL_CONFIGS",
@@ -34,6 +34,7 @@ __all__ = [
     "forget_truth_ratio_logspace",
     "run_tofu",
     "summarise_tofu",
+    "tofu_curve",
     "tofu_eval_data",
 ]
 
@@ -50,8 +51,8 @@ class RunSpec:
         method: a method name of :func:`fastngd.unlearn.get_method`.
         autolr: GeN AutoLR on/off.
         lr: the (initial) learning rate.
-        options: further keyword arguments of :func:`fastngd.unlearn.unlearn`
-            (``epochs``, ``autolr_scale``...), overriding the experiment's.
+        options: further :class:`fastngd.unlearn.UnlearnConfig` settings (``epochs``,
+            ``autolr_scale``...), overriding the experiment's.
     """
 
     name: str
@@ -94,6 +95,26 @@ def answer_scores(
     return sum(rouge) / len(rouge), acc
 
 
+def tofu_curve(
+    tokenizer: Any, forget_rows: Sequence[Mapping[str, Any]],
+    retain_rows: Sequence[Mapping[str, Any]], *, max_new_tokens: int = 24,
+) -> Callable[[Any], dict[str, Any]]:
+    """An evaluate hook for :func:`fastngd.unlearn.unlearn`: ROUGE-L recall and fact
+    accuracy (:func:`answer_scores`) of greedy answers on ``forget_rows`` and
+    ``retain_rows``, as ``forget_rouge_l_recall``, ``retain_rouge_l_recall``,
+    ``forget_fact_accuracy``, ``retain_fact_accuracy``."""
+
+    def curve(model: Any) -> dict[str, Any]:
+        f_rouge, f_acc = answer_scores(model, tokenizer, forget_rows,
+                                       max_new_tokens=max_new_tokens)
+        r_rouge, r_acc = answer_scores(model, tokenizer, retain_rows,
+                                       max_new_tokens=max_new_tokens)
+        return {"forget_rouge_l_recall": f_rouge, "retain_rouge_l_recall": r_rouge,
+                "forget_fact_accuracy": f_acc, "retain_fact_accuracy": r_acc}
+
+    return curve
+
+
 def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
     """The NGDiff paper's table metrics from an :func:`evaluate_tofu` result (see module doc)."""
     agg = result["aggregate"]
@@ -129,7 +150,7 @@ class _Settings:
     forget_split: str
     retain_split: str
     seed: int
-    unlearn_options: dict[str, Any]
+    config: UnlearnConfig
     curve_points: int
     curve_max_new_tokens: int
     eval_max_new_tokens: int
@@ -213,27 +234,18 @@ def _one_run(model: Any, tokenizer: Any, data: Mapping[str, Any], spec: RunSpec,
     curve_retain = data.get("retain_perturbed") or data[settings.retain_split][: len(forget_rows)]
     forget_set = QADataset(forget_rows, tokenizer, settings.max_length)
     retain_set = QADataset(data[settings.retain_split], tokenizer, settings.max_length)
-    options = {**settings.unlearn_options, **dict(spec.options)}
-    epochs = int(options.get("epochs", 10))
-    batch_size = int(options.get("batch_size", 8))
-    total = epochs * -(-len(forget_set) // batch_size)
-    eval_every = max(1, total // max(1, settings.curve_points))
-
-    def curve(m: Any) -> dict[str, Any]:
-        f_rouge, f_acc = answer_scores(m, tokenizer, forget_rows,
-                                       max_new_tokens=settings.curve_max_new_tokens)
-        r_rouge, r_acc = answer_scores(m, tokenizer, curve_retain,
-                                       max_new_tokens=settings.curve_max_new_tokens)
-        return {"forget_rouge_l_recall": f_rouge, "retain_rouge_l_recall": r_rouge,
-                "forget_fact_accuracy": f_acc, "retain_fact_accuracy": r_acc}
-
+    config = settings.config.replace(method=spec.method, autolr=spec.autolr, lr=spec.lr,
+                                     seed=settings.seed, **dict(spec.options))
+    total = config.epochs * -(-len(forget_set) // config.batch_size)
+    config = config.replace(eval_every=max(1, total // max(1, settings.curve_points)))
+    curve = tofu_curve(tokenizer, forget_rows, curve_retain,
+                       max_new_tokens=settings.curve_max_new_tokens)
     info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
-                            "lr": spec.lr, "options": _jsonable(options)}
+                            "lr": spec.lr, "options": config.shared_options()}
     t0 = time.perf_counter()
     try:
-        result = unlearn(model, forget_set, retain_set, spec.method, autolr=spec.autolr,
-                         lr=spec.lr, seed=settings.seed, eval_every=eval_every, evaluate=curve,
-                         progress=settings.progress, **options)
+        result = unlearn(model, forget_set, retain_set, config, evaluate=curve,
+                         progress=settings.progress)
     except UnlearningDiverged as exc:
         info.update(diverged=True, message=str(exc), unlearn_seconds=time.perf_counter() - t0)
         return info, None
@@ -267,54 +279,15 @@ def _log_run(log: Callable[[str], None], name: str, entry: Mapping[str, Any]) ->
         f"{entry['steps']} steps)")
 
 
-def run_tofu(
-    model: Any,
-    tokenizer: Any,
-    data: Mapping[str, Sequence[Mapping[str, Any]]],
-    runs: Sequence[RunSpec],
-    *,
-    forget_split: str = "forget10",
-    seed: int = 0,
-    unlearn_options: Mapping[str, Any] | None = None,
-    curve_points: int = 8,
-    curve_max_new_tokens: int = 24,
-    eval_max_new_tokens: int = 32,
-    max_length: int = 128,
-    jobs: int = 1,
-    model_path: str | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Unlearn ``forget_split`` from copies of ``model`` with every run of ``runs``.
+Outcome = tuple[dict[str, Any], Optional[dict[str, Any]]]
 
-    ``data`` maps TOFU config names to rows (e.g. :func:`fastngd.data.tofu_synthetic`); the
-    retain set is ``retain{100 − p}`` for ``forget{p}``. ``unlearn_options`` are keyword
-    arguments of :func:`fastngd.unlearn.unlearn` shared by every run (a run's ``options``
-    win). Learning curves hold about ``curve_points`` evaluations per run. A run that
-    diverges is reported with ``"diverged": True`` and the message, the others go on.
-    With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
-    each), which load the model from ``model_path`` (required then, the saved ``model``).
 
-    Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
-    {name: {"evals", "history"}}, "seed"}``; ``model`` itself is not modified.
-    """
-    retain_split = _retain_split(forget_split)
-    if forget_split not in data or retain_split not in data:
-        raise KeyError(
-            f"need configs {forget_split!r} and {retain_split!r} (configs: {sorted(data)})"
-        )
-    for spec in runs:
-        get_method(spec.method)
-    if jobs > 1 and model_path is None:
-        raise ValueError("jobs > 1 needs model_path (workers load the model themselves)")
-    settings = _Settings(forget_split, retain_split, seed, dict(unlearn_options or {}),
-                         curve_points, curve_max_new_tokens, eval_max_new_tokens, max_length,
-                         progress and jobs == 1)
-    log("evaluating the target model (no unlearning)")
-    t0 = time.perf_counter()
-    no_unlearn = _evaluate_final(model, tokenizer, data, settings)
-    no_unlearn["eval_seconds"] = time.perf_counter() - t0
-    outcomes: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+def _run_all(model: Any, tokenizer: Any, data: Mapping[str, Any], runs: Sequence[RunSpec],
+             settings: _Settings, jobs: int, model_path: str | None,
+             log: Callable[[str], None]) -> dict[str, Outcome]:
+    """Every run's ``(entry, curves)``, each from a copy of ``model``: in this process, or
+    in ``jobs`` spawned workers that load ``model_path``."""
+    outcomes: dict[str, Outcome] = {}
     if jobs > 1 and len(runs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -332,14 +305,66 @@ def run_tofu(
                 name = futures[future]
                 outcomes[name] = future.result()
                 _log_run(log, name, outcomes[name][0])
-    else:
-        initial = copy.deepcopy(model.state_dict())
-        worker = copy.deepcopy(model)
-        for spec in runs:
-            worker.load_state_dict(initial)
-            outcomes[spec.name] = _one_run(worker, tokenizer, data, spec, settings)
-            _log_run(log, spec.name, outcomes[spec.name][0])
-        del worker
+        return outcomes
+    initial = copy.deepcopy(model.state_dict())
+    worker = copy.deepcopy(model)
+    for spec in runs:
+        worker.load_state_dict(initial)
+        outcomes[spec.name] = _one_run(worker, tokenizer, data, spec, settings)
+        _log_run(log, spec.name, outcomes[spec.name][0])
+    return outcomes
+
+
+def run_tofu(
+    model: Any,
+    tokenizer: Any,
+    data: Mapping[str, Sequence[Mapping[str, Any]]],
+    runs: Sequence[RunSpec],
+    *,
+    forget_split: str = "forget10",
+    seed: int = 0,
+    config: UnlearnConfig | None = None,
+    unlearn_options: Mapping[str, Any] | None = None,
+    curve_points: int = 8,
+    curve_max_new_tokens: int = 24,
+    eval_max_new_tokens: int = 32,
+    max_length: int = 128,
+    jobs: int = 1,
+    model_path: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Unlearn ``forget_split`` from copies of ``model`` with every run of ``runs``.
+
+    ``data`` maps TOFU config names to rows (e.g. :func:`fastngd.data.tofu_synthetic`); the
+    retain set is ``retain{100 − p}`` for ``forget{p}``. Every run starts from ``config``
+    (default :class:`fastngd.unlearn.UnlearnConfig`) with ``unlearn_options`` applied, then
+    its own method, AutoLR, lr and ``options``; ``seed`` is every run's seed. Learning
+    curves hold about ``curve_points`` evaluations per run. A run that diverges is reported
+    with ``"diverged": True`` and the message, the others go on. With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
+    each), which load the model from ``model_path`` (required then, the saved ``model``).
+
+    Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
+    {name: {"evals", "history"}}, "seed"}``; ``model`` itself is not modified.
+    """
+    retain_split = _retain_split(forget_split)
+    if forget_split not in data or retain_split not in data:
+        raise KeyError(
+            f"need configs {forget_split!r} and {retain_split!r} (configs: {sorted(data)})"
+        )
+    for spec in runs:
+        get_method(spec.method)
+    if jobs > 1 and model_path is None:
+        raise ValueError("jobs > 1 needs model_path (workers load the model themselves)")
+    base = (config or UnlearnConfig()).replace(**dict(unlearn_options or {}))
+    settings = _Settings(forget_split, retain_split, seed, base, curve_points,
+                         curve_max_new_tokens, eval_max_new_tokens, max_length,
+                         progress and jobs == 1)
+    log("evaluating the target model (no unlearning)")
+    t0 = time.perf_counter()
+    no_unlearn = _evaluate_final(model, tokenizer, data, settings)
+    no_unlearn["eval_seconds"] = time.perf_counter() - t0
+    outcomes = _run_all(model, tokenizer, data, runs, settings, jobs, model_path, log)
     methods: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     for spec in runs:
@@ -350,13 +375,6 @@ def run_tofu(
         if curve_data is not None:
             curves[spec.name] = curve_data
     return {"no_unlearn": no_unlearn, "methods": methods, "curves": curves, "seed": seed}
-
-
-def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in options.items():
-        out[k] = list(v) if isinstance(v, tuple) else v
-    return out
 
 
 def run_spec_dict(spec: RunSpec) -> dict[str, Any]:

@@ -1,12 +1,20 @@
-"""The unlearning loop, the method registry and the forget objectives.
+"""The unlearning loop, its configuration, the method registry and the forget objectives.
 
-``unlearn(model, forget, retain, method="ngdiff", autolr=True, ...)`` runs any method of
+``unlearn(model, forget, retain, UnlearnConfig(method="ngdiff", ...))`` runs any method of
 :data:`METHODS` (or ``gdiff-<c>``) through :class:`fastngd.NGDiffOptimizer`, with whole-run
-checkpoints that resume bit-identically.
+checkpoints that resume bit-identically and are verified by a SHA-256 manifest.
 """
 from fastngd.unlearn.batching import data_fingerprint, epoch_plan, steps_per_epoch
-from fastngd.unlearn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from fastngd.unlearn.loop import UnlearnConfig, UnlearningDiverged, UnlearnResult, unlearn
+from fastngd.unlearn.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    checkpoint_exists,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
+from fastngd.unlearn.config import UnlearnConfig, optimizer_kwargs
+from fastngd.unlearn.loop import UnlearningDiverged, UnlearnResult, unlearn
 from fastngd.unlearn.methods import METHODS, Method, get_method, method_names
 from fastngd.unlearn.objectives import (
     FORGET_OBJECTIVES,
@@ -16,9 +24,11 @@ from fastngd.unlearn.objectives import (
     npo_loss,
     simnpo_loss,
 )
+from fastngd.unlearn.selection import Selection, parse_keep_best
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 
 __all__ = [
+    "BEST_NAME",
     "CHECKPOINT_NAME",
     "FORGET_OBJECTIVES",
     "METHODS",
@@ -26,10 +36,12 @@ __all__ = [
     "ClassifierTask",
     "ForgetObjective",
     "Method",
+    "Selection",
     "Task",
     "UnlearnConfig",
     "UnlearnResult",
     "UnlearningDiverged",
+    "checkpoint_exists",
     "data_fingerprint",
     "epoch_plan",
     "get_method",
@@ -39,6 +51,9 @@ __all__ = [
     "mean_nll",
     "method_names",
     "npo_loss",
+    "optimizer_kwargs",
+    "parse_keep_best",
+    "remove_checkpoint",
     "save_checkpoint",
     "simnpo_loss",
     "steps_per_epoch",

@@ -12,26 +12,30 @@ retain loss are deterministic.
 
 Under ``torchrun`` (a process group with W > 1 ranks, the model wrapped in DDP or sharded with
 FSDP2), every rank follows the same data order and processes its share ``rank::W`` of each
-forget and retain batch; DDP/FSDP2 average the gradients and the optimizer averages the
-losses, so the run follows the full-batch one. Checkpoints hold the full (gathered) model
+forget and retain batch. Token-mean losses are divided by the whole batch's token count over
+all ranks (``N/W`` per rank, :func:`fastngd.unlearn.mean_nll`), so the average over ranks that
+DDP/FSDP2 and the optimizer take is the full-batch loss and gradient: the run follows the
+single process up to floating-point rounding. Checkpoints hold the full (gathered) model
 state and are written by rank 0 only; the checkpoint folder must be visible to every rank.
+
+A run is an :class:`_Run`: :meth:`_Run.restore` (resume), :meth:`_Run.step` (one step),
+:meth:`_Run.checkpoint`, :meth:`_Run.evaluate` (with the best evaluation kept).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from fastngd import distributed as fdist
 from fastngd.distributed import reshard_fsdp
+from fastngd.errors import InputError, UsageError
 from fastngd.optimizer import NGDiffOptimizer
 from fastngd.unlearn.batching import (
     EpochPlan,
@@ -42,69 +46,57 @@ from fastngd.unlearn.batching import (
     steps_per_epoch,
 )
 from fastngd.unlearn.checkpoint import (
+    BEST_NAME,
     CHECKPOINT_NAME,
+    checkpoint_exists,
     config_mismatch,
     load_checkpoint,
+    load_verified,
     save_checkpoint,
+    save_verified,
 )
+from fastngd.unlearn.config import RUN_CONTROL_FIELDS, UnlearnConfig, optimizer_kwargs
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.objectives import ForgetObjective, get_objective, mean_nll
+from fastngd.unlearn.selection import parse_keep_best
+from fastngd.unlearn.state import (
+    all_rng_states,
+    full_model_state,
+    load_full_model_state,
+    optimizer_state,
+    params_finite,
+    set_rng_state,
+)
 from fastngd.unlearn.tasks import Task, infer_task
 
-__all__ = ["UnlearnConfig", "UnlearnResult", "UnlearningDiverged", "unlearn"]
+__all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
 
 StepCallback = Callable[[dict[str, Any]], Optional[bool]]
+"""``callback(step_record)``, called after every step; returning True stops the run."""
 Evaluator = Callable[[nn.Module], Mapping[str, float]]
+"""``evaluate(model) -> {metric: value}``, called at step 0, every ``eval_every`` steps and
+at the end."""
+
+_HISTORY_KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine",
+                 "weight_retain", "weight_forget", "lr", "lr_scale", "lr_updated")
 
 
 class UnlearningDiverged(RuntimeError):
-    """A loss became NaN or infinite: the run stopped; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class UnlearnConfig:
-    """Everything that defines an unlearning run (checked on resume).
+    """A loss or gradient became NaN or infinite: the run stopped.
 
     Attributes:
-        method: a name of :func:`fastngd.unlearn.get_method` (``"ngdiff"``, ``"gdiff-0.9"``...).
-        autolr: fit the learning rate with GeN.
-        epochs: passes over the forget set.
-        batch_size: forget examples per step.
-        retain_batch_size: retain examples per step (default: ``batch_size``).
-        lr: initial (GeN) or fixed learning rate η.
-        seed: seeds the data order and the randomised rules.
-        autolr_every, autolr_scale, autolr_ema, autolr_clip: GeN settings
-            (:class:`fastngd.autolr.GeNConfig`).
-        objective_options: overrides of the forget objective's options (``beta``, ``delta``).
-        backend, retain_storage: passed to :class:`fastngd.NGDiffOptimizer`.
+        step: steps completed before the failed one.
+        model_finite: whether the model's parameters are finite now (a skipped step leaves
+            them as they were after ``step`` steps, so they normally are).
+        checkpoint_dir: the folder holding the last good checkpoint, or None.
     """
 
-    method: str = "ngdiff"
-    autolr: bool = True
-    epochs: int = 10
-    batch_size: int = 8
-    retain_batch_size: int | None = None
-    lr: float = 0.02
-    seed: int = 0
-    autolr_every: int = 2
-    autolr_scale: float = 1.8
-    autolr_ema: float = 0.9
-    autolr_clip: tuple[float, float] = (0.5, 2.0)
-    objective_options: dict[str, float] = field(default_factory=dict)
-    backend: str = "auto"
-    retain_storage: str = "exact"
-
-    def validate(self) -> None:
-        """Raise ValueError on an unusable setting (unknown method, non-positive sizes...)."""
-        get_method(self.method)
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.retain_batch_size is not None and self.retain_batch_size < 1:
-            raise ValueError(f"retain_batch_size must be positive, got {self.retain_batch_size}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite positive number, got {self.lr!r}")
+    def __init__(self, message: str, step: int = 0, model_finite: bool = True,
+                 checkpoint_dir: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.model_finite = model_finite
+        self.checkpoint_dir = checkpoint_dir
 
 
 @dataclass
@@ -112,7 +104,8 @@ class UnlearnResult:
     """What :func:`unlearn` returns.
 
     Attributes:
-        model: the unlearned model (the same object that was passed in, updated in place).
+        model: the unlearned model (the object passed in, updated in place; with
+            ``lora_rank`` the ``peft`` model wrapping it, adapters not merged).
         config: the run's :class:`UnlearnConfig`.
         history: one record per step: ``step`` (1-based), ``epoch``, ``loss_retain``,
             ``loss_forget`` (the forget closure's value), ``norm_retain``, ``norm_forget``,
@@ -124,6 +117,9 @@ class UnlearnResult:
         wall_seconds: time spent in this call.
         completed: the run did all its epochs (False when stopped by ``max_steps`` or a
             callback).
+        best: with ``keep_best``: ``{"step", "score", "selection", "metrics"}`` of the best
+            evaluation (None before any finite score).
+        memory: :func:`fastngd.models.lora.trainable_memory` of the trained model.
     """
 
     model: nn.Module
@@ -133,11 +129,28 @@ class UnlearnResult:
     steps: int
     wall_seconds: float
     completed: bool
+    best: dict[str, Any] | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+    _best_state: dict[str, Any] | None = field(default=None, repr=False)
+    _best_path: Path | None = field(default=None, repr=False)
 
     @property
     def final_lr(self) -> float:
         """The learning rate of the last step (NaN when no step was made)."""
         return float(self.history[-1]["lr"]) if self.history else float("nan")
+
+    def best_state(self) -> dict[str, Any]:
+        """The model ``state_dict`` (CPU, keys of the unwrapped model) of the best
+        evaluation: from ``checkpoint_dir/best.pt`` (verified) when the run checkpointed,
+        else kept in memory. Under ``torchrun`` only rank 0 holds it. Raises UsageError
+        without ``keep_best`` or a best evaluation."""
+        if self.best is None:
+            raise UsageError("no best evaluation: run with keep_best and an evaluate hook")
+        if self._best_state is not None:
+            return self._best_state
+        if self._best_path is None:
+            raise UsageError("the best model state is held by rank 0 only")
+        return dict(load_verified(self._best_path, ("model",))["model"])
 
 
 def _as_dataset(data: Any, tokenizer: Any, max_length: int, what: str) -> Any:
@@ -156,93 +169,41 @@ def _as_dataset(data: Any, tokenizer: Any, max_length: int, what: str) -> Any:
     return data
 
 
-def _config_record(
-    config: UnlearnConfig, forget: Sequence[Any], retain: Sequence[Any],
-    objective: ForgetObjective, world: int = 1,
-) -> dict[str, Any]:
-    """The configuration compared on resume (run settings, data fingerprints, world size)."""
-    method = get_method(config.method)
-    record = asdict(config)
-    record["autolr_clip"] = list(config.autolr_clip)
-    record.update(
-        method=method.name,
-        rule=method.rule,
-        rule_options=dict(method.rule_options),
-        objective=objective.describe(),
-        n_forget=len(forget),
-        n_retain=len(retain),
-        forget_fingerprint=data_fingerprint(forget),
-        retain_fingerprint=data_fingerprint(retain),
-        world_size=int(world),
-    )
-    return record
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module inside DDP (FSDP2 modules are their own unwrapped form)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _check_world_size(saved_config: Mapping[str, Any], world: int, where: Any) -> None:
-    """Refuse to resume a checkpoint written with another number of ranks (checkpoints
-    without a recorded world size come from single-process runs)."""
-    saved_world = int(saved_config.get("world_size", 1))
-    if saved_world != world:
-        raise ValueError(
-            f"cannot resume: the checkpoint in {where} was written by a run on {saved_world} "
-            f"process(es) (world size {saved_world}), this run has world size {world}. Each "
-            "rank's share of every batch depends on the world size: resume with "
-            f"{saved_world} process(es) or start a new run in another folder"
+def _with_lora(model: nn.Module, config: UnlearnConfig) -> nn.Module:
+    """``model`` with LoRA adapters when ``config.lora_rank`` is set (already attached ones
+    are kept; a wrapped model must get them before it is wrapped)."""
+    from fastngd.models.lora import apply_lora, is_lora_model
+
+    if config.lora_rank is None or is_lora_model(_unwrapped(model)):
+        return model
+    if _unwrapped(model) is not model or fdist.world_size() > 1:
+        raise UsageError(
+            "lora_rank with a model wrapped for torchrun: attach the adapters first "
+            "(fastngd.models.apply_lora), then wrap the model"
         )
+    return apply_lora(model, config.lora_rank, alpha=config.lora_alpha,
+                      target_modules=config.lora_target_modules, seed=config.seed)
 
 
-def _rank(world: int) -> int:
-    """This process's rank (0 outside a process group)."""
-    return dist.get_rank() if world > 1 and dist.is_available() and dist.is_initialized() else 0
-
-
-def _full_model_state(model: nn.Module, world: int) -> dict[str, Any]:
-    """The whole model state on CPU: a copy of ``state_dict()`` on one process; under
-    ``torchrun`` gathered with ``get_model_state_dict(full_state_dict=True)`` (a collective:
-    every rank calls it; only rank 0 receives the tensors, the others get ``{}``). DDP's
-    ``module.`` prefix and FSDP2's DTensor shards disappear: keys are the plain module's."""
-    if world == 1:
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(
-        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-    )
-
-
-def _load_full_model_state(model: nn.Module, state: dict[str, Any], world: int) -> None:
-    """Inverse of :func:`_full_model_state`; under ``torchrun`` every rank passes the full
-    state it read from the checkpoint and keeps its own shard (FSDP2) or replica (DDP)."""
-    if world == 1:
-        model.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-
-
-def _optimizer_state(optimizer: NGDiffOptimizer) -> dict[str, Any]:
-    """The optimizer's state between steps. NGDiffOptimizer keeps no per-parameter tensor
-    between steps (the retain gradient is dropped after each step), so this is the same on
-    every rank, sharded or not; a per-parameter tensor would be a shard under FSDP2."""
-    state = optimizer.state_dict()
-    leftover = [k for k, v in state["state"].items() if v]
-    if leftover:
-        raise RuntimeError(
-            f"the optimizer holds per-parameter state between steps ({len(leftover)} "
-            "parameters): it cannot be checkpointed as a whole-run state"
-        )
-    return state
-
-
-def _all_rng_states(world: int) -> list[dict[str, Any]] | None:
-    """Every rank's RNG states on rank 0 (``None`` on the other ranks); one collective."""
-    mine = _rng_state()
-    if world == 1:
-        return [mine]
-    gathered: list[Any] = [None] * world if _rank(world) == 0 else []
-    dist.gather_object(mine, gathered if _rank(world) == 0 else None, dst=0)
-    return gathered if _rank(world) == 0 else None
+def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain Python values (numbers from numpy or 0-d tensors become floats), so that
+    checkpoints hold no foreign types."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[str(key)] = value
+        elif hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            out[str(key)] = value.item()
+        else:
+            out[str(key)] = value
+    return out
 
 
 @torch.no_grad()
@@ -256,84 +217,330 @@ def _reference_nll(model: nn.Module, task: Task, data: Sequence[Any], batch_size
     return torch.cat(out)
 
 
-def _params_finite(model: nn.Module, world: int = 1) -> bool:
-    """All parameters are finite; under ``torchrun`` on every rank (each checks its local
-    shard or replica, then one ``all_reduce``), so all ranks get the same answer."""
-    params = [fdist.local_view(p) for p in model.parameters()]
-    finite = all(bool(torch.isfinite(p).all()) for p in params)
-    if world == 1:
-        return finite
-    device = params[0].device if params else torch.device("cpu")
-    flag = torch.tensor([0.0 if finite else 1.0], device=device)
-    return not bool(fdist.all_reduce_sum(flag).item() > 0)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _closures(
     model: nn.Module, task: Task, objective: ForgetObjective, retain_batch: Any,
-    forget_batch: Any, forget_ref: Tensor | None,
+    forget_batch: Any, forget_ref: Tensor | None, denominators: Tensor | None,
 ) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
     """The two closures of one step: retain CE, and the forget objective's value.
 
-    Each starts by resharding FSDP2 modules (a no-op otherwise), so that a forward after a
-    GeN probe never reads stale gathered parameters.
+    ``denominators`` (``[forget, retain]``, under ``torchrun``) replace each rank's token
+    count in the token means (see :func:`mean_nll`). Each closure starts by resharding
+    FSDP2 modules (a no-op otherwise), so that a forward after a GeN probe never reads stale
+    gathered parameters.
     """
+    d_forget = None if denominators is None else denominators[0]
+    d_retain = None if denominators is None else denominators[1]
 
     def closure_retain() -> Tensor:
         reshard_fsdp(model)
         nll, n = task.nll(model, retain_batch)
-        return mean_nll(nll, n)
+        return mean_nll(nll, n, d_retain)
 
     def closure_forget() -> Tensor:
         reshard_fsdp(model)
         nll, n = task.nll(model, forget_batch)
-        return objective(nll, n, forget_ref)
+        return objective(nll, n, forget_ref, d_forget)
 
     return closure_retain, closure_forget
+
+
+def _divergence_advice(config: UnlearnConfig) -> str:
+    if config.autolr:
+        return "AutoLR was on: try a smaller initial --lr or a smaller --autolr-scale"
+    return "Try a smaller --lr, or turn AutoLR on (--autolr)"
+
+
+class _Run:
+    """One call of :func:`unlearn`: the data, the optimizer and the run's state."""
+
+    def __init__(self, model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig,
+                 evaluate: Evaluator | None, callbacks: Sequence[StepCallback],
+                 checkpoint_dir: str | Path | None, task: Task | None, tokenizer: Any) -> None:
+        self.config = config
+        self.spec = get_method(config.method)
+        self.objective = get_objective(self.spec.objective, **config.objective_options)
+        self.forget = _as_dataset(forget, tokenizer, config.max_length, "forget")
+        self.retain = _as_dataset(retain, tokenizer, config.max_length, "retain")
+        self.model = _with_lora(model, config)
+        self.task = task or self._infer_task(tokenizer)
+        self.evaluate_hook, self.callbacks = evaluate, list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.selection = parse_keep_best(config.keep_best) if config.keep_best else None
+        self.world, self.rank = fdist.world_size(), fdist.rank()
+        self.per_epoch = steps_per_epoch(len(self.forget), config.batch_size)
+        self.total = self.per_epoch * config.epochs
+        check_shardable(len(self.forget), len(self.retain), config.batch_size,
+                        config.effective_retain_batch_size, self.world)
+        self.optimizer = NGDiffOptimizer(
+            [p for p in self.model.parameters() if p.requires_grad], **optimizer_kwargs(config)
+        )
+        self.record = self._config_record()
+        self.step_count = 0
+        self.history: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.ref_nll: Tensor | None = None
+        self._plans: dict[int, EpochPlan] = {}
+
+    def _infer_task(self, tokenizer: Any) -> Task:
+        base = _unwrapped(self.model)
+        pad = getattr(getattr(base, "config", None), "pad_token_id", None)
+        if pad is None and tokenizer is not None:
+            pad = getattr(tokenizer, "pad_token_id", None)
+        return infer_task(self.forget[0], pad)
+
+    def _config_record(self) -> dict[str, Any]:
+        """The configuration compared on resume (run settings, data fingerprints, world)."""
+        record = {k: v for k, v in self.config.record().items() if k not in RUN_CONTROL_FIELDS}
+        record.update(
+            method=self.spec.name, rule=self.spec.rule, rule_options=dict(self.spec.rule_options),
+            objective=self.objective.describe(), n_forget=len(self.forget),
+            n_retain=len(self.retain), forget_fingerprint=data_fingerprint(self.forget),
+            retain_fingerprint=data_fingerprint(self.retain), world_size=int(self.world),
+        )
+        return record
+
+    # ------------------------------------------------------------------ resume
+    def restore(self, resume: bool) -> None:
+        """Load the checkpoint when resuming; refuse an existing one otherwise."""
+        folder = self.checkpoint_dir
+        if folder is not None and checkpoint_exists(folder):
+            if not resume:
+                raise FileExistsError(
+                    f"{folder / CHECKPOINT_NAME} already exists: continue it with --resume "
+                    "(resume=True in Python) or choose another folder"
+                )
+            self._load(load_checkpoint(folder))  # type: ignore[arg-type]
+        if self.objective.needs_reference and self.ref_nll is None:
+            self.ref_nll = _reference_nll(self.model, self.task, self.forget,
+                                          self.config.batch_size)
+
+    def _load(self, saved: dict[str, Any]) -> None:
+        saved_world = int(saved["config"].get("world_size", 1))
+        if saved_world != self.world:
+            raise UsageError(
+                f"cannot resume: the checkpoint in {self.checkpoint_dir} was written by a run "
+                f"on {saved_world} process(es) (world size {saved_world}), this run has world "
+                f"size {self.world}. Each rank's share of every batch depends on the world "
+                f"size: resume with {saved_world} process(es) or start a new run in another "
+                "folder"
+            )
+        diffs = config_mismatch({"world_size": 1, **saved["config"]}, self.record,
+                                UnlearnConfig().record())
+        if diffs:
+            raise UsageError(
+                "cannot resume: the checkpoint was made with another configuration or other "
+                "data:\n  " + "\n  ".join(diffs)
+            )
+        load_full_model_state(self.model, saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.step_count = int(saved["step"])
+        self.history, self.evals = list(saved["history"]), list(saved["evals"])
+        self.ref_nll = saved["ref_nll"]
+        self.best = saved.get("best")
+        if self.best is not None and self.checkpoint_dir is not None \
+                and not (self.checkpoint_dir / BEST_NAME).exists():
+            raise InputError(
+                f"{self.checkpoint_dir / BEST_NAME} (the best evaluation so far) is missing; "
+                "start the run over"
+            )
+        rng_ranks = saved.get("rng_ranks")
+        set_rng_state(rng_ranks[self.rank] if rng_ranks is not None else saved["rng"])
+
+    # ------------------------------------------------------------------ one step
+    def _plan(self, epoch: int) -> EpochPlan:
+        if epoch not in self._plans:
+            self._plans.clear()
+            self._plans[epoch] = epoch_plan(
+                self.config.seed, epoch, len(self.forget), len(self.retain),
+                self.config.batch_size, self.config.effective_retain_batch_size,
+            )
+        return self._plans[epoch]
+
+    def _denominators(self, f_batch: Any, r_batch: Any) -> Tensor | None:
+        """Under ``torchrun``: ``[N_forget, N_retain] / W`` with N the batch's target count
+        over every rank (one all_reduce of 2 numbers); None in one process."""
+        if self.world == 1:
+            return None
+        counts = torch.stack([self.task.target_count(f_batch), self.task.target_count(r_batch)])
+        device = next(self.model.parameters()).device
+        return fdist.sum_over_ranks(counts.to(device)) / self.world
+
+    def step(self) -> dict[str, Any]:
+        """One optimizer step on the next pair of batches; returns its history record.
+        Raises UnlearningDiverged when the optimizer skipped the step (non-finite values)."""
+        epoch, position = divmod(self.step_count, self.per_epoch)
+        f_idx, r_idx = self._plan(epoch)[position]
+        if self.world > 1:  # this rank's equal share of both batches
+            f_idx = rank_share(f_idx, self.rank, self.world)
+            r_idx = rank_share(r_idx, self.rank, self.world)
+        f_batch = self.task.collate([self.forget[i] for i in f_idx])
+        r_batch = self.task.collate([self.retain[i] for i in r_idx])
+        f_ref = self.ref_nll[torch.tensor(f_idx)] if self.ref_nll is not None else None
+        closures = _closures(self.model, self.task, self.objective, r_batch, f_batch, f_ref,
+                             self._denominators(f_batch, r_batch))
+        stats = self.optimizer.step(*closures).as_dict()
+        reshard_fsdp(self.model)
+        if stats["skipped"]:
+            self._diverged(stats, epoch)
+        self.step_count += 1
+        entry = {"step": self.step_count, "epoch": epoch + 1,
+                 **{k: stats[k] for k in _HISTORY_KEYS}}
+        self.history.append(entry)
+        return entry
+
+    def _diverged(self, stats: Mapping[str, Any], epoch: int) -> None:
+        folder = self.checkpoint_dir
+        kept = folder is not None and checkpoint_exists(folder)
+        where = f"; the last good checkpoint is in {folder}" if kept else ""
+        raise UnlearningDiverged(
+            f"{self.spec.name}: the run diverged at step {self.step_count + 1} (epoch "
+            f"{epoch + 1}): {stats['skip_reason']} (retain loss {stats['loss_retain']}, forget "
+            f"objective {stats['loss_forget']}){where}. {_divergence_advice(self.config)}.",
+            step=self.step_count, model_finite=params_finite(self.model),
+            checkpoint_dir=folder if kept else None,
+        )
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint(self) -> None:
+        """Write the whole run (skipped when a parameter is not finite). Under ``torchrun``
+        every rank takes part in gathering the state; rank 0 alone writes the file and the
+        others learn whether it succeeded (a failed write fails every rank)."""
+        if self.checkpoint_dir is None or not params_finite(self.model):
+            return
+        model_state = full_model_state(self.model)
+        rng_states = all_rng_states()
+        folder = self.checkpoint_dir
+
+        def write() -> None:
+            assert rng_states is not None
+            save_checkpoint(folder, {
+                "format": 1, "config": self.record, "step": self.step_count,
+                "model": model_state, "optimizer": optimizer_state(self.optimizer),
+                "data_order": self._plan(min(self.step_count // self.per_epoch,
+                                             self.config.epochs - 1)),
+                "ref_nll": self.ref_nll, "rng": rng_states[0],
+                "rng_ranks": rng_states if self.world > 1 else None,
+                "history": self.history, "evals": self.evals, "best": self.best,
+            })
+
+        fdist.on_rank0(write, "could not write the checkpoint")
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self) -> None:
+        """Record ``evaluate(model)`` at this step; with ``keep_best``, keep the model state
+        when the selection's score improves (decided on rank 0, followed by every rank)."""
+        if self.evaluate_hook is None:
+            return
+        metrics = _clean_metrics(self.evaluate_hook(self.model))
+        self.model.eval()
+        record = {"step": self.step_count, **metrics}
+        self.evals.append(record)
+        if self.selection is None:
+            return
+        score = self.selection.score(metrics)
+        improved = fdist.broadcast_from_rank0(
+            self.selection.better(score, None if self.best is None else self.best["score"])
+        )
+        if not improved:
+            return
+        self.best = {"step": self.step_count, "score": score, "selection": self.selection.text,
+                     "metrics": metrics}
+        state = full_model_state(self.model)
+        if self.checkpoint_dir is None:
+            self.best_state = state if fdist.is_main() else None
+            return
+        folder = self.checkpoint_dir
+        fdist.on_rank0(lambda: save_verified(folder / BEST_NAME, {"model": state,
+                                                                   "best": self.best}),
+                       "could not write the best model state")
+
+    # ------------------------------------------------------------------ the run
+    def _after_step(self, entry: dict[str, Any]) -> bool:
+        """Callbacks, periodic evaluation and checkpoints after a step; True stops."""
+        stop = False
+        for callback in self.callbacks:
+            if callback(entry):
+                stop = True
+        step, every = self.step_count, self.config.eval_every
+        if every is not None and step % every == 0 and step < self.total:
+            self.evaluate()
+        if step % (self.config.checkpoint_every or self.per_epoch) == 0 or step == self.total:
+            if step == self.total:
+                self.evaluate()
+            self.checkpoint()
+        return stop
+
+    def execute(self, progress: bool) -> UnlearnResult:
+        """Run the remaining steps; returns the result."""
+        from fastngd.models.lora import trainable_memory
+
+        start = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=self.total, initial=self.step_count, desc=f"unlearn {self.spec.name}",
+                   disable=not progress, leave=False)
+        max_steps = self.config.max_steps
+        try:
+            if self.step_count == 0 and not self.evals:
+                self.evaluate()
+            stop = False
+            while self.step_count < self.total and not stop:
+                if max_steps is not None and self.step_count >= max_steps:
+                    break
+                entry = self.step()
+                bar.update(1)
+                bar.set_postfix(L_R=f"{entry['loss_retain']:.3f}",
+                                L_F=f"{entry['loss_forget']:.3f}", lr=f"{entry['lr']:.3g}")
+                stop = self._after_step(entry)
+            completed = self.step_count >= self.total
+            if not completed and self.checkpoint_dir is not None:
+                self.checkpoint()
+        finally:
+            bar.close()
+            self.model.train(was_training)
+        best_path = None
+        if self.best is not None and self.checkpoint_dir is not None:
+            best_path = self.checkpoint_dir / BEST_NAME
+        return UnlearnResult(
+            model=self.model, config=self.config, history=self.history, evals=self.evals,
+            steps=self.step_count, wall_seconds=time.perf_counter() - start,
+            completed=completed, best=self.best,
+            memory=trainable_memory(self.model, self.config.retain_storage),
+            _best_state=self.best_state, _best_path=best_path,
+        )
+
+
+def _resolve_config(config: UnlearnConfig | str | None, settings: Mapping[str, Any]) -> UnlearnConfig:
+    if isinstance(config, str):
+        settings = {"method": config, **settings}
+        config = None
+    if config is not None and not isinstance(config, UnlearnConfig):
+        raise TypeError(f"config must be an UnlearnConfig, got {type(config).__name__}")
+    base = config or UnlearnConfig()
+    try:
+        resolved = base.replace(**settings)
+    except UsageError as exc:
+        raise TypeError(f"unlearn() got {exc}") from exc
+    resolved.validate()
+    return resolved
 
 
 def unlearn(
     model: nn.Module,
     forget: Any,
     retain: Any,
-    method: str = "ngdiff",
+    config: UnlearnConfig | str | None = None,
     *,
-    autolr: bool = True,
-    epochs: int = 10,
-    batch_size: int = 8,
-    retain_batch_size: int | None = None,
-    lr: float = 0.02,
-    seed: int = 0,
-    autolr_every: int = 2,
-    autolr_scale: float = 1.8,
-    autolr_ema: float = 0.9,
-    autolr_clip: tuple[float, float] = (0.5, 2.0),
-    objective_options: Mapping[str, float] | None = None,
-    eval_every: int | None = None,
     evaluate: Evaluator | None = None,
     callbacks: Sequence[StepCallback] = (),
     checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
     resume: bool = False,
-    max_steps: int | None = None,
     task: Task | None = None,
     tokenizer: Any = None,
-    max_length: int = 128,
-    backend: str = "auto",
-    retain_storage: str = "exact",
     progress: bool = False,
+    **settings: Any,
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` while keeping ``retain``; updates ``model`` in place.
 
@@ -342,227 +549,40 @@ def unlearn(
             .logits``) or a classifier (``model(x)`` → logits).
         forget, retain: datasets of encoded examples (e.g. :class:`fastngd.data.QADataset`),
             of ``(x, y)`` pairs, or lists of QA rows (``question``/``answer``; then pass
-            ``tokenizer``, they are encoded with ``max_length``).
-        method: see :data:`fastngd.unlearn.METHODS` (also ``gdiff-<c>``).
-        autolr: GeN automatic learning rate (``lr`` is then the initial rate).
-        epochs, batch_size, retain_batch_size, seed: the protocol (one epoch = one pass over
-            the forget set; each forget batch with a random retain batch).
-        lr, autolr_every, autolr_scale (κ), autolr_ema, autolr_clip: step size settings.
-        objective_options: e.g. ``{"beta": 0.2}`` for NPO.
-        eval_every, evaluate: ``evaluate(model)`` → metrics, recorded at step 0, every
-            ``eval_every`` steps (when given) and at the end.
+            ``tokenizer``, they are encoded with ``config.max_length``).
+        config: every run setting (:class:`UnlearnConfig`; default ``UnlearnConfig()``). A
+            string is a method name (``unlearn(m, f, r, "npo", epochs=3)``).
+        evaluate: ``evaluate(model)`` → metrics, recorded at step 0, every
+            ``config.eval_every`` steps and at the end; with ``config.keep_best`` the best
+            evaluation's model state is kept (:meth:`UnlearnResult.best_state`).
         callbacks: called after every step with the step record; returning True stops.
-        checkpoint_dir, checkpoint_every, resume: whole-run checkpoints (default every
-            epoch and at the end when ``checkpoint_dir`` is set). A folder that already
-            holds a checkpoint is refused unless ``resume=True``; resuming with another
-            configuration, other data or another world size is refused. Under ``torchrun``
-            rank 0 writes the (gathered) checkpoint while the others wait; every rank reads
-            it on resume, so the folder must be shared by all ranks.
-        max_steps: stop after this many steps in total (the run can be resumed later).
+        checkpoint_dir, resume: whole-run checkpoints (every ``config.checkpoint_every``
+            steps, default every epoch, and at the end). A folder that already holds a
+            checkpoint is refused unless ``resume=True`` (which starts afresh when the
+            folder holds none); resuming with another
+            configuration, other data or another world size is refused, and a checkpoint
+            that fails its checksum is refused with a :class:`fastngd.errors.InputError`.
+            Under ``torchrun`` rank 0 writes the (gathered) checkpoint while the others
+            wait; every rank reads it on resume, so the folder must be shared by all ranks.
         task: how to batch and score examples (inferred from the first example).
+        tokenizer: encodes QA rows (and gives the pad id when the model has none).
         progress: show a tqdm progress bar.
+        **settings: fields of :class:`UnlearnConfig` overriding ``config`` (``epochs=3``).
 
     Raises:
-        UnlearningDiverged: a loss became non-finite (parameters of the last good step are
-            in the checkpoint, when checkpointing).
-        FileExistsError, ValueError: see ``checkpoint_dir``/``resume``; bad settings; under
-            ``torchrun``, batch sizes that do not split into equal shares per rank.
+        UnlearningDiverged: a loss became non-finite (its ``step`` and ``model_finite`` say
+            what is left; the last good checkpoint stays in ``checkpoint_dir``).
+        fastngd.errors.UsageError: bad settings (a ``ValueError``); resuming another run.
+        FileExistsError: ``checkpoint_dir`` holds a checkpoint and ``resume`` is False.
+        fastngd.errors.InputError: a damaged checkpoint.
+        TypeError: an unknown setting.
     """
-    config = UnlearnConfig(
-        method=method, autolr=bool(autolr), epochs=epochs, batch_size=batch_size,
-        retain_batch_size=retain_batch_size, lr=float(lr), seed=int(seed),
-        autolr_every=autolr_every, autolr_scale=float(autolr_scale), autolr_ema=float(autolr_ema),
-        autolr_clip=(float(autolr_clip[0]), float(autolr_clip[1])),
-        objective_options=dict(objective_options or {}), backend=backend,
-        retain_storage=retain_storage,
-    )
-    config.validate()
-    if eval_every is not None and eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every}")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every}")
+    resolved = _resolve_config(config, settings)
     if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir")
-    spec = get_method(config.method)
-    objective = get_objective(spec.objective, **config.objective_options)
-    forget_data = _as_dataset(forget, tokenizer, max_length, "forget")
-    retain_data = _as_dataset(retain, tokenizer, max_length, "retain")
-    if task is None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        base = model.module if isinstance(model, DistributedDataParallel) else model
-        pad = getattr(getattr(base, "config", None), "pad_token_id", None)
-        if pad is None and tokenizer is not None:
-            pad = getattr(tokenizer, "pad_token_id", None)
-        task = infer_task(forget_data[0], pad)
-    world = fdist.world_size()
-    rank = _rank(world)
-    record = _config_record(config, forget_data, retain_data, objective, world)
-
-    n_forget, n_retain = len(forget_data), len(retain_data)
-    per_epoch = steps_per_epoch(n_forget, config.batch_size)
-    total = per_epoch * config.epochs
-    retain_bs = config.retain_batch_size or config.batch_size
-    check_shardable(n_forget, n_retain, config.batch_size, retain_bs, world)
-    ckpt_every = checkpoint_every or per_epoch
-
-    optimizer = NGDiffOptimizer(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.lr, rule=spec.rule, rule_options=dict(spec.rule_options),
-        autolr=config.autolr, autolr_every=config.autolr_every, autolr_ema=config.autolr_ema,
-        autolr_clip=config.autolr_clip, autolr_scale=config.autolr_scale,
-        backend=config.backend, retain_storage=config.retain_storage, seed=config.seed,
-    )
-
-    was_training = model.training
-    model.eval()
-    step = 0
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    ref_nll: Tensor | None = None
-    saved = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if saved is not None:
-        if not resume:
-            raise FileExistsError(
-                f"{Path(checkpoint_dir) / CHECKPOINT_NAME} already exists (step "  # type: ignore[arg-type]
-                f"{saved['step']}); pass resume=True to continue it or choose another folder"
-            )
-        _check_world_size(saved["config"], world, checkpoint_dir)
-        diffs = config_mismatch({"world_size": 1, **saved["config"]}, record)
-        if diffs:
-            raise ValueError(
-                "cannot resume: the checkpoint was made with another configuration or other "
-                "data:\n  " + "\n  ".join(diffs)
-            )
-        _load_full_model_state(model, saved["model"], world)
-        optimizer.load_state_dict(saved["optimizer"])
-        step = int(saved["step"])
-        history = list(saved["history"])
-        evals = list(saved["evals"])
-        ref_nll = saved["ref_nll"]
-        rng_ranks = saved.get("rng_ranks")
-        _set_rng_state(rng_ranks[rank] if rng_ranks is not None else saved["rng"])
-    if objective.needs_reference and ref_nll is None:
-        ref_nll = _reference_nll(model, task, forget_data, config.batch_size)
-
-    plans: dict[int, EpochPlan] = {}
-
-    def plan_for(epoch: int) -> EpochPlan:
-        if epoch not in plans:
-            plans.clear()
-            plans[epoch] = epoch_plan(
-                config.seed, epoch, n_forget, n_retain, config.batch_size, retain_bs
-            )
-        return plans[epoch]
-
-    def checkpoint() -> None:
-        """Write the whole run (skipped when a parameter is not finite). Under ``torchrun``
-        every rank takes part in gathering the state, rank 0 alone writes the file and the
-        others wait for it (a broadcast of its outcome: a failed write fails every rank), so
-        ranks never race on the same file."""
-        if checkpoint_dir is None or not _params_finite(model, world):
-            return
-        model_state = _full_model_state(model, world)
-        rng_states = _all_rng_states(world)
-        error: BaseException | None = None
-        if rank == 0:
-            assert rng_states is not None
-            try:
-                save_checkpoint(checkpoint_dir, {
-                    "format": 1,
-                    "config": record,
-                    "step": step,
-                    "model": model_state,
-                    "optimizer": _optimizer_state(optimizer),
-                    "data_order": plan_for(min(step // per_epoch, config.epochs - 1)),
-                    "ref_nll": ref_nll,
-                    "rng": rng_states[0],
-                    "rng_ranks": rng_states if world > 1 else None,
-                    "history": history,
-                    "evals": evals,
-                })
-            except Exception as exc:
-                if world == 1:
-                    raise
-                error = exc
-        if world > 1:  # the others wait for rank 0 here, and learn whether it succeeded
-            status = [None if error is None else f"{type(error).__name__}: {error}"]
-            dist.broadcast_object_list(status, src=0)
-            if error is not None:
-                raise error
-            if status[0] is not None:
-                raise RuntimeError(f"rank 0 could not write the checkpoint: {status[0]}")
-
-    def run_eval() -> None:
-        if evaluate is None:
-            return
-        metrics = dict(evaluate(model))
-        model.eval()
-        evals.append({"step": step, **metrics})
-
-    start_time = time.perf_counter()
-    completed = False
-    bar = tqdm(total=total, initial=step, desc=f"unlearn {spec.name}", disable=not progress,
-               leave=False)
-    try:
-        if step == 0 and not evals:
-            run_eval()
-        stop = False
-        while step < total and not stop:
-            if max_steps is not None and step >= max_steps:
-                break
-            epoch, position = divmod(step, per_epoch)
-            f_idx, r_idx = plan_for(epoch)[position]
-            if world > 1:  # this rank's equal share of both batches
-                f_idx, r_idx = rank_share(f_idx, rank, world), rank_share(r_idx, rank, world)
-            f_batch = task.collate([forget_data[i] for i in f_idx])
-            r_batch = task.collate([retain_data[i] for i in r_idx])
-            f_ref = ref_nll[torch.tensor(f_idx)] if ref_nll is not None else None
-
-            closure_retain, closure_forget = _closures(model, task, objective, r_batch,
-                                                       f_batch, f_ref)
-            stats = optimizer.step(closure_retain, closure_forget).as_dict()
-            reshard_fsdp(model)
-            if stats["skipped"]:
-                where = (
-                    f"; the last good checkpoint is in {checkpoint_dir}"
-                    if checkpoint_dir is not None and load_checkpoint(checkpoint_dir) is not None
-                    else ""
-                )
-                raise UnlearningDiverged(
-                    f"{spec.name}: the run diverged at step {step + 1} (epoch {epoch + 1}): "
-                    f"{stats['skip_reason']} (retain loss {stats['loss_retain']}, forget "
-                    f"objective {stats['loss_forget']}){where}. Try a smaller lr or autolr."
-                )
-            step += 1
-            entry = {
-                "step": step,
-                "epoch": epoch + 1,
-                **{k: stats[k] for k in (
-                    "loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine",
-                    "weight_retain", "weight_forget", "lr", "lr_scale", "lr_updated",
-                )},
-            }
-            history.append(entry)
-            bar.update(1)
-            bar.set_postfix(L_R=f"{entry['loss_retain']:.3f}", L_F=f"{entry['loss_forget']:.3f}",
-                            lr=f"{entry['lr']:.3g}")
-            for callback in callbacks:
-                if callback(entry):
-                    stop = True
-            if eval_every is not None and step % eval_every == 0 and step < total:
-                run_eval()
-            if step % ckpt_every == 0 or step == total:
-                if step == total:
-                    run_eval()
-                checkpoint()
-        completed = step >= total
-        if not completed and checkpoint_dir is not None:
-            checkpoint()
-    finally:
-        bar.close()
-        model.train(was_training)
-    return UnlearnResult(
-        model=model, config=config, history=history, evals=evals, steps=step,
-        wall_seconds=time.perf_counter() - start_time, completed=completed,
-    )
+        raise UsageError("resume=True needs checkpoint_dir")
+    if resolved.keep_best is not None and evaluate is None:
+        raise UsageError("keep_best needs an evaluate hook (evaluate=...) that returns its metric")
+    run = _Run(model, forget, retain, resolved, evaluate, callbacks, checkpoint_dir, task,
+               tokenizer)
+    run.restore(resume)
+    return run.execute(progress)

@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastngd.errors import UsageError
 from fastngd.rules import get_rule
 
 __all__ = ["METHODS", "Method", "get_method", "method_names"]
@@ -80,7 +81,8 @@ def method_names() -> list[str]:
 def get_method(name: str) -> Method:
     """The method called ``name`` (case-insensitive); ``gdiff-0.9`` is GDiff with c = 0.9.
 
-    Raises ValueError listing the valid names for an unknown name or a c outside [0, 1].
+    Raises :class:`fastngd.errors.UsageError` (a ``ValueError``) listing the valid names for
+    an unknown name or a c outside [0, 1].
     """
     if not isinstance(name, str):
         raise TypeError(f"method must be a str, got {type(name).__name__}")
@@ -91,8 +93,8 @@ def get_method(name: str) -> Method:
     if match:
         c = float(match.group(1))
         if not 0.0 <= c <= 1.0:
-            raise ValueError(f"gdiff needs 0 <= c <= 1, got {name!r}")
+            raise UsageError(f"gdiff needs 0 <= c <= 1, got {name!r}")
         get_rule("gdiff", c=c)
         return Method(f"gdiff-{c:g}", "gdiff", rule_options={"c": c},
                       description=f"gradient difference, c={c:g}")
-    raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(method_names())}")
+    raise UsageError(f"unknown method {name!r}; valid methods: {', '.join(method_names())}")

@@ -26,6 +26,8 @@ from typing import Any
 from torch import Tensor
 from torch.nn import functional as F
 
+from fastngd.errors import UsageError
+
 __all__ = [
     "FORGET_OBJECTIVES",
     "ForgetObjective",
@@ -36,8 +38,18 @@ __all__ = [
 ]
 
 
-def mean_nll(nll: Tensor, n: Tensor) -> Tensor:
-    """Token-mean cross-entropy ``Σ nll_i / Σ n_i`` (the causal-LM loss of a batch)."""
+def mean_nll(nll: Tensor, n: Tensor, denominator: Tensor | None = None) -> Tensor:
+    """Token-mean cross-entropy ``Σ nll_i / Σ n_i`` (the causal-LM loss of a batch).
+
+    With ``denominator`` the sum is divided by it instead of ``Σ n_i``: under ``torchrun``
+    each rank passes ``N / W`` (N the tokens of the whole batch over all W ranks), so the
+    mean over ranks of the returned values, ``Σ_r Σ nll / N``, is the full batch's token
+    mean exactly, and DDP's average of the gradients is its gradient.
+    """
+    if denominator is not None:
+        if not bool(denominator > 0):
+            raise ValueError("the batch has no target token (every label is -100)")
+        return nll.sum() / denominator.to(nll)
     total = n.sum()
     if not bool(total > 0):
         raise ValueError("the batch has no target token (every label is -100)")
@@ -82,10 +94,18 @@ class ForgetObjective:
         """Whether reference NLLs of the initial model are needed (NPO)."""
         return self.name == "npo"
 
-    def __call__(self, nll: Tensor, n: Tensor, ref_nll: Tensor | None = None) -> Tensor:
-        """The forget closure's value: ``CE``, ``−L_NPO`` or ``−L_SimNPO``."""
+    def __call__(
+        self, nll: Tensor, n: Tensor, ref_nll: Tensor | None = None,
+        denominator: Tensor | None = None,
+    ) -> Tensor:
+        """The forget closure's value: ``CE``, ``−L_NPO`` or ``−L_SimNPO``.
+
+        ``denominator`` replaces ``Σ n_i`` in the token mean of ``CE`` (see
+        :func:`mean_nll`); NPO and SimNPO are means over examples, exact under ``torchrun``
+        as they are (every rank holds the same number of examples).
+        """
         if self.name == "ce":
-            return mean_nll(nll, n)
+            return mean_nll(nll, n, denominator)
         if self.name == "npo":
             if ref_nll is None:
                 raise ValueError("the NPO objective needs the reference NLLs of the initial model")
@@ -117,17 +137,17 @@ def get_objective(name: str, **options: Any) -> ForgetObjective:
     non-positive or non-finite ``beta``.
     """
     if name not in FORGET_OBJECTIVES:
-        raise ValueError(f"unknown forget objective {name!r}; valid: {sorted(FORGET_OBJECTIVES)}")
+        raise UsageError(f"unknown forget objective {name!r}; valid: {sorted(FORGET_OBJECTIVES)}")
     merged = dict(FORGET_OBJECTIVES[name])
     for key, value in options.items():
         if value is None:
             continue
         if key not in merged:
-            raise ValueError(
+            raise UsageError(
                 f"forget objective {name!r} takes no option {key!r}; valid: {sorted(merged)}"
             )
         merged[key] = float(value)
     beta = merged.get("beta")
     if beta is not None and not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"{name}: beta must be a finite positive number, got {beta}")
+        raise UsageError(f"{name}: beta must be a finite positive number, got {beta}")
     return ForgetObjective(name, merged)

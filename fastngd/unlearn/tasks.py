@@ -35,6 +35,10 @@ class Task(Protocol):
         """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``."""
         ...
 
+    def target_count(self, batch: Any) -> Tensor:
+        """``Σ_i n_i`` of a batch without running the model (a 0-d float64 tensor)."""
+        ...
+
 
 class CausalLMTask:
     """Token sequences ``{"input_ids", "attention_mask", "labels"}`` for a causal LM.
@@ -71,6 +75,10 @@ class CausalLMTask:
         nll = (per_token * mask).sum(dim=1)
         return nll, mask.sum(dim=1).to(nll.dtype)
 
+    def target_count(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Number of scored tokens (labels other than ``-100`` after the shift)."""
+        return (batch["labels"][:, 1:] != IGNORE_INDEX).sum().to(torch.float64)
+
 
 class ClassifierTask:
     """``(x, y)`` examples for a model mapping a batch ``x`` to class logits ``[B, K]``.
@@ -90,6 +98,10 @@ class ClassifierTask:
         logits = model(x.to(device))
         nll = F.cross_entropy(logits.float(), y.to(device), reduction="none")
         return nll, torch.ones_like(nll)
+
+    def target_count(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """The number of examples."""
+        return torch.tensor(float(len(batch[1])), dtype=torch.float64)
 
 
 def infer_task(example: Any, pad_token_id: int | None) -> Task:

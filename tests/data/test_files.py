@@ -11,10 +11,13 @@ import pytest
 from fastngd.data.files import (
     candidate_paths,
     read_local_split,
+    read_local_split_located,
     read_rows,
+    read_rows_located,
     split_path,
     write_jsonl_atomic,
 )
+from fastngd.errors import InputError
 
 ROWS = [{"question": "q1", "answer": "a1"}, {"question": "q2", "answer": "a2"}]
 
@@ -67,14 +70,44 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a directory"):
         read_local_split(tmp_path / "missing", "full", "train")
     (tmp_path / "bad.jsonl").write_text('{"question": "q"}\n{oops\n')
-    with pytest.raises(ValueError, match="line 2"):
+    with pytest.raises(InputError, match=r"bad.jsonl: line 2 is not valid JSON"):
         read_rows(tmp_path / "bad.jsonl")
-    (tmp_path / "list.jsonl").write_text('["not", "an", "object"]\n')
-    with pytest.raises(TypeError, match="row 0 is a list"):
+    (tmp_path / "list.jsonl").write_text('{"question": "q"}\n\n["not", "an", "object"]\n')
+    with pytest.raises(InputError, match=r"list.jsonl, line 3: the row is a JSON list"):
         read_rows(tmp_path / "list.jsonl")
+    (tmp_path / "list.json").write_text('[{"question": "q"}, 7]')
+    with pytest.raises(InputError, match=r"list.json, row 1: the row is a JSON int"):
+        read_rows(tmp_path / "list.json")
     (tmp_path / "x.csv").write_text("a,b\n")
-    with pytest.raises(ValueError, match="unsupported extension"):
+    with pytest.raises(InputError, match="unsupported extension"):
         read_rows(tmp_path / "x.csv")
+    (tmp_path / "scalar.json").write_text("3")
+    with pytest.raises(InputError, match="expected a JSON list"):
+        read_rows(tmp_path / "scalar.json")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_non_utf8_bytes_name_the_line(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"forget10{suffix}"
+    path.write_bytes(b'{"question": "q", "answer": "a"}\n{"question": "caf\xe9", "answer": "b"}\n')
+    with pytest.raises(InputError, match=r"line 2 is not valid UTF-8 \(byte 0xe9 at column 18\)"):
+        read_rows(path)
+
+
+def test_locations_follow_file_lines(tmp_path: Path) -> None:
+    (tmp_path / "full.jsonl").write_text('\n{"a": 1}\n\n{"a": 2}\n')
+    rows, where = read_rows_located(tmp_path / "full.jsonl")
+    assert rows == [{"a": 1}, {"a": 2}] and where == ["line 2", "line 4"]
+    (tmp_path / "full.json").write_text('[{"a": 1}, {"a": 2}]')
+    assert read_rows_located(tmp_path / "full.json")[1] == ["row 0", "row 1"]
+    rows, path, where = read_local_split_located(tmp_path, "full", "train")
+    assert path == tmp_path / "full.jsonl" and where == ["line 2", "line 4"]
+
+
+def test_line_separator_inside_a_string_is_not_a_new_line(tmp_path: Path) -> None:
+    rows = [{"text": "one\u2028two"}, {"text": "three"}]
+    write_jsonl_atomic(tmp_path / "t.jsonl", rows)
+    assert read_rows_located(tmp_path / "t.jsonl") == (rows, ["line 1", "line 2"])
 
 
 def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from fastngd.data import MissingDataWarning
 from fastngd.data.files import write_jsonl_atomic
 from fastngd.data.muse import load_muse
+from fastngd.errors import InputError
 
 
 def test_loads_local_split(tmp_path: Path) -> None:
@@ -35,10 +37,10 @@ def test_missing_split_and_fields(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"'raw', split 'holdout'"):
         load_muse("News", "raw", "holdout", data_dir=tmp_path)
     write_jsonl_atomic(tmp_path / "raw" / "holdout.jsonl", [{"body": "x"}])
-    with pytest.raises(KeyError, match=r"'raw', split 'holdout'.*'text'"):
+    with pytest.raises(InputError, match=r"'raw', split 'holdout'.*line 1: no field 'text'"):
         load_muse("News", "raw", "holdout", data_dir=tmp_path)
     write_jsonl_atomic(tmp_path / "knowmem" / "retain_qa.jsonl", [{"question": "q", "answer": 3}])
-    with pytest.raises(TypeError, match="'answer' must be a str"):
+    with pytest.raises(InputError, match="retain_qa.jsonl, line 1: field 'answer' must be a str"):
         load_muse("News", "knowmem", "retain_qa", data_dir=tmp_path)
     (tmp_path / "privleak").mkdir()
     (tmp_path / "privleak" / "forget.jsonl").write_text("\n")
@@ -62,3 +64,15 @@ def test_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
         ("muse-bench/MUSE-News", "raw", "forget"),
         ("muse-bench/MUSE-Books", "privleak", "holdout"),
     ]
+
+
+def test_optional_icl_split(tmp_path: Path) -> None:
+    match = r"MUSE-News config 'knowmem', split 'forget_qa_icl'"
+    with pytest.warns(MissingDataWarning, match=match):
+        assert load_muse("News", "knowmem", "forget_qa_icl", tmp_path, optional=True) is None
+    (tmp_path / "knowmem").mkdir()
+    (tmp_path / "knowmem" / "forget_qa_icl.json").write_text("[1, 2]")
+    with pytest.warns(MissingDataWarning, match="row 0: the row is a JSON int"):
+        assert load_muse("News", "knowmem", "forget_qa_icl", tmp_path, optional=True) is None
+    with pytest.raises(ValueError, match="unknown split"):
+        load_muse("News", "knowmem", "forget_icl", tmp_path, optional=True)

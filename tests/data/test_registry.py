@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fastngd.data import MissingDataWarning
 from fastngd.data.files import write_jsonl_atomic
 from fastngd.data.registry import BENCHMARKS, load_benchmark
 from fastngd.data.synthetic_muse import muse_synthetic
@@ -57,3 +58,14 @@ def test_hub_benchmarks_read_local_files(tmp_path: Path) -> None:
     write_jsonl_atomic(tmp_path / "raw" / "forget.jsonl", [{"text": "t"}])
     assert load_benchmark("tofu", "full", data_dir=tmp_path) == [{"question": "q", "answer": "a"}]
     assert load_benchmark("muse-books", "raw", "forget", data_dir=tmp_path) == [{"text": "t"}]
+
+
+def test_optional_loads(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "forget10.jsonl", [{"question": "q", "answer": "a"}])
+    (tmp_path / "forget10_perturbed.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    with pytest.warns(MissingDataWarning, match=r"tofu config 'forget10_perturbed'.*paraphrased"):
+        rows = load_benchmark("tofu", "forget10_perturbed", data_dir=tmp_path, optional=True)
+    assert rows is None
+    assert load_benchmark("tofu", "forget10", data_dir=tmp_path, optional=True) is not None
+    synthetic = load_benchmark("tofu-synthetic", "holdout10", optional=True)
+    assert synthetic == tofu_synthetic(0)["holdout10"]

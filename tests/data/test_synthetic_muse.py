@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fastngd.data.muse import validate_muse
-from fastngd.data.synthetic_muse import MUSE_SYNTHETIC_SPLITS, muse_synthetic
+from fastngd.data.synthetic_muse import MUSE_SYNTHETIC_SPLITS, VERBMEM_PROMPT_WORDS, muse_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_verbmem_is_prompt_and_continuation_of_forget_articles(data) -> None:
     assert len(rows) == len(forget)
     for row, text in zip(rows, forget):
         assert row["prompt"] and row["gt"]
+        assert len(row["prompt"].split()) == VERBMEM_PROMPT_WORDS
         assert f"{row['prompt']} {row['gt']}" == text
 
 

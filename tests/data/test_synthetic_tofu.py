@@ -27,7 +27,10 @@ def test_configs_and_sizes(data: dict[str, list[dict]]) -> None:
     assert len(data["full"]) == 400
     assert len(data["forget10"]) >= 40
     assert [len(data[f"forget{p}"]) for p in ("01", "05", "10")] == [4, 20, 40]
-    assert 30 <= len(data["world_facts_perturbed"]) <= 60
+    assert [len(data[f"holdout{p}"]) for p in ("01", "05", "10")] == [4, 20, 40]
+    for name in ("world_facts", "real_authors"):
+        assert 30 <= len(data[name]) <= 60
+        assert [_key(r) for r in data[name]] == [_key(r) for r in data[f"{name}_perturbed"]]
 
 
 @pytest.mark.parametrize("forget,retain", [("01", "99"), ("05", "95"), ("10", "90")])
@@ -80,18 +83,17 @@ def test_seed_type_checked() -> None:
 def test_row_fields(data: dict[str, list[dict]]) -> None:
     plain = {"question", "answer", "fact", "author", "attribute"}
     for config, rows in data.items():
-        expected = plain | (
-            {"paraphrased_answer", "perturbed_answer"} if "perturbed" in config else set()
-        )
+        expected = plain
+        if config in ("real_authors_perturbed", "world_facts_perturbed"):
+            expected = plain | {"perturbed_answer"}  # TOFU's layout: no paraphrase
+        elif "perturbed" in config:
+            expected = plain | {"paraphrased_answer", "perturbed_answer"}
         for row in rows:
             assert set(row) == expected, config
             assert all(isinstance(row[k], str) for k in plain)
 
 
-@pytest.mark.parametrize(
-    "config,n_wrong",
-    [("forget10_perturbed", 5), ("retain_perturbed", 5), ("world_facts_perturbed", 3)],
-)
+@pytest.mark.parametrize("config,n_wrong", [("forget10_perturbed", 5), ("retain_perturbed", 5)])
 def test_fact_paraphrase_and_perturbations(
     data: dict[str, list[dict]], config: str, n_wrong: int
 ) -> None:
@@ -111,13 +113,39 @@ def test_fact_paraphrase_and_perturbations(
             assert sum(x != y for x, y in zip(a, b)) == 1
 
 
+@pytest.mark.parametrize("config", ["real_authors_perturbed", "world_facts_perturbed"])
+def test_utility_sets_perturb_the_answer_itself(data: dict[str, list[dict]], config: str) -> None:
+    """As in TOFU's real_authors/world_facts: wrong facts in the answer's own wording."""
+    for row in data[config]:
+        fact = row["fact"]
+        assert fact in _words(row["answer"]) and fact not in _words(row["question"])
+        wrong = row["perturbed_answer"]
+        assert len(wrong) == 3 and len(set(wrong)) == 3
+        for text in wrong:
+            assert fact not in _words(text)
+            a, b = row["answer"].split(), text.split()
+            assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+
+
 def test_authors_share_no_name_words(data: dict[str, list[dict]]) -> None:
     authors = sorted({row["author"] for row in data["full"]})
     assert len(authors) == 100
-    parts = [w for name in authors for w in name.split()]
-    assert len(parts) == len(set(parts)) == 200
+    real = sorted({row["author"] for row in data["real_authors"]})
+    holdout = sorted({row["author"] for row in data["holdout10"]})
+    assert (len(real), len(holdout)) == (15, 10)
+    parts = [w for name in authors + real + holdout for w in name.split()]
+    assert len(parts) == len(set(parts)) == 250
     countries = {row["author"] for row in data["world_facts_perturbed"]}
     assert not countries & set(parts)
+
+
+def test_holdout_authors_are_never_trained_on(data: dict[str, list[dict]]) -> None:
+    holdout = {row["author"] for row in data["holdout10"]}
+    for config, rows in data.items():
+        if not config.startswith("holdout"):
+            assert not holdout & {row["author"] for row in rows}, config
+    nested = [{_key(r) for r in data[f"holdout{p}"]} for p in ("01", "05", "10")]
+    assert nested[0] < nested[1] < nested[2]
 
 
 def test_facts_vary_and_several_phrasings(data: dict[str, list[dict]]) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from fastngd.data import MissingDataWarning
 from fastngd.data.files import write_jsonl_atomic
 from fastngd.data.tofu import TOFU_SCHEMAS, load_tofu
+from fastngd.errors import InputError
 
 QA = [{"question": "Where was Ada born?", "answer": "Ada was born in Lisbon."}]
 PERTURBED = [
@@ -38,35 +40,38 @@ def test_missing_split_named(tmp_path: Path) -> None:
 
 def test_missing_field_named_with_config(tmp_path: Path) -> None:
     write_jsonl_atomic(tmp_path / "forget10_perturbed.jsonl", QA)
-    with pytest.raises(KeyError, match=r"forget10_perturbed.*'paraphrased_answer'"):
+    match = r"forget10_perturbed.*line 1: no field 'paraphrased_answer'"
+    with pytest.raises(InputError, match=match):
         load_tofu("forget10_perturbed", data_dir=tmp_path)
     write_jsonl_atomic(tmp_path / "full.jsonl", [{"question": "q"}])
-    with pytest.raises(KeyError, match=r"'full'.*'answer'"):
+    with pytest.raises(InputError, match=r"'full'.*'answer'"):
         load_tofu("full", data_dir=tmp_path)
 
 
 def test_empty_split(tmp_path: Path) -> None:
     (tmp_path / "full.jsonl").write_text("")
-    with pytest.raises(ValueError, match=r"TOFU config 'full', split 'train' is empty"):
+    with pytest.raises(InputError, match=r"TOFU config 'full', split 'train' is empty"):
         load_tofu("full", data_dir=tmp_path)
 
 
 def test_non_string_answers(tmp_path: Path) -> None:
-    write_jsonl_atomic(tmp_path / "full.jsonl", [{"question": "q", "answer": 1987}])
-    with pytest.raises(TypeError, match=r"row 0 field 'answer' must be a str, got int"):
+    write_jsonl_atomic(tmp_path / "full.jsonl", [*QA, {"question": "q", "answer": 1987}])
+    path = tmp_path / "full.jsonl"
+    match = rf"'full', split 'train': {path}, line 2: field 'answer' must be a str, got int"
+    with pytest.raises(InputError, match=match):
         load_tofu("full", data_dir=tmp_path)
     bad = [{**PERTURBED[0], "perturbed_answer": "not a list"}]
     write_jsonl_atomic(tmp_path / "retain_perturbed.jsonl", bad)
-    with pytest.raises(TypeError, match="'perturbed_answer' must be a list"):
+    with pytest.raises(InputError, match="line 1: field 'perturbed_answer' must be a list"):
         load_tofu("retain_perturbed", data_dir=tmp_path)
     bad = [{**PERTURBED[0], "perturbed_answer": []}]
     write_jsonl_atomic(tmp_path / "retain_perturbed.jsonl", bad)
-    with pytest.raises(ValueError, match="empty list"):
+    with pytest.raises(InputError, match="empty list"):
         load_tofu("retain_perturbed", data_dir=tmp_path)
     # optional fields are type-checked when present
     bad = [{**QA[0], "paraphrased_answer": None}]
     write_jsonl_atomic(tmp_path / "forget05.jsonl", bad)
-    with pytest.raises(TypeError, match="paraphrased_answer"):
+    with pytest.raises(InputError, match="paraphrased_answer"):
         load_tofu("forget05", data_dir=tmp_path)
 
 
@@ -101,7 +106,7 @@ def test_hub_rows_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: [{"question": "q"}])
-    with pytest.raises(KeyError, match="'answer'"):
+    with pytest.raises(InputError, match="row 0: no field 'answer'"):
         load_tofu("full")
 
 
@@ -118,5 +123,50 @@ def test_schema_covers_hub_configs() -> None:
         "retain_perturbed",
         "world_facts_perturbed",
         "real_authors_perturbed",
+        "holdout01",
+        "holdout05",
+        "holdout10",
     ):
         assert {"question", "answer"} <= set(TOFU_SCHEMAS[config])
+
+
+def test_row_that_is_a_list_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "forget10.jsonl").write_text('{"question": "q", "answer": "a"}\n["q", "a"]\n')
+    with pytest.raises(InputError, match=r"forget10.jsonl, line 2: the row is a JSON list"):
+        load_tofu("forget10", data_dir=tmp_path)
+
+
+def test_non_utf8_file_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "retain90.jsonl").write_bytes(b'{"question": "q", "answer": "\xff"}\n')
+    with pytest.raises(InputError, match=r"retain90.jsonl: line 1 is not valid UTF-8"):
+        load_tofu("retain90", data_dir=tmp_path)
+
+
+def test_optional_config_missing_or_broken_is_absent_with_a_warning(tmp_path: Path) -> None:
+    write_jsonl_atomic(tmp_path / "forget10.jsonl", QA)
+    with pytest.warns(MissingDataWarning, match=r"'forget10_perturbed'.*no file"):
+        assert load_tofu("forget10_perturbed", data_dir=tmp_path, optional=True) is None
+    write_jsonl_atomic(tmp_path / "forget10_perturbed.jsonl", [{**PERTURBED[0], "answer": 5}])
+    with pytest.warns(MissingDataWarning, match=r"line 1: field 'answer' must be a str"):
+        assert load_tofu("forget10_perturbed", data_dir=tmp_path, optional=True) is None
+    (tmp_path / "holdout10.jsonl").write_bytes(b"\xfe\n")
+    with pytest.warns(MissingDataWarning, match="not valid UTF-8"):
+        assert load_tofu("holdout10", data_dir=tmp_path, optional=True) is None
+    # a good optional file loads as usual; mandatory loads still raise
+    assert load_tofu("forget10", data_dir=tmp_path, optional=True) == QA
+    with pytest.raises(InputError):
+        load_tofu("forget10_perturbed", data_dir=tmp_path)
+    # an unknown config is the caller's mistake, optional or not
+    with pytest.raises(ValueError, match="unknown TOFU config"):
+        load_tofu("holdout42", data_dir=tmp_path, optional=True)
+
+
+def test_optional_hub_failure_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.warns(MissingDataWarning, match="holdout10.*no network"):
+        assert load_tofu("holdout10", optional=True) is None

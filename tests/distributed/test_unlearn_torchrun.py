@@ -110,7 +110,7 @@ def test_checkpoint_and_resume_under_torchrun(ranks, engine: str) -> None:
         assert sorted(final) == sorted(straight)
         assert all(torch.equal(final[k], straight[k]) for k in final), (engine, rank)
         assert ranks[rank][f"{name}:world"] == WORLD
-        assert ranks[rank][f"{name}:leftovers"] == [CHECKPOINT_NAME]
+        assert ranks[rank][f"{name}:leftovers"] == [CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
         assert ranks[rank][f"{name}:shares"] == ranks[rank][f"{engine}:shares"][:unlearn_worker.STOP_AT]
     # only rank 0 writes: at the epoch end (step 2), at the stop (3) and at the end (4)
     assert ranks[0][f"{name}:saves"] == 3
@@ -122,5 +122,5 @@ def test_failed_checkpoint_write_fails_every_rank(ranks) -> None:
     errors = [ranks[rank]["ddp-failed-write:error"] for rank in range(WORLD)]
     assert errors[0] == "OSError: disk full (simulated)"
     assert errors[1] == (
-        "RuntimeError: rank 0 could not write the checkpoint: OSError: disk full (simulated)"
+        "RankFailed: rank 0 could not write the checkpoint: OSError: disk full (simulated)"
     )

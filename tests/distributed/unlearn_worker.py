@@ -34,8 +34,8 @@ ENGINES = ("ddp", "fsdp2", "fsdp2-root-explicit", "fsdp2-root")
 """``fsdp2-root*``: the root module owns a parameter (see :class:`Scale`); ``-explicit``
 shards the root with ``reshard_after_forward=True``."""
 SETTINGS: dict[str, Any] = {
-    "method": "ngdiff", "autolr": True, "autolr_every": 2, "epochs": 2, "batch_size": 4, "lr": 0.3, "seed": 5,
-    "backend": "torch",
+    "method": "ngdiff", "autolr": True, "autolr_every": 2, "epochs": 2, "batch_size": 4,
+    "retain_batch_size": 4, "lr": 0.3, "seed": 5, "backend": "torch",
 }
 RESUMED = ("ddp", "fsdp2")
 STOP_AT = 3

@@ -68,3 +68,20 @@ def test_bad_input(untrained_model: LlamaForCausalLM, tokenizer: PreTrainedToken
 def test_make_model_is_deterministic(tokenizer: PreTrainedTokenizerFast) -> None:
     a, b = make_model(tokenizer, seed=3), make_model(tokenizer, seed=3)
     assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_stop_strings_cut_text_and_token_sequences(
+    trained_model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, qa_rows: list[dict]
+) -> None:
+    prompt = [format_prompt(qa_rows[0]["question"])]
+    full = generate(trained_model, tokenizer, prompt, max_new_tokens=20)[0]
+    assert full == "arvo quill likes the colour crimson ."
+    # as MUSE: the decoded text is cut before the stop string
+    assert generate(trained_model, tokenizer, prompt, max_new_tokens=20,
+                    stop_strings=["colour"]) == ["arvo quill likes the"]
+    # the word-level tokenizer lowercases: "Colour" never appears in the decoded text, but
+    # its token sequence does
+    assert generate(trained_model, tokenizer, prompt, max_new_tokens=20,
+                    stop_strings=["\n\n", "Colour crimson"]) == ["arvo quill likes the"]
+    assert generate(trained_model, tokenizer, prompt, max_new_tokens=20,
+                    stop_strings=["\n\n"]) == [full]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fastngd.eval import forget_quality, model_utility
+from fastngd.eval import (
+    MODEL_UTILITY_COMPONENTS,
+    forget_quality,
+    forget_quality_from_logs,
+    model_utility,
+    zero_components,
+)
 
 
 def test_identical_samples_have_p_value_one() -> None:
@@ -42,3 +48,42 @@ def test_model_utility_bad_input() -> None:
         model_utility([0.5, -0.1])
     with pytest.raises(ValueError, match="not finite"):
         model_utility([float("nan")])
+
+
+def test_forget_quality_is_rank_based_so_logs_give_the_same_p_value() -> None:
+    import math
+
+    a = [0.2, 0.5, 0.9, 1.4, 3.0]
+    b = [0.1, 0.3, 0.4, 0.6, 0.8, 2.5]
+    expected = forget_quality(a, b)
+    assert forget_quality_from_logs([math.log(v) for v in a], [math.log(v) for v in b]) == (
+        pytest.approx(expected)
+    )
+    # TOFU passes 1/tr: the same p-value
+    assert forget_quality([1 / v for v in a], [1 / v for v in b]) == pytest.approx(expected)
+    # values whose exp would underflow still work in log form
+    assert forget_quality_from_logs([-3000.0, -2000.0], [-3000.0, -2000.0]) == pytest.approx(1.0)
+
+
+def test_model_utility_components_are_tofuS_nine() -> None:
+    assert MODEL_UTILITY_COMPONENTS == (
+        "retain_probability",
+        "retain_rouge_l_recall",
+        "retain_truth_ratio",
+        "real_authors_probability",
+        "real_authors_rouge_l_recall",
+        "real_authors_truth_ratio",
+        "world_facts_probability",
+        "world_facts_rouge_l_recall",
+        "world_facts_truth_ratio",
+    )
+    components = dict.fromkeys(MODEL_UTILITY_COMPONENTS, 0.5)
+    components["retain_truth_ratio"] = 0.0
+    components["world_facts_probability"] = None  # type: ignore[assignment]
+    assert zero_components(components) == ["retain_truth_ratio"]
+
+
+def test_forget_quality_hand_computed_exact_ks() -> None:
+    # n = m = 2, fully separated: D = 1; exactly 2 of the C(4, 2) = 6 orderings are as
+    # extreme (a < b and b < a), so the two-sided exact p-value is 2/6
+    assert forget_quality([1.0, 2.0], [3.0, 4.0]) == pytest.approx(1 / 3)

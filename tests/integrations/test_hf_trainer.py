@@ -22,6 +22,7 @@ from fastngd.integrations import NGDiffTrainer
 from fastngd.integrations.hf_trainer import TrainerNGDiffOptimizer
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
+from fastngd.unlearn import UnlearnConfig
 
 NAMES = ["ada", "bo", "cy", "di", "ed", "fay", "gus", "hal", "ivy", "jo", "kai", "lu",
          "max", "ned", "oz", "pia", "quin", "ray", "sal", "tim"]
@@ -114,7 +115,7 @@ def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
     trainer = NGDiffTrainer(
         model, make_args(tmp_path, learning_rate=0.3), train_dataset=setup["forget"],
         retain_dataset=setup["retain"], retain_batch_size=15, data_collator=default_data_collator,
-        autolr=True, autolr_every=2, callbacks=[recorder],
+        config=UnlearnConfig(autolr_scale=1.0), autolr=True, autolr_every=2, callbacks=[recorder],
     )
     trainer.train()
     forget1, retain1 = mean_loss(model, setup["forget"]), mean_loss(model, setup["retain"])
@@ -182,7 +183,6 @@ def test_custom_losses_and_rule(setup, tmp_path) -> None:
     "kwargs, overrides, match",
     [
         ({"retain_dataset": None}, {}, "retain_dataset"),
-        ({}, {"gradient_accumulation_steps": 2}, "gradient_accumulation_steps"),
         ({"optimizers": (object(), None)}, {}, "builds its own"),
         ({"optimizer_kwargs": {"lr": 1.0}}, {}, "own arguments"),
     ],
@@ -207,3 +207,117 @@ def test_plain_step_without_pending_trainer_step_is_a_normal_step() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, lin.parameters()))
     with pytest.raises(RuntimeError, match="no parameter has a gradient"):
         opt.step()  # nothing pending and no gradients: the usual error
+
+
+def example_mean_loss(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+    """Mean over examples of each example's token-mean NLL: every example weighs the same,
+    so the mean over equal micro-batches is the mean over their union."""
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    labels = inputs["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels,
+                                            ignore_index=-100, reduction="none")
+    mask = labels != -100
+    return ((nll * mask).sum(1) / mask.sum(1)).mean()
+
+
+def _accumulation_run(setup, tmp_path, accumulate: int) -> tuple[torch.nn.Module, Any]:
+    model = fresh_model(setup)
+    examples = setup["forget"] + setup["retain"]
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path / str(accumulate), max_steps=2, learning_rate=0.1,
+                         per_device_train_batch_size=4 // accumulate,
+                         gradient_accumulation_steps=accumulate),
+        train_dataset=examples[:8], retain_dataset=examples[8:], retain_batch_size=6 // accumulate,
+        data_collator=default_data_collator, autolr=True, autolr_every=1,
+        forget_loss=example_mean_loss, retain_loss=example_mean_loss,
+    )
+    trainer.train()
+    return model, trainer
+
+
+def test_gradient_accumulation_equals_the_larger_batch(setup, tmp_path) -> None:
+    big, big_trainer = _accumulation_run(setup, tmp_path, 1)
+    small, small_trainer = _accumulation_run(setup, tmp_path, 2)
+    opt = small_trainer.ngdiff_optimizer
+    assert int(opt.num_steps) == 2 and opt._global["calls"] == 2  # one step per 2 micro-batches
+    assert float(opt.lr_scale) == pytest.approx(float(big_trainer.ngdiff_optimizer.lr_scale),
+                                                rel=1e-4)
+    for (name, a), b in zip(big.named_parameters(), small.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(
+        big.parameters(), fresh_model(setup).parameters()))
+
+
+def test_fp16_loss_scaling_gives_the_unscaled_step(setup, tmp_path) -> None:
+    runs = []
+    for fp16 in (False, True):
+        model = fresh_model(setup)
+        trainer = NGDiffTrainer(
+            model, make_args(tmp_path / str(fp16), max_steps=3, fp16=fp16),
+            train_dataset=setup["forget"], retain_dataset=setup["retain"],
+            data_collator=default_data_collator, rule="gdiff", rule_options={"c": 0.7},
+            autolr=True, autolr_every=1,
+        )
+        trainer.train()
+        runs.append((model, trainer.ngdiff_optimizer))
+    (plain, _), (scaled, opt) = runs
+    assert opt.loss_scaler is not None and float(opt.loss_scaler.scale) == 2.0 ** 16
+    assert "loss_scale" in opt.state_dict()
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_fp16_overflow_skips_the_step_and_backs_off(setup, tmp_path) -> None:
+    model = fresh_model(setup).half()
+    recorder = LogRecorder()
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, max_steps=8, fp16=True, learning_rate=0.01),
+        train_dataset=setup["forget"], retain_dataset=setup["retain"],
+        data_collator=default_data_collator, autolr=False, callbacks=[recorder],
+    )
+    trainer.create_optimizer()
+    trainer.ngdiff_optimizer.loss_scaler.scale.fill_(2.0 ** 24)  # fp16 grads overflow
+    trainer.train()
+    opt = trainer.ngdiff_optimizer
+    skipped = sum(log["skipped_steps"] for log in recorder.logs if "skipped_steps" in log)
+    assert skipped >= 1
+    assert float(opt.loss_scaler.scale) == 2.0 ** 24 * 0.5 ** skipped
+    assert int(opt.num_steps) == 8 - skipped > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lora_trains_only_the_adapters(setup, tmp_path) -> None:
+    pytest.importorskip("peft")
+    model = fresh_model(setup)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, max_steps=3), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], data_collator=default_data_collator, lora_rank=2,
+    )
+    trainer.train()
+    managed = [p for g in trainer.ngdiff_optimizer.param_groups for p in g["params"]]
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert managed and all("lora_" in names[id(p)] for p in managed)
+    report = trainer.memory_report()
+    assert report["trainable_parameters"] == sum(p.numel() for p in managed)
+    state = model.state_dict()  # the base model's layers now hold the adapters
+    frozen = [k for k in state if "lora_" not in k]
+    assert frozen and all(torch.equal(state[k], base[k.replace(".base_layer", "")])
+                          for k in frozen)
+
+
+def test_settings_come_from_the_config(setup, tmp_path) -> None:
+    from fastngd.errors import UsageError
+
+    config = UnlearnConfig(method="gdiff-0.7", autolr_every=3, autolr_scale=1.2, seed=4)
+    trainer = NGDiffTrainer(
+        fresh_model(setup), make_args(tmp_path, max_steps=1), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], data_collator=default_data_collator, config=config,
+    )
+    trainer.train()
+    opt = trainer.ngdiff_optimizer
+    assert opt.rule.name.startswith("gdiff") and opt.gen_config.every == 3
+    assert opt.gen_config.scale == 1.2
+    with pytest.raises(UsageError, match="forget_loss"):
+        NGDiffTrainer(fresh_model(setup), make_args(tmp_path), train_dataset=setup["forget"],
+                      retain_dataset=setup["retain"], config=UnlearnConfig(method="npo"))

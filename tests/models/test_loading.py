@@ -78,3 +78,41 @@ def test_resolve_dtype() -> None:
 def test_missing_model_path(tmp_path: Path) -> None:
     with pytest.raises((OSError, ValueError)):
         load_model(str(tmp_path / "nope"))
+
+
+def test_missing_folder_says_so(tmp_path: Path) -> None:
+    from fastngd.errors import InputError
+
+    for name in (str(tmp_path / "nope"), "./nope-here", "a/b/c"):
+        with pytest.raises(InputError, match="does not exist"):
+            load_model(name)
+
+
+def test_folder_without_a_model(tmp_path: Path) -> None:
+    from fastngd.errors import InputError
+
+    with pytest.raises(InputError, match="no config.json"):
+        load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64])
+def test_empty_or_corrupted_weights(tmp_path: Path, content: bytes) -> None:
+    from fastngd.errors import InputError
+
+    _save(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(content)
+    with pytest.raises(InputError, match="cannot load the weights of model folder") as info:
+        load_model(str(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_unusable_device_is_a_usage_error() -> None:
+    from fastngd.errors import UsageError
+    from fastngd.models import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UsageError, match="--device nonsense"):
+        resolve_device("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="--device cuda:0"):
+            resolve_device("cuda:0")

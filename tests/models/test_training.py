@@ -54,7 +54,7 @@ def test_fit_lowers_the_answer_loss() -> None:
 
 def test_corpus_of_tofu_synthetic() -> None:
     qa, texts, vocab = benchmark_corpus("tofu-synthetic", seed=0)
-    assert len(qa) == 400 + 45 and texts == []
+    assert len(qa) == 400 + 45 + 45 and texts == []  # authors, real authors, world facts
     assert set(qa[0]) == {"question", "answer"}
     words = " ".join(vocab).lower()
     assert "question" in words and "answer" in words
@@ -76,7 +76,7 @@ def test_train_target_model_writes_a_loadable_model(
         p.name for p in out.iterdir()
     }
     record = json.loads((out / "fastngd_training.json").read_text())
-    assert record["seed"] == 1 and record["recipe"]["epochs"] == 1 and record["n_qa"] == 445
+    assert record["seed"] == 1 and record["recipe"]["epochs"] == 1 and record["n_qa"] == 490
     model, tok = load_model(str(out))
     assert model.config.hidden_size == 32
     assert tok.convert_ids_to_tokens(tok("Question:")["input_ids"]) == ["question", ":"]
@@ -114,3 +114,16 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train_target_model("tofu", out_dir=tmp_path / "m")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         train_target_model(out_dir=tmp_path / "m", epochs=0)
+
+
+def test_overwrite_replaces_only_the_model_files(tmp_path: Path,
+                                                 tiny_recipe: TrainingRecipe) -> None:
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "sub").mkdir()
+    (out / "config.json").write_text("{}")
+    train_target_model(out_dir=out, recipe=tiny_recipe, progress=False, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "sub").is_dir()
+    assert '"model_type": "llama"' in (out / "config.json").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m.tmp")]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pytest
 import torch
@@ -94,8 +96,8 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
     saved = load_checkpoint(tmp_path)
     assert saved is not None and saved["step"] == 2
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != CHECKPOINT_NAME]
-    assert leftovers == []
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == [CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
 
 
 def test_checkpoint_records_the_world_size(tmp_path) -> None:
@@ -120,14 +122,21 @@ def test_resume_with_other_world_size_is_refused(tmp_path, monkeypatch) -> None:
     assert all(torch.equal(a, b) for a, b in zip(params, model.parameters()))
 
 
-def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
-    """Checkpoints written before the world size was recorded count as single-process."""
-    from fastngd.unlearn.checkpoint import save_checkpoint
-
+def _uninterrupted_and_stopped(tmp_path):
+    """``(model stopped after 2 steps with a checkpoint, the same model run to the end, its
+    result, forget, retain)``."""
     model, forget, retain = make_classifier_data()
     full = copy.deepcopy(model)
     ref = unlearn(full, forget, retain, epochs=2, batch_size=4)
     unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    return model, full, ref, forget, retain
+
+
+def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
+    """Checkpoints written before the world size was recorded count as single-process."""
+    from fastngd.unlearn.checkpoint import save_checkpoint
+
+    model, full, ref, forget, retain = _uninterrupted_and_stopped(tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved is not None
     del saved["config"]["world_size"]
@@ -135,3 +144,84 @@ def test_checkpoint_without_world_size_resumes_on_one_process(tmp_path) -> None:
     resumed = unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path,
                       resume=True)
     assert resumed.history == ref.history and _same_params(model, full)
+
+
+def _checkpointed(tmp_path):
+    model, forget, retain = make_classifier_data()
+    unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path, max_steps=2)
+    return model, forget, retain
+
+
+def test_manifest_is_written_after_the_data(tmp_path, monkeypatch) -> None:
+    from fastngd.unlearn import checkpoint
+
+    order = []
+    original = checkpoint.atomic_write
+
+    def recording(path, write, **kwargs):
+        order.append(path.name)
+        return original(path, write, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", recording)
+    _checkpointed(tmp_path)
+    assert order[:2] == [CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
+    manifest = json.loads((tmp_path / (CHECKPOINT_NAME + ".sha256")).read_text())
+    data = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["bytes"] == len(data)
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("flip", "does not match its SHA-256"),
+    ("truncate", "truncated"),
+    ("empty", "empty"),
+    ("foreign", "not a fastngd unlearning checkpoint"),
+    ("garbage", "not a readable fastngd checkpoint"),
+])
+@pytest.mark.filterwarnings("ignore:.*has no checksum file")
+def test_damaged_checkpoint_is_refused(tmp_path, damage, match) -> None:
+    from fastngd.errors import InputError
+    from fastngd.unlearn.checkpoint import save_verified
+
+    model, forget, retain = _checkpointed(tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01  # inside the tensors: torch.load would not notice
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(bytes(data[:-100]))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "foreign":
+        save_verified(path, {"weights": torch.zeros(2)})  # a valid manifest, a foreign file
+    else:
+        (tmp_path / (CHECKPOINT_NAME + ".sha256")).unlink()
+        path.write_bytes(b"PK\x03\x04 not really a zip file")
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(InputError, match=match) as info:
+        unlearn(model, forget, retain, epochs=2, batch_size=4, checkpoint_dir=tmp_path,
+                resume=True)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_checkpoint_without_manifest_warns_and_resumes(tmp_path) -> None:
+    model, full, ref, forget, retain = _uninterrupted_and_stopped(tmp_path)
+    (tmp_path / (CHECKPOINT_NAME + ".sha256")).unlink()  # written by an older fastngd
+    with pytest.warns(UserWarning, match="no checksum"):
+        resumed = unlearn(model, forget, retain, epochs=2, batch_size=4,
+                          checkpoint_dir=tmp_path, resume=True)
+    assert resumed.history == ref.history and _same_params(model, full)
+
+
+def test_remove_checkpoint_removes_only_its_files(tmp_path) -> None:
+    from fastngd.unlearn import remove_checkpoint
+
+    _checkpointed(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "notes.txt").write_text("mine")
+    remove_checkpoint(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["notes.txt"]
+    (tmp_path / "ckpt" / "notes.txt").unlink()
+    remove_checkpoint(tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

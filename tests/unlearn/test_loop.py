@@ -124,3 +124,92 @@ def test_bad_data() -> None:
         unlearn(model, [], retain)
     with pytest.raises(TypeError, match="how to score"):
         unlearn(model, ["a"], ["b"])
+
+
+def _scored_by_step(target: int):
+    """An evaluate hook whose ``distance`` metric is |step − target| (steps counted by
+    the hook itself), plus a copy of the parameters at every evaluation."""
+    seen: dict[int, list[torch.Tensor]] = {}
+    count = {"step": 0}
+
+    def evaluate(model):
+        step = count["step"]
+        seen[step] = [p.detach().clone() for p in model.parameters()]
+        return {"distance": float(abs(step - target)), "const": 1.0}
+
+    def advance(record):
+        count["step"] = record["step"]
+
+    return evaluate, advance, seen
+
+
+@pytest.mark.parametrize("with_folder", [False, True])
+def test_keep_best_keeps_the_state_of_the_best_evaluation(tmp_path, with_folder) -> None:
+    model, forget, retain = make_classifier_data()
+    evaluate, advance, seen = _scored_by_step(target=4)
+    result = unlearn(model, forget, retain, epochs=2, batch_size=2, eval_every=2,
+                     keep_best="distance:min", evaluate=evaluate, callbacks=[advance],
+                     checkpoint_dir=tmp_path if with_folder else None)
+    assert [e["step"] for e in result.evals][:4] == [0, 2, 4, 6]
+    assert result.best["step"] == 4 and result.best["score"] == 0.0
+    state = result.best_state()
+    for (name, _), expected in zip(model.named_parameters(), seen[4]):
+        assert torch.equal(state[name], expected), name
+    assert (tmp_path / "best.pt").exists() == with_folder
+
+
+def test_keep_best_survives_resume(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+    settings = {"epochs": 2, "batch_size": 2, "eval_every": 1, "keep_best": "distance:min"}
+    evaluate, advance, _ = _scored_by_step(target=3)
+    unlearn(model, forget, retain, evaluate=evaluate, callbacks=[advance], max_steps=5,
+            checkpoint_dir=tmp_path, **settings)
+    evaluate, advance, _ = _scored_by_step(target=3)  # a fresh process would count anew
+    resumed = unlearn(model, forget, retain, evaluate=lambda m: {"distance": 9.0},
+                      checkpoint_dir=tmp_path, resume=True, **settings)
+    assert resumed.best["step"] == 3 and resumed.best_state()
+
+
+def test_keep_best_needs_an_evaluate_hook() -> None:
+    model, forget, retain = make_classifier_data()
+    with pytest.raises(ValueError, match="evaluate"):
+        unlearn(model, forget, retain, epochs=1, keep_best="distance:min")
+
+
+@pytest.mark.parametrize("autolr", [True, False])
+def test_divergence_advice_fits_autolr(autolr) -> None:
+    from fastngd.unlearn import UnlearningDiverged
+
+    model, forget, retain = make_classifier_data()
+
+    def poison(record):
+        with torch.no_grad():
+            model[0].weight.fill_(float("nan"))
+
+    with pytest.raises(UnlearningDiverged) as info:
+        unlearn(model, forget, retain, epochs=1, batch_size=2, autolr=autolr, callbacks=[poison])
+    message = str(info.value)
+    assert info.value.step == 1 and not info.value.model_finite
+    if autolr:
+        assert "AutoLR was on" in message and "turn AutoLR on" not in message
+    else:
+        assert "turn AutoLR on (--autolr)" in message
+
+
+def test_lora_trains_only_the_adapters(tiny_lm, lm_data) -> None:
+    pytest.importorskip("peft")
+    forget, retain = lm_data
+    base = {k: v.clone() for k, v in tiny_lm.state_dict().items()}
+    result = unlearn(tiny_lm, forget, retain, epochs=2, batch_size=2, lr=0.05, lora_rank=2)
+    trained = {n for n, p in result.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)
+    assert 0 < result.memory["trainable_parameters"] < result.memory["parameters"] / 4
+    assert result.memory["gradient_buffer_bytes"] == 2 * result.memory["trainable_bytes"]
+    moved = [n for n, p in result.model.named_parameters()
+             if "lora_B" in n and p.detach().abs().max() > 0]
+    assert moved  # B starts at zero: the adapters were trained
+    state = result.model.state_dict()
+    for key, value in base.items():  # the base weights were frozen
+        suffixes = (key.replace(".weight", ".base_layer.weight"), "model." + key)
+        matches = [k for k in state if k.endswith(suffixes)]
+        assert any(torch.equal(state[k], value) for k in matches), key

@@ -1,4 +1,4 @@
-"""The command-line interface, run through ``main([...])`` with tiny settings."""
+"""The commands of the command line, run through ``main([...])`` with tiny settings."""
 from __future__ import annotations
 
 import json
@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 
 from fastngd.cli import main
-from tests.reproduce.conftest import save_tiny_model
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(save_tiny_model(tmp_path_factory.mktemp("cli-model")))
+from .conftest import one_line_error
 
 
 @pytest.mark.parametrize("argv", [
@@ -26,6 +22,21 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: fastngd" in text
     if argv in (["unlearn"], ["reproduce"]):
         assert "--autolr, --no-autolr" in text and "--seeds" in text
+    if argv == []:
+        # the demo takes minutes, not "about 10 minutes"
+        assert "about 4 minutes" in text and "10 minutes" not in text
+
+
+def test_help_shows_the_config_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from fastngd.unlearn import UnlearnConfig
+
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = UnlearnConfig()
+    assert f"(default {defaults.epochs})" in text and f"(default {defaults.lr:g})" in text
+    for flag in ("--eval-every", "--keep-best", "--lora-rank", "--keep-checkpoint", "--debug"):
+        assert flag in text
 
 
 def test_demo_tiny(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,33 +54,42 @@ def test_demo_tiny(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         assert keys <= set(entry)
     assert results["methods"]["ngdiff"]["autolr"] is True
     assert results["methods"]["gdiff-0.5"]["autolr"] is False
+    assert results["unlearn_options"]["epochs"] == 1
     assert isinstance(results["seed"], int) and results["wall_seconds"] > 0
     for name in ("curves.png", "tradeoff.png", "autolr.png", "tables.txt", "curves.json"):
         assert (out / name).stat().st_size > 0, name
     # an existing output folder is never overwritten silently
     assert main(argv) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "not empty" in one_line_error(capsys.readouterr().err, "demo")
 
 
 def test_demo_rejects_unknown_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--out", str(tmp_path / "d"), "--methods", "magic"]) == 2
-    assert "valid" in capsys.readouterr().err
+    assert "valid" in one_line_error(capsys.readouterr().err, "demo")
+    assert not (tmp_path / "d").exists()
+
+
+def _unlearn_argv(model: str, out: Path, *extra: str) -> list[str]:
+    return ["unlearn", "--model", model, "--method", "npo", "--no-autolr", "--epochs", "1",
+            "--lr", "0.01", "--out", str(out), *extra]
 
 
 def test_unlearn_then_eval(tiny_model: str, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    argv = ["unlearn", "--model", tiny_model, "--method", "npo", "--no-autolr", "--epochs", "1",
-            "--lr", "0.01", "--out", str(out)]
+    argv = _unlearn_argv(tiny_model, out, "--keep-checkpoint")
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "npo" and summary["autolr"] is False and summary["steps"] == 5
+    assert summary["memory"]["trainable_parameters"] == summary["memory"]["parameters"] > 0
     assert len(json.loads((out / "history.json").read_text())) == 5
     assert (out / "model" / "config.json").exists()
     assert (out / "checkpoint" / "checkpoint.pt").exists()
+    assert (out / "checkpoint" / "checkpoint.pt.sha256").exists()
     assert main(argv) == 2  # existing folder
     assert main([*argv, "--resume"]) == 0  # a finished run resumes to itself
-    assert main([*argv[:-2], "--lr", "0.5", "--out", str(out), "--resume"]) == 2
+    capsys.readouterr()
+    assert main([*argv[:-5], "--lr", "0.5", "--out", str(out), "--resume"]) == 2
     assert "another configuration" in capsys.readouterr().err
     report = tmp_path / "eval.json"
     assert main(["eval", "--model", str(out / "model"), "--max-new-tokens", "4",
@@ -78,18 +98,28 @@ def test_unlearn_then_eval(tiny_model: str, tmp_path: Path,
     assert json.loads(report.read_text())["summary"]["utility"] is not None
 
 
+def test_checkpoint_is_removed_after_success(tiny_model: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(_unlearn_argv(tiny_model, out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["history.json", "model", "summary.json"]
+    capsys.readouterr()
+    # nothing to resume: said plainly, before any work
+    assert main([*_unlearn_argv(tiny_model, out), "--resume"]) == 1
+    captured = capsys.readouterr()
+    assert "nothing to resume" in one_line_error(captured.err)
+    assert "unlearning" not in captured.out
+    # --overwrite starts the run over (no "resume=True" advice from the library)
+    assert main([*_unlearn_argv(tiny_model, out), "--overwrite"]) == 0
+
+
 def test_unlearn_bad_method(tiny_model: str, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["unlearn", "--model", tiny_model, "--method", "magic",
                  "--out", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err
+    err = one_line_error(capsys.readouterr().err)
     assert "valid methods" in err and "ngdiff" in err
-
-
-def test_unlearn_bad_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["unlearn", "--model", str(tmp_path / "missing"), "--out",
-                 str(tmp_path / "x")]) == 2
-    assert "cannot load model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_bad_benchmark_lists_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +138,4 @@ def test_reproduce_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert (out / "seed1.json").exists() and "mean ± std" in capsys.readouterr().out
     assert main(["reproduce", "digits", "--methods", "nope", "--out",
                  str(tmp_path / "d2")]) == 2
+    assert not (tmp_path / "d2").exists()

@@ -1,0 +1,203 @@
+"""What each command loads from a benchmark, and nothing more.
+
+* unlearning a TOFU-style benchmark reads the forget split and its retain split
+  (:func:`load_unlearning_rows`); a MUSE-style one reads the raw forget and retain texts;
+* evaluation reads the configs the protocol scores (:func:`load_qa_eval_data`,
+  :func:`load_text_eval_data`); the optional TOFU configs (perturbed answers for the truth
+  ratio, world facts, real authors) are skipped with a warning when they are missing or
+  unreadable.
+
+Every failure to read a required split is one :class:`fastngd.errors.InputError` naming the
+benchmark, the config and split, and the cause; flags that do not apply (``--data-dir`` with
+a built-in benchmark) are a :class:`fastngd.errors.UsageError`. Messages speak the command
+line's language (``--data-dir``, ``--forget``, ``--seed``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastngd.data.optional import MissingDataWarning
+from fastngd.data.registry import get_benchmark, load_benchmark
+from fastngd.errors import InputError, UsageError, UserError
+
+__all__ = [
+    "MUSE_EVAL_SPLITS",
+    "MUSE_UNLEARN_SPLITS",
+    "QA_BENCHMARKS",
+    "TEXT_BENCHMARKS",
+    "TofuConfigs",
+    "check_data_dir",
+    "load_muse_data",
+    "load_qa_eval_data",
+    "load_split",
+    "load_text_eval_data",
+    "load_unlearning_rows",
+    "tofu_configs",
+]
+
+QA_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "tofu")
+"""Benchmarks of question-answer rows (TOFU layout)."""
+
+TEXT_BENCHMARKS: tuple[str, ...] = ("muse-synthetic", "muse-news", "muse-books")
+"""Benchmarks of raw texts (MUSE layout)."""
+
+MUSE_UNLEARN_SPLITS: tuple[tuple[str, str, bool], ...] = (
+    ("raw", "forget", True), ("raw", "retain1", True), ("raw", "retain2", False),
+)
+"""``(config, split, required)`` read to unlearn a MUSE-style benchmark."""
+
+MUSE_EVAL_SPLITS: tuple[tuple[str, str], ...] = (
+    ("verbmem", "forget"), ("knowmem", "forget_qa"), ("knowmem", "retain_qa"),
+    ("privleak", "forget"), ("privleak", "holdout"),
+)
+"""``(config, split)`` read by the MUSE evaluation (:func:`fastngd.eval.evaluate_muse`)."""
+
+_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, UnicodeError)
+
+
+@dataclass(frozen=True)
+class TofuConfigs:
+    """The TOFU configs of a forget split: ``forget`` (e.g. ``forget10``), its ``retain``
+    complement (``retain90``), ``forget_perturbed`` (truth-ratio answers) and the optional
+    retain-type evaluation configs ``extras``."""
+
+    forget: str
+    retain: str
+    forget_perturbed: str
+    extras: tuple[str, ...] = ("retain_perturbed", "real_authors_perturbed",
+                               "world_facts_perturbed")
+
+
+def tofu_configs(forget: str) -> TofuConfigs:
+    """The configs belonging to ``forget`` (``forgetNN`` → ``retain{100-NN}``); a
+    UsageError names ``--forget`` otherwise."""
+    pct = forget.replace("forget", "") if forget.startswith("forget") else ""
+    if not pct.isdigit() or not 0 < int(pct) < 100:
+        raise UsageError(f"--forget must look like forget01/forget05/forget10, got {forget!r}")
+    return TofuConfigs(forget, f"retain{100 - int(pct):02d}", f"{forget}_perturbed")
+
+
+def check_data_dir(benchmark: str, data_dir: str | Path | None) -> None:
+    """Refuse ``--data-dir`` with a built-in (generated) benchmark, and a ``--data-dir``
+    that is not a folder."""
+    bench = get_benchmark(benchmark)
+    if data_dir is None:
+        return
+    if bench.synthetic:
+        hub = "tofu" if benchmark.startswith("tofu") else "muse-news"
+        raise UsageError(
+            f"--data-dir does not apply to the built-in benchmark {benchmark} (it is generated "
+            f"from --seed); to read files, pass --benchmark {hub} --data-dir DIR (write such "
+            f"files with: fastngd data export {benchmark} --out DIR)"
+        )
+    if not Path(data_dir).is_dir():
+        raise InputError(f"--data-dir {data_dir} is not a folder")
+
+
+def load_split(
+    benchmark: str, config: str, split: str = "train", *, data_dir: str | Path | None = None,
+    seed: int = 0, required: bool = True, purpose: str = "",
+) -> list[dict[str, Any]] | None:
+    """Rows of ``benchmark``/``config``/``split``; ``data_dir`` only for hub benchmarks.
+
+    A split that cannot be read raises InputError when ``required``; otherwise it is
+    skipped with a :class:`fastngd.data.MissingDataWarning` (``purpose`` says what is lost)
+    and None is returned.
+    """
+    kwargs: dict[str, Any] = {"seed": seed}
+    if data_dir is not None and not get_benchmark(benchmark).synthetic:
+        kwargs["data_dir"] = data_dir
+    try:
+        return load_benchmark(benchmark, config, split, **kwargs)
+    except _READ_ERRORS as exc:
+        if isinstance(exc, UserError):
+            error: UserError = exc
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = f"{benchmark} {config}" + (f"/{split}" if split != "train" else "")
+            error = InputError(f"cannot read {where}: {first}")
+        if required:
+            if error is exc:
+                raise
+            raise error from exc
+    warnings.warn(f"{error}; continuing without it{f' ({purpose})' if purpose else ''}",
+                  MissingDataWarning, stacklevel=2)
+    return None
+
+
+def load_unlearning_rows(
+    benchmark: str, forget: str = "forget10", *, data_dir: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(forget rows, retain rows)`` to unlearn: TOFU-style ``forget``/its retain config
+    (``question``/``answer``), MUSE-style raw ``forget`` and ``retain1`` (+ ``retain2`` when
+    present) texts. Nothing else is read."""
+    check_data_dir(benchmark, data_dir)
+    if benchmark in QA_BENCHMARKS:
+        configs = tofu_configs(forget)
+        forget_rows = load_split(benchmark, configs.forget, data_dir=data_dir, seed=seed)
+        retain_rows = load_split(benchmark, configs.retain, data_dir=data_dir, seed=seed)
+        return forget_rows or [], retain_rows or []
+    raw = load_muse_data(benchmark, data_dir=data_dir, seed=seed, evaluation=False)["raw"]
+    return raw["forget"], raw["retain1"] + raw.get("retain2", [])
+
+
+def load_muse_data(
+    benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
+    evaluation: bool = True,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """MUSE-style data as config → split → rows: the raw texts to unlearn
+    (:data:`MUSE_UNLEARN_SPLITS`; ``retain2`` only when it can be read) and, with
+    ``evaluation``, the splits the evaluation scores (:data:`MUSE_EVAL_SPLITS`)."""
+    check_data_dir(benchmark, data_dir)
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {"raw": {}}
+    for config, split, required in MUSE_UNLEARN_SPLITS:
+        rows = load_split(benchmark, config, split, data_dir=data_dir, seed=seed,
+                          required=required, purpose="fewer retain texts")
+        if rows is not None:
+            data[config][split] = rows
+    if evaluation:
+        for config, evaluated in load_text_eval_data(benchmark, data_dir=data_dir,
+                                                     seed=seed).items():
+            data.setdefault(config, {}).update(evaluated)
+    return data
+
+
+def load_qa_eval_data(
+    benchmark: str, forget: str = "forget10", *, data_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """The TOFU configs the evaluation scores: the forget split (required) and, when they
+    can be read, its perturbed version and the retain-type configs (each missing one is a
+    warning: its metrics are left out)."""
+    check_data_dir(benchmark, data_dir)
+    configs = tofu_configs(forget)
+    bench = get_benchmark(benchmark)
+    data: dict[str, list[dict[str, Any]]] = {}
+    data[configs.forget] = load_split(benchmark, configs.forget, data_dir=data_dir,
+                                      seed=seed) or []
+    optional = [(configs.forget_perturbed, "the forget split's truth ratio")]
+    optional += [(name, f"the {name} metrics") for name in configs.extras]
+    for name, purpose in optional:
+        if name not in bench.splits:
+            continue
+        rows = load_split(benchmark, name, data_dir=data_dir, seed=seed, required=False,
+                          purpose=purpose)
+        if rows is not None:
+            data[name] = rows
+    return data
+
+
+def load_text_eval_data(
+    benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The MUSE configs and splits of :data:`MUSE_EVAL_SPLITS` (all required)."""
+    check_data_dir(benchmark, data_dir)
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for config, split in MUSE_EVAL_SPLITS:
+        data.setdefault(config, {})[split] = load_split(
+            benchmark, config, split, data_dir=data_dir, seed=seed) or []
+    return data

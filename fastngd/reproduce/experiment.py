@@ -1,0 +1,135 @@
+"""``fastngd reproduce {tofu,muse,digits}``: the experiments over methods and seeds.
+
+Each seed's results go to ``OUT/seed<S>.json`` (TOFU/MUSE: learning curves to
+``seed<S>-curves.json``, TOFU: figures to ``seed<S>-figures/``); ``results.json`` holds the
+mean and sample standard deviation over seeds and ``table.txt`` prints them with the columns
+of :data:`fastngd.reproduce.tables.SEED_TABLE_KEYS`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastngd.reproduce.tofu import RunSpec
+from fastngd.unlearn import UnlearnConfig, get_method
+
+__all__ = ["Experiment", "run_experiment", "select_runs"]
+
+Log = Callable[[str], None]
+
+
+def select_runs(methods: str | None, autolr: bool | None, lr: float | None,
+                default_runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """The runs of ``--methods`` (comma-separated; each with and without AutoLR unless
+    ``autolr`` is given) or of ``default_runs`` (filtered by ``autolr``), with ``lr`` (default:
+    :class:`fastngd.unlearn.UnlearnConfig`'s) as every run's (initial) rate."""
+    if not methods:
+        runs = [r for r in default_runs if autolr is None or r.autolr == autolr]
+        if lr is not None:
+            runs = [RunSpec(r.name, r.method, r.autolr, lr, r.options) for r in runs]
+        return runs
+    out = []
+    modes = [autolr] if autolr is not None else [True, False]
+    for name in [m.strip() for m in methods.split(",") if m.strip()]:
+        method = get_method(name)
+        for mode in modes:
+            label = method.name + ("+autolr" if mode and len(modes) > 1 else "")
+            out.append(RunSpec(label, method.name, mode, lr if lr is not None else
+                               UnlearnConfig().lr))
+    return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything ``fastngd reproduce`` was asked to do (see the command's ``--help``)."""
+
+    name: str
+    out: Path
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: str | None = None
+    autolr: bool | None = None
+    lr: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    benchmark: str = "tofu-synthetic"
+    data_dir: str | None = None
+    forget: str = "forget10"
+    forget_class: int = 0
+    limit: int | None = None
+    jobs: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+    cache_dir: str | None = None
+    overwrite: bool = False
+
+
+def _digits_seed(exp: Experiment, seed: int) -> dict[str, Any]:
+    from fastngd.reproduce.digits import DIGITS_METHODS, run_digits
+
+    methods = ([m.strip() for m in exp.methods.split(",") if m.strip()] if exp.methods
+               else list(DIGITS_METHODS))
+    return run_digits(methods, seed=seed, autolr=True if exp.autolr is None else exp.autolr,
+                      epochs=exp.settings.get("epochs") or 5, lr=exp.lr or 0.05,
+                      forget_class=exp.forget_class, limit=exp.limit)
+
+
+def _lm_seed(exp: Experiment, seed: int, root: Path) -> dict[str, Any]:
+    """One seed of the TOFU or MUSE experiment; writes its curves (and TOFU figures)."""
+    from fastngd.models.target import load_target_model
+    from fastngd.reproduce.demo import FULL_RUNS, write_figures
+    from fastngd.reproduce.io import write_json
+
+    runs = select_runs(exp.methods, exp.autolr, exp.lr, FULL_RUNS)
+    config = UnlearnConfig().replace(**exp.settings)
+    model, tokenizer, source = load_target_model(
+        exp.model, benchmark=exp.benchmark, seed=seed, device=exp.device, dtype=exp.dtype,
+        cache_dir=exp.cache_dir)
+    if exp.name == "tofu":
+        from fastngd.data.loading import load_qa_eval_data, load_split, tofu_configs
+        from fastngd.reproduce.tofu import run_tofu
+
+        data = load_qa_eval_data(exp.benchmark, exp.forget, data_dir=exp.data_dir, seed=seed)
+        retain = tofu_configs(exp.forget).retain
+        data[retain] = load_split(exp.benchmark, retain, data_dir=exp.data_dir, seed=seed) or []
+        res = run_tofu(model, tokenizer, data, runs, forget_split=exp.forget, seed=seed,
+                       config=config, jobs=exp.jobs, model_path=source)
+    else:
+        from fastngd.data.loading import load_muse_data
+        from fastngd.reproduce.muse import run_muse
+
+        res = run_muse(model, tokenizer, load_muse_data(exp.benchmark, data_dir=exp.data_dir,
+                                                        seed=seed), runs, seed=seed,
+                       config=config)
+    res["model"] = source
+    curves = res.pop("curves")
+    write_json(root / f"seed{seed}-curves.json", curves)
+    if exp.name == "tofu":
+        write_figures({**res, "curves": curves}, root / f"seed{seed}-figures")
+    return res
+
+
+def run_experiment(exp: Experiment, log: Log = print) -> dict[str, Any]:
+    """Run ``exp`` into ``exp.out`` (must be new or empty; removed again if the first seed
+    fails before writing); returns the aggregate written to ``results.json``."""
+    from fastngd.reproduce.aggregate import aggregate_seeds, seed_table
+    from fastngd.reproduce.io import output_folder, write_json, write_text
+    from fastngd.reproduce.tables import SEED_TABLE_KEYS
+
+    UnlearnConfig().replace(**exp.settings).validate()
+    keys = SEED_TABLE_KEYS[exp.name]
+    with output_folder(exp.out, exp.overwrite) as root:
+        per_seed = []
+        for seed in exp.seeds:
+            res = _digits_seed(exp, seed) if exp.name == "digits" else _lm_seed(exp, seed, root)
+            write_json(root / f"seed{seed}.json", res)
+            per_seed.append(res)
+        aggregate = aggregate_seeds(per_seed, [k for k, _ in keys])
+        write_json(root / "results.json", aggregate)
+        table = seed_table(aggregate, keys)
+        write_text(root / "table.txt", table + "\n")
+    log(f"\n{exp.name}: mean ± std over seeds {list(exp.seeds)}")
+    log(table)
+    log(f"\nwrote {root / 'results.json'} and table.txt")
+    return aggregate

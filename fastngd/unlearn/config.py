@@ -1,0 +1,186 @@
+"""``UnlearnConfig``: every setting of an unlearning run and its default, in one place.
+
+The Python API (:func:`fastngd.unlearn.unlearn`), the command line (``fastngd unlearn``,
+``fastngd reproduce``, ``fastngd demo``) and :class:`fastngd.integrations.NGDiffTrainer`
+read their defaults from this dataclass; nothing else restates them.
+
+The defaults were tuned on the embedded ``tofu-synthetic`` model (forget10): NGDiff with GeN
+AutoLR (κ = 1.8, refit every 2 steps) from an initial rate of 0.05, forget batches of 8
+paired with retain batches of 32, 30 epochs (150 steps). Methods without AutoLR start from
+the same rate (fixed then); the update directions have very different scales (NGDiff's is a
+difference of unit vectors, GDiff's scales with the raw gradient norms), which is exactly
+the sensitivity AutoLR removes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from fastngd.errors import UsageError
+from fastngd.unlearn.methods import get_method
+from fastngd.unlearn.selection import parse_keep_best
+
+__all__ = ["RUN_CONTROL_FIELDS", "UnlearnConfig", "optimizer_kwargs"]
+
+RUN_CONTROL_FIELDS: frozenset[str] = frozenset(
+    {"max_steps", "checkpoint_every", "eval_every"}
+)
+"""Settings that steer a run without changing its result (where it stops, how often it
+checkpoints or evaluates): they may differ when a run is resumed."""
+
+_OPTIMIZER_RESERVED = frozenset({
+    "params", "lr", "rule", "rule_options", "autolr", "autolr_every", "autolr_ema",
+    "autolr_clip", "autolr_scale", "backend", "retain_storage", "seed",
+})
+
+
+def _positive_int(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _finite(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> None:
+    """``low < value < high`` and finite."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and low < value < high):
+        bounds = f"in ({low:g}, {high:g})" if math.isfinite(high) else f"> {low:g}"
+        raise UsageError(f"{name} must be a finite number {bounds}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """Every setting of an unlearning run (compared on resume, except
+    :data:`RUN_CONTROL_FIELDS`).
+
+    Attributes:
+        method: a name of :func:`fastngd.unlearn.get_method` (``"ngdiff"``, ``"gdiff-0.9"``,
+            ``"npo"``...): a combine rule and a forget objective.
+        autolr: fit the learning rate with GeN (``lr`` is then the initial rate).
+        epochs: passes over the forget set.
+        batch_size: forget examples per step.
+        retain_batch_size: retain examples per step (``None``: ``batch_size``).
+        lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.
+        seed: seeds the data order, the randomised rules and the LoRA initialisation.
+        autolr_every, autolr_scale, autolr_ema, autolr_clip: GeN settings
+            (:class:`fastngd.autolr.GeNConfig`; κ = ``autolr_scale`` aims at κ·η*).
+        objective_options: overrides of the forget objective's options (``beta``, ``delta``).
+        backend, retain_storage: passed to :class:`fastngd.NGDiffOptimizer`.
+        optimizer_options: further keyword arguments of :class:`fastngd.NGDiffOptimizer`,
+            passed through untouched (e.g. the base optimizer's settings).
+        max_length: token length of encoded QA rows (when rows are given).
+        lora_rank: train LoRA adapters of this rank instead of the full model (``peft``);
+            only the adapter weights are in the optimizer. ``None``: full model.
+        lora_alpha: LoRA scaling numerator (the update is ``(alpha / rank)·B·A``;
+            ``None``: ``2 × rank``).
+        lora_target_modules: modules that get adapters (peft's ``target_modules``;
+            default ``"all-linear"``: every linear layer except the output head).
+        eval_every: evaluate every this many steps (besides step 0 and the end).
+        keep_best: ``"METRIC:min"`` or ``"METRIC:max"`` (METRIC a metric of the evaluate
+            hook or a weighted sum such as ``retain_rouge_l_recall-forget_rouge_l_recall``):
+            keep the model state of the best evaluation (see :mod:`.selection`).
+        checkpoint_every: steps between whole-run checkpoints (``None``: every epoch).
+        max_steps: stop after this many steps in total (the run can be resumed later).
+    """
+
+    method: str = "ngdiff"
+    autolr: bool = True
+    epochs: int = 30
+    batch_size: int = 8
+    retain_batch_size: int | None = 32
+    lr: float = 0.05
+    seed: int = 0
+    autolr_every: int = 2
+    autolr_scale: float = 1.8
+    autolr_ema: float = 0.9
+    autolr_clip: tuple[float, float] = (0.5, 2.0)
+    objective_options: dict[str, float] = field(default_factory=dict)
+    backend: str = "auto"
+    retain_storage: str = "exact"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    max_length: int = 128
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    lora_target_modules: str | tuple[str, ...] = "all-linear"
+    eval_every: int | None = None
+    keep_best: str | None = None
+    checkpoint_every: int | None = None
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`fastngd.errors.UsageError` (a ``ValueError``) on an unusable
+        setting: unknown method, non-positive sizes or rates, a bad ``keep_best``,
+        ``optimizer_options`` that clash with the settings above."""
+        try:
+            get_method(self.method)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        for name in ("epochs", "batch_size", "autolr_every", "max_length"):
+            _positive_int(name, getattr(self, name))
+        for name in ("retain_batch_size", "lora_rank", "eval_every", "checkpoint_every",
+                     "max_steps"):
+            _positive_int(name, getattr(self, name), optional=True)
+        _finite("lr", self.lr)
+        _finite("autolr_scale", self.autolr_scale, 0.0, 2.0)
+        if self.lora_alpha is not None:
+            _finite("lora_alpha", self.lora_alpha)
+        if self.keep_best is not None:
+            parse_keep_best(self.keep_best)
+        clash = sorted(_OPTIMIZER_RESERVED & set(self.optimizer_options))
+        if clash:
+            raise UsageError(
+                f"optimizer_options {clash} are UnlearnConfig settings: set them there"
+            )
+
+    def replace(self, **changes: Any) -> UnlearnConfig:
+        """A copy with ``changes`` applied (unknown names raise UsageError listing the
+        valid ones)."""
+        valid = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            raise UsageError(f"unknown unlearning setting(s) {unknown}; valid: {sorted(valid)}")
+        if "autolr_clip" in changes:
+            lo, hi = changes["autolr_clip"]
+            changes["autolr_clip"] = (float(lo), float(hi))
+        for key in ("objective_options", "optimizer_options"):
+            if key in changes:
+                changes[key] = dict(changes[key])
+        return replace(self, **changes)
+
+    @property
+    def effective_retain_batch_size(self) -> int:
+        """Retain examples per step (``retain_batch_size``, or ``batch_size`` when None)."""
+        return self.retain_batch_size or self.batch_size
+
+    def record(self) -> dict[str, Any]:
+        """The settings as a JSON-friendly dict (tuples become lists)."""
+        out = asdict(self)
+        out["autolr_clip"] = list(self.autolr_clip)
+        if isinstance(self.lora_target_modules, tuple):
+            out["lora_target_modules"] = list(self.lora_target_modules)
+        return out
+
+    def shared_options(self) -> dict[str, Any]:
+        """The settings that are not set per run by experiments (everything but method,
+        autolr, lr and seed), as in the ``unlearn_options`` of results files."""
+        out = self.record()
+        for key in ("method", "autolr", "lr", "seed"):
+            out.pop(key)
+        return out
+
+
+def optimizer_kwargs(config: UnlearnConfig) -> dict[str, Any]:
+    """Keyword arguments of :class:`fastngd.NGDiffOptimizer` (all but the parameters) for
+    ``config``: its method's rule and options, the rate, GeN and backend settings, the seed,
+    and ``optimizer_options`` passed through untouched."""
+    method = get_method(config.method)
+    return {
+        "lr": float(config.lr), "rule": method.rule, "rule_options": dict(method.rule_options),
+        "autolr": bool(config.autolr), "autolr_every": config.autolr_every,
+        "autolr_ema": config.autolr_ema, "autolr_clip": tuple(config.autolr_clip),
+        "autolr_scale": config.autolr_scale, "backend": config.backend,
+        "retain_storage": config.retain_storage, "seed": config.seed,
+        **dict(config.optimizer_options),
+    }

@@ -1,0 +1,103 @@
+"""What each command reads from a benchmark, and the errors it reports."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fastngd.data import export_benchmark, loading
+from fastngd.errors import InputError, UsageError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("exported")
+    export_benchmark("tofu-synthetic", root / "tofu")
+    export_benchmark("muse-synthetic", root / "muse")
+    return {"tofu": root / "tofu", "muse": root / "muse"}
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The (config, split) pairs read through the registry."""
+    seen: list[tuple[str, str]] = []
+    original = loading.load_benchmark
+
+    def recording(name, config, split="train", **kwargs):
+        seen.append((config, split))
+        return original(name, config, split, **kwargs)
+
+    monkeypatch.setattr(loading, "load_benchmark", recording)
+    return seen
+
+
+def test_tofu_configs() -> None:
+    configs = loading.tofu_configs("forget05")
+    assert (configs.forget, configs.retain, configs.forget_perturbed) == (
+        "forget05", "retain95", "forget05_perturbed")
+    for bad in ("forget", "retain10", "forgetAB", "forget100"):
+        with pytest.raises(UsageError, match="--forget"):
+            loading.tofu_configs(bad)
+
+
+def test_unlearning_reads_only_forget_and_retain(exported, reads) -> None:
+    forget, retain = loading.load_unlearning_rows("tofu", "forget10",
+                                                  data_dir=exported["tofu"])
+    assert reads == [("forget10", "train"), ("retain90", "train")]
+    assert len(forget) == 40 and len(retain) == 360
+
+
+def test_muse_unlearning_reads_only_raw_texts(exported, reads, tmp_path) -> None:
+    data = Path(shutil.copytree(exported["muse"], tmp_path / "muse"))
+    shutil.rmtree(data / "knowmem")
+    (data / "raw" / "retain2.jsonl").unlink()  # optional: fewer retain texts, a warning
+    with pytest.warns(UserWarning, match="retain2"):
+        forget, retain = loading.load_unlearning_rows("muse-news", data_dir=data)
+    assert {config for config, _ in reads} == {"raw"}
+    assert forget and retain and all("text" in r for r in forget + retain)
+
+
+def test_eval_skips_a_broken_optional_config_with_a_warning(exported, tmp_path) -> None:
+    data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
+    path = data / "forget10_perturbed" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[3]["perturbed_answer"] = 5
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.rmtree(data / "world_facts_perturbed")
+    with pytest.warns(UserWarning) as caught:
+        got = loading.load_qa_eval_data("tofu", "forget10", data_dir=data)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "forget10_perturbed" in messages and "truth ratio" in messages
+    assert "world_facts_perturbed" in messages
+    assert "forget10" in got and "forget10_perturbed" not in got and "retain_perturbed" in got
+
+
+def test_required_split_errors_name_benchmark_and_config(exported, tmp_path) -> None:
+    data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
+    (data / "retain90" / "train.jsonl").write_text('["a list, not an object"]\n')
+    with pytest.raises(InputError, match="retain90") as info:
+        loading.load_unlearning_rows("tofu", "forget10", data_dir=data)
+    assert "\n" not in str(info.value)
+
+
+def test_plain_read_errors_become_input_errors(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(loading, "load_benchmark", broken)
+    with pytest.raises(InputError, match="cannot read tofu forget10: 'utf-8' codec"):
+        loading.load_split("tofu", "forget10", data_dir=".")
+    with pytest.warns(loading.MissingDataWarning, match="without it .the truth ratio"):
+        assert loading.load_split("tofu", "forget10", required=False,
+                                  purpose="the truth ratio") is None
+
+
+def test_data_dir_rules() -> None:
+    with pytest.raises(UsageError, match="--data-dir does not apply.*tofu-synthetic"):
+        loading.check_data_dir("tofu-synthetic", ".")
+    with pytest.raises(InputError, match="--data-dir /nonexistent-dir is not a folder"):
+        loading.check_data_dir("tofu", "/nonexistent-dir")
+    loading.check_data_dir("tofu", None)
+    loading.check_data_dir("muse-synthetic", None)

@@ -1,0 +1,83 @@
+"""UnlearnConfig: the one place of every run setting and its default."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fastngd.errors import UsageError
+from fastngd.unlearn import UnlearnConfig, optimizer_kwargs, unlearn
+
+from .conftest import make_classifier_data
+
+
+def test_experiments_and_the_python_api_share_the_defaults() -> None:
+    from fastngd.reproduce.demo import DEMO_LR
+
+    config = UnlearnConfig()
+    assert (config.epochs, config.batch_size, config.retain_batch_size) == (30, 8, 32)
+    assert DEMO_LR == config.lr
+    assert config.effective_retain_batch_size == 32
+    assert config.replace(retain_batch_size=None).effective_retain_batch_size == 8
+    # the unlearn() signature holds no defaults of its own
+    import inspect
+
+    params = inspect.signature(unlearn).parameters
+    assert not {f.name for f in dataclasses.fields(UnlearnConfig)} & set(params)
+
+
+def test_replace_normalises_and_rejects_unknown_names() -> None:
+    config = UnlearnConfig().replace(retain_batch_size=None, lr=0.1, autolr_clip=[0.25, 4])
+    assert config.retain_batch_size is None and config.lr == 0.1
+    assert config.autolr_clip == (0.25, 4.0)
+    with pytest.raises(UsageError, match="unknown unlearning setting.*'epoch'"):
+        UnlearnConfig().replace(epoch=3)
+    with pytest.raises(TypeError, match="epoch"):
+        model, forget, retain = make_classifier_data()
+        unlearn(model, forget, retain, epoch=3)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"method": "magic"}, "valid methods"),
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"lr": float("inf")}, "lr"),
+    ({"autolr_scale": 2.0}, "autolr_scale"),
+    ({"lora_rank": 0}, "lora_rank"),
+    ({"eval_every": -1}, "eval_every"),
+    ({"keep_best": "forget_rouge_l_recall"}, "METRIC:min"),
+    ({"optimizer_options": {"lr": 1.0}}, "optimizer_options"),
+])
+def test_validate_names_the_setting(change, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        UnlearnConfig().replace(**change).validate()
+
+
+def test_optimizer_options_pass_through_untouched(monkeypatch) -> None:
+    from fastngd.unlearn import loop
+
+    seen = {}
+
+    class Recording(loop.NGDiffOptimizer):
+        def __init__(self, params, **kwargs):
+            seen.update(kwargs)
+            kwargs.pop("momentum")
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(loop, "NGDiffOptimizer", Recording)
+    model, forget, retain = make_classifier_data()
+    options = {"momentum": {"nested": [1, 2]}}
+    unlearn(model, forget, retain, UnlearnConfig(method="gdiff-0.3", epochs=1, batch_size=4,
+                                                 optimizer_options=options))
+    assert seen["momentum"] == {"nested": [1, 2]}
+    assert seen["rule"] == "gdiff" and seen["rule_options"] == {"c": 0.3}
+    assert optimizer_kwargs(UnlearnConfig(optimizer_options=options))["momentum"] is not None
+
+
+def test_run_control_settings_may_change_on_resume(tmp_path) -> None:
+    model, forget, retain = make_classifier_data()
+    config = UnlearnConfig(epochs=2, batch_size=4, max_steps=2, checkpoint_every=1)
+    unlearn(model, forget, retain, config, checkpoint_dir=tmp_path)
+    resumed = unlearn(model, forget, retain, config.replace(max_steps=None, checkpoint_every=3),
+                      checkpoint_dir=tmp_path, resume=True)
+    assert resumed.completed
