@@ -113,6 +113,34 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                    help=f"GeN refit period in steps (default {d.autolr_every})")
     p.add_argument("--autolr-scale", type=float, default=None,
                    help=f"κ: GeN aims at κ·η*, 0 < κ < 2 (default {d.autolr_scale:g})")
+    _add_base_args(p)
+
+
+def _add_base_args(p: argparse.ArgumentParser) -> None:
+    """The base optimizer under the direction and its hyper-parameters (each base's own
+    defaults, torch's, when a flag is not given)."""
+    from fastngd.bases import BASES
+
+    p.add_argument("--base", default=None, choices=list(BASES),
+                   help="base optimizer applied to the combined direction d (default sgd: "
+                        "θ ← θ − η·d; adam/adamw: the NGDiff paper's setup)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="momentum of --base momentum (default 0.9)")
+    p.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
+                   help="Adam's betas of --base adam/adamw (default 0.9 0.999)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="Adam's epsilon of --base adam/adamw (default 1e-8)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay (default 0; adamw: 0.01, decoupled)")
+
+
+def _optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``UnlearnConfig.optimizer_options`` of the base flags (checked: a flag the base does
+    not have, such as --momentum with --base adam, is a UsageError)."""
+    from fastngd.unlearn import base_options
+
+    return base_options(args.base, momentum=args.momentum, betas=args.betas, eps=args.eps,
+                        weight_decay=args.weight_decay)
 
 
 def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
@@ -124,7 +152,8 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
     autolr = args.autolr if args.autolr is not None else method == "ngdiff"
     given = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    autolr_every=args.autolr_every, autolr_scale=args.autolr_scale, **extra)
-    config = UnlearnConfig().replace(method=method, autolr=autolr, **given)
+    config = UnlearnConfig().replace(method=method, autolr=autolr,
+                                     optimizer_options=_optimizer_options(args), **given)
     config.validate()
     return config
 
@@ -239,7 +268,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     if args.benchmark not in QA_BENCHMARKS:
         _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts)")
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
-                               lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+                               lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+                               backend=args.backend)
     job = UnlearnJob(
         out=Path(args.out), config=config, model=args.model, benchmark=args.benchmark,
         forget=args.forget or "forget10", data_dir=args.data_dir, seeds=tuple(args.seeds),
@@ -280,6 +310,9 @@ def _add_unlearn_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                         "OUT/model is the merged model, OUT/model/adapter the adapters")
     p.add_argument("--lora-alpha", type=float, default=None,
                    help="LoRA alpha (default 2 × rank)")
+    p.add_argument("--backend", default=None, choices=["auto", "torch", "triton"],
+                   help="optimizer backend (default auto: the fused Triton kernels on CUDA "
+                        "tensors when triton imports, the pure-PyTorch one otherwise)")
     p.add_argument("--out", required=True, help="output folder (must be new or empty)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out, starting its run over (only this "
@@ -364,6 +397,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         check_data_dir(benchmark, args.data_dir)
     settings = _given(epochs=args.epochs, batch_size=args.batch_size,
                       autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
+    options = _optimizer_options(args)
+    if options:
+        settings["optimizer_options"] = options
     run_experiment(Experiment(
         name=args.experiment, out=Path(args.out), seeds=tuple(args.seeds),
         methods=args.methods, autolr=args.autolr, lr=args.lr, settings=settings,

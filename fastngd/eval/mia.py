@@ -18,8 +18,6 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 
-from sklearn.metrics import roc_auc_score
-
 from fastngd.eval._checks import check_nonempty, check_same_length
 from fastngd.eval.token_scores import TokenScores
 
@@ -137,6 +135,8 @@ def mia_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) -> 
     forget = _finite_values("forget_scores", forget_scores)
     holdout = _finite_values("holdout_scores", holdout_scores)
     labels = [0] * len(forget) + [1] * len(holdout)
+    from sklearn.metrics import roc_auc_score  # only the AUC needs scikit-learn
+
     return float(roc_auc_score(labels, forget + holdout))
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-
-from rouge_score import rouge_scorer
+from typing import Any
 
 from fastngd.eval._checks import check_text_pairs
 
@@ -13,7 +12,10 @@ __all__ = ["rouge_l_f1", "rouge_l_recall"]
 
 
 @lru_cache(maxsize=2)
-def _scorer(use_stemmer: bool) -> rouge_scorer.RougeScorer:
+def _scorer(use_stemmer: bool) -> Any:
+    """``rouge_score``'s scorer (imported here: only scoring needs the package)."""
+    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
+
     return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=use_stemmer)
 
 

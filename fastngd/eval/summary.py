@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from scipy.stats import ks_2samp
-
 from fastngd.eval._checks import check_nonempty
 
 __all__ = [
@@ -39,6 +37,13 @@ def _finite(name: str, values: Sequence[float]) -> list[float]:
     return out
 
 
+def _ks_pvalue(a: list[float], b: list[float]) -> float:
+    """``scipy.stats.ks_2samp(a, b).pvalue`` (scipy imported here: only the KS test needs it)."""
+    from scipy.stats import ks_2samp  # type: ignore[import-untyped]
+
+    return float(ks_2samp(a, b).pvalue)
+
+
 def forget_quality(tr_unlearned: Sequence[float], tr_retain_model: Sequence[float]) -> float:
     """Forget quality: the two-sample Kolmogorov–Smirnov p-value between two samples.
 
@@ -51,7 +56,7 @@ def forget_quality(tr_unlearned: Sequence[float], tr_retain_model: Sequence[floa
     """
     a = _finite("tr_unlearned", tr_unlearned)
     b = _finite("tr_retain_model", tr_retain_model)
-    return float(ks_2samp(a, b).pvalue)
+    return _ks_pvalue(a, b)
 
 
 def forget_quality_from_logs(
@@ -61,7 +66,7 @@ def forget_quality_from_logs(
     finite whenever the log-probabilities are. Raises like :func:`forget_quality`."""
     a = _finite("log_tr_unlearned", log_tr_unlearned)
     b = _finite("log_tr_reference", log_tr_reference)
-    return float(ks_2samp(a, b).pvalue)
+    return _ks_pvalue(a, b)
 
 
 def model_utility(values: Iterable[float] | Mapping[str, float]) -> float:

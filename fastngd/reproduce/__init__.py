@@ -6,30 +6,46 @@
 * :func:`run_tofu`, :func:`run_muse` — one seed, several :class:`RunSpec` runs;
 * :func:`run_digits` — class unlearning on scikit-learn's digits;
 * :func:`aggregate_seeds` — mean and standard deviation over seeds.
-"""
-from fastngd.reproduce.aggregate import aggregate_seeds, seed_table
-from fastngd.reproduce.demo import DEMO_RUNS, FULL_RUNS, run_demo
-from fastngd.reproduce.digits import run_digits
-from fastngd.reproduce.evaluation import evaluate_model
-from fastngd.reproduce.experiment import Experiment, run_experiment, select_runs
-from fastngd.reproduce.muse import muse_evaluator, run_muse
-from fastngd.reproduce.tofu import RunSpec, run_tofu, summarise_tofu, tofu_curve
 
-__all__ = [
-    "DEMO_RUNS",
-    "FULL_RUNS",
-    "Experiment",
-    "RunSpec",
-    "aggregate_seeds",
-    "evaluate_model",
-    "muse_evaluator",
-    "run_demo",
-    "run_digits",
-    "run_experiment",
-    "run_muse",
-    "run_tofu",
-    "seed_table",
-    "select_runs",
-    "summarise_tofu",
-    "tofu_curve",
-]
+The names are imported on first use (PEP 562), so that the commands which only need the
+output helpers of :mod:`fastngd.reproduce.io` (``fastngd unlearn``) do not import the
+evaluator and the experiments.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES: dict[str, str] = {
+    "aggregate_seeds": "aggregate",
+    "seed_table": "aggregate",
+    "DEMO_RUNS": "demo",
+    "FULL_RUNS": "demo",
+    "run_demo": "demo",
+    "run_digits": "digits",
+    "evaluate_model": "evaluation",
+    "Experiment": "experiment",
+    "run_experiment": "experiment",
+    "select_runs": "experiment",
+    "muse_evaluator": "muse",
+    "run_muse": "muse",
+    "RunSpec": "tofu",
+    "run_tofu": "tofu",
+    "summarise_tofu": "tofu",
+    "tofu_curve": "tofu",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its module on first use."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'fastngd.reproduce' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fastngd.reproduce.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

@@ -42,6 +42,7 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) 
         entry["diverged"] = sum(1 for x in runs if x is not None and x.get("diverged"))
         first: Mapping[str, Any] = next((x for x in runs if x is not None), {})
         entry["autolr"] = first.get("autolr")
+        entry["base"] = first.get("base")
         for key in keys:
             vals = [x.get(key) for x in runs if x is not None and not x.get("diverged")]
             vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -52,7 +53,8 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) 
 
 
 def seed_table(aggregate: Mapping[str, Any], keys: Sequence[tuple[str, str]]) -> str:
-    """A table of ``mean ± std`` per method for ``keys`` = ``[(key, column label), ...]``."""
+    """A table of ``mean ± std`` per method for ``keys`` = ``[(key, column label), ...]``,
+    with the base optimizer of each method's runs."""
     base_key = "no_unlearn" if "no_unlearn" in aggregate else "original"
 
     def cell(stats: Any) -> str:
@@ -60,9 +62,9 @@ def seed_table(aggregate: Mapping[str, Any], keys: Sequence[tuple[str, str]]) ->
             return "-"
         return f"{stats['mean']:.3f}±{stats['std']:.3f}"
 
-    header = ["method"] + [label for _, label in keys]
-    rows = [["before unlearning"] + [cell(aggregate[base_key].get(k)) for k, _ in keys]]
+    header = ["method", "base"] + [label for _, label in keys]
+    rows = [["before unlearning", "-"] + [cell(aggregate[base_key].get(k)) for k, _ in keys]]
     for name, entry in aggregate["methods"].items():
         label = name + (f" ({entry['diverged']} diverged)" if entry.get("diverged") else "")
-        rows.append([label] + [cell(entry.get(k)) for k, _ in keys])
+        rows.append([label, entry.get("base") or "-"] + [cell(entry.get(k)) for k, _ in keys])
     return format_table(header, rows)

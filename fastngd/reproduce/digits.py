@@ -123,6 +123,7 @@ def run_digits(
     method_lr: Mapping[str, float] | None = None,
     limit: int | None = None,
     train_epochs: int = 60,
+    optimizer_options: Mapping[str, Any] | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -130,7 +131,9 @@ def run_digits(
 
     Each method starts from the same trained model and runs ``epochs`` passes over the
     forget images (``batch_size`` per step, each with a random retain batch) with
-    ``autolr`` and the initial rate ``lr`` (``method_lr`` overrides it per method).
+    ``autolr`` and the initial rate ``lr`` (``method_lr`` overrides it per method);
+    ``optimizer_options`` (e.g. ``{"base": "adamw"}``) go to every run's
+    :class:`fastngd.unlearn.UnlearnConfig`.
     Returns ``{"original": scores, "methods": {name: scores + run info}, "seed",
     "forget_class"}`` with scores ``{train,test}_{forget,retain}_accuracy``.
     """
@@ -148,24 +151,29 @@ def run_digits(
         raise ValueError(f"no training image of class {forget_class} (limit={limit} too small?)")
     log(f"digits: trained MLP, forget class {forget_class}: train forget acc "
         f"{original['train_forget_accuracy']:.3f}, retain acc {original['train_retain_accuracy']:.3f}")
+    config = UnlearnConfig(autolr=autolr, epochs=epochs, batch_size=batch_size,
+                           retain_batch_size=batch_size, seed=seed,
+                           optimizer_options=dict(optimizer_options or {}))
+    config.validate()
     results: dict[str, Any] = {}
     for name in methods:
         worker = copy.deepcopy(model)
         run_lr = (method_lr or {}).get(name, lr)
         t0 = time.perf_counter()
         try:
-            res = unlearn(worker, forget, retain, UnlearnConfig(
-                method=name, autolr=autolr, epochs=epochs, batch_size=batch_size,
-                retain_batch_size=batch_size, lr=run_lr, seed=seed), progress=progress)
+            res = unlearn(worker, forget, retain, config.replace(method=name, lr=run_lr),
+                          progress=progress)
         except UnlearningDiverged as exc:
-            results[name] = {"diverged": True, "message": str(exc), "lr": run_lr}
+            results[name] = {"diverged": True, "message": str(exc), "lr": run_lr,
+                             "base": config.base}
             log(f"  {name:<10} diverged")
             continue
         scores = _scores(worker, data, forget_class)
-        scores.update(diverged=False, lr=run_lr, autolr=autolr, steps=res.steps,
+        scores.update(diverged=False, lr=run_lr, autolr=autolr, base=config.base, steps=res.steps,
                       final_lr=res.final_lr, seconds=time.perf_counter() - t0)
         results[name] = scores
         log(f"  {name:<10} forget acc {scores['train_forget_accuracy']:.3f} "
             f"retain acc {scores['train_retain_accuracy']:.3f} "
             f"(test {scores['test_forget_accuracy']:.3f} / {scores['test_retain_accuracy']:.3f})")
-    return {"original": original, "methods": results, "seed": seed, "forget_class": forget_class}
+    return {"original": original, "methods": results, "seed": seed, "forget_class": forget_class,
+            "base": config.base}

@@ -72,7 +72,8 @@ def _digits_seed(exp: Experiment, seed: int) -> dict[str, Any]:
                else list(DIGITS_METHODS))
     return run_digits(methods, seed=seed, autolr=True if exp.autolr is None else exp.autolr,
                       epochs=exp.settings.get("epochs") or 5, lr=exp.lr or 0.05,
-                      forget_class=exp.forget_class, limit=exp.limit)
+                      forget_class=exp.forget_class, limit=exp.limit,
+                      optimizer_options=exp.settings.get("optimizer_options"))
 
 
 def _lm_seed(exp: Experiment, seed: int, root: Path) -> dict[str, Any]:

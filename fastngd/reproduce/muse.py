@@ -81,7 +81,7 @@ def run_muse(
         worker = copy.deepcopy(model)
         worker.load_state_dict(initial)
         info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
-                                "lr": spec.lr}
+                                "base": run_config.base, "lr": spec.lr}
         t0 = time.perf_counter()
         try:
             result = unlearn(worker, forget, retain, run_config, progress=progress)

@@ -63,14 +63,15 @@ def method_table(results: Mapping[str, Any], base_label: str = "no unlearning") 
     """Table 1: one row per method (and the model before unlearning, labelled
     ``base_label``) with the NGDiff paper's metrics; ``results`` has ``"no_unlearn"`` and
     ``"methods"`` (see :func:`fastngd.reproduce.tofu.run_tofu`)."""
-    header = ["method", "AutoLR"] + [label for _, label in _TABLE1_COLUMNS]
-    rows: list[list[Any]] = [[base_label, "-"] + [results["no_unlearn"].get(k) for k, _ in
-                                                  _TABLE1_COLUMNS]]
+    header = ["method", "AutoLR", "base"] + [label for _, label in _TABLE1_COLUMNS]
+    rows: list[list[Any]] = [[base_label, "-", "-"] + [results["no_unlearn"].get(k) for k, _ in
+                                                       _TABLE1_COLUMNS]]
     for name, res in results["methods"].items():
+        head = [name, res.get("autolr"), res.get("base") or "-"]
         if res.get("diverged"):
-            rows.append([name, res.get("autolr")] + ["diverged"] + ["-"] * (len(_TABLE1_COLUMNS) - 1))
+            rows.append(head + ["diverged"] + ["-"] * (len(_TABLE1_COLUMNS) - 1))
             continue
-        rows.append([name, res.get("autolr")] + [res.get(k) for k, _ in _TABLE1_COLUMNS])
+        rows.append(head + [res.get(k) for k, _ in _TABLE1_COLUMNS])
     return format_table(header, rows)
 
 

@@ -241,7 +241,8 @@ def _one_run(model: Any, tokenizer: Any, data: Mapping[str, Any], spec: RunSpec,
     curve = tofu_curve(tokenizer, forget_rows, curve_retain,
                        max_new_tokens=settings.curve_max_new_tokens)
     info: dict[str, Any] = {"method": get_method(spec.method).name, "autolr": spec.autolr,
-                            "lr": spec.lr, "options": config.shared_options()}
+                            "base": config.base, "lr": spec.lr,
+                            "options": config.shared_options()}
     t0 = time.perf_counter()
     try:
         result = unlearn(model, forget_set, retain_set, config, evaluate=curve,

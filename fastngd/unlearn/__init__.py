@@ -13,7 +13,13 @@ from fastngd.unlearn.checkpoint import (
     remove_checkpoint,
     save_checkpoint,
 )
-from fastngd.unlearn.config import UnlearnConfig, optimizer_kwargs
+from fastngd.unlearn.config import (
+    BASE_FLAGS,
+    UnlearnConfig,
+    base_options,
+    check_base_options,
+    optimizer_kwargs,
+)
 from fastngd.unlearn.loop import UnlearningDiverged, UnlearnResult, unlearn
 from fastngd.unlearn.methods import METHODS, Method, get_method, method_names
 from fastngd.unlearn.objectives import (
@@ -28,6 +34,7 @@ from fastngd.unlearn.selection import Selection, parse_keep_best
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 
 __all__ = [
+    "BASE_FLAGS",
     "BEST_NAME",
     "CHECKPOINT_NAME",
     "FORGET_OBJECTIVES",
@@ -41,6 +48,8 @@ __all__ = [
     "UnlearnConfig",
     "UnlearnResult",
     "UnlearningDiverged",
+    "base_options",
+    "check_base_options",
     "checkpoint_exists",
     "data_fingerprint",
     "epoch_plan",

@@ -21,7 +21,10 @@ from fastngd.errors import UsageError
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.selection import parse_keep_best
 
-__all__ = ["RUN_CONTROL_FIELDS", "UnlearnConfig", "optimizer_kwargs"]
+__all__ = [
+    "BASE_FLAGS", "RUN_CONTROL_FIELDS", "UnlearnConfig", "base_options", "check_base_options",
+    "optimizer_kwargs",
+]
 
 RUN_CONTROL_FIELDS: frozenset[str] = frozenset(
     {"max_steps", "checkpoint_every", "eval_every"}
@@ -29,10 +32,72 @@ RUN_CONTROL_FIELDS: frozenset[str] = frozenset(
 """Settings that steer a run without changing its result (where it stops, how often it
 checkpoints or evaluates): they may differ when a run is resumed."""
 
+_BACKENDS = ("auto", "torch", "triton")
+
 _OPTIMIZER_RESERVED = frozenset({
     "params", "lr", "rule", "rule_options", "autolr", "autolr_every", "autolr_ema",
     "autolr_clip", "autolr_scale", "backend", "retain_storage", "seed",
 })
+
+
+BASE_FLAGS: dict[str, str] = {
+    "momentum": "--momentum", "betas": "--betas", "eps": "--eps", "weight_decay": "--weight-decay",
+}
+"""The base optimizer's hyper-parameters (keys of ``optimizer_options``) and their flags."""
+
+
+def check_base_options(options: dict[str, Any]) -> str:
+    """Check the base-optimizer entries of ``optimizer_options`` (``base`` and the
+    hyper-parameters of :data:`BASE_FLAGS`) as :class:`fastngd.NGDiffOptimizer` would, and
+    return the base's name (``"sgd"`` when not given).
+
+    Raises :class:`fastngd.errors.UsageError` for an unknown base, a hyper-parameter the
+    base does not have (``momentum`` with ``adam``; ``betas``/``eps`` with ``sgd`` or
+    ``momentum``) or a value out of its range (``betas`` outside [0, 1), a negative ``eps``
+    or ``weight_decay``), naming the option and its command-line flag.
+    """
+    from fastngd.bases import BASES, get_base
+
+    name = options.get("base", "sgd")
+    try:
+        base = get_base(name)
+    except ValueError as exc:
+        raise UsageError(f"base (--base): {exc}") from exc
+    given = {key: options[key] for key in BASE_FLAGS if key in options}
+    for key in given:
+        if key not in base.defaults:
+            users = [b for b in BASES if key in get_base(b).defaults]
+            raise UsageError(
+                f"{key} ({BASE_FLAGS[key]}) applies to base {' or '.join(users)}, not to base "
+                f"{base.name} (--base)"
+            )
+    try:
+        base.validate({**base.defaults, **given})
+    except ValueError as exc:
+        raise UsageError(f"base {base.name}: {exc}") from exc
+    return base.name
+
+
+def base_options(
+    base: str | None = None, *, momentum: float | None = None,
+    betas: tuple[float, float] | list[float] | None = None, eps: float | None = None,
+    weight_decay: float | None = None,
+) -> dict[str, Any]:
+    """The ``optimizer_options`` entries of a base optimizer and the hyper-parameters that
+    are given (``None`` = the base's default), checked by :func:`check_base_options`.
+
+    ``base_options("adamw", weight_decay=0.1)`` → ``{"base": "adamw", "weight_decay": 0.1}``;
+    ``base_options("adam", momentum=0.9)`` raises :class:`fastngd.errors.UsageError`.
+    """
+    options: dict[str, Any] = {}
+    if base is not None:
+        options["base"] = base
+    for key, value in (("momentum", momentum), ("betas", betas), ("eps", eps),
+                       ("weight_decay", weight_decay)):
+        if value is not None:
+            options[key] = tuple(float(v) for v in value) if key == "betas" else float(value)
+    check_base_options(options)
+    return options
 
 
 def _positive_int(name: str, value: Any, optional: bool = False) -> None:
@@ -67,9 +132,13 @@ class UnlearnConfig:
         autolr_every, autolr_scale, autolr_ema, autolr_clip: GeN settings
             (:class:`fastngd.autolr.GeNConfig`; κ = ``autolr_scale`` aims at κ·η*).
         objective_options: overrides of the forget objective's options (``beta``, ``delta``).
-        backend, retain_storage: passed to :class:`fastngd.NGDiffOptimizer`.
+        backend, retain_storage: passed to :class:`fastngd.NGDiffOptimizer` (``backend``:
+            ``"auto"``, ``"torch"`` or ``"triton"``).
         optimizer_options: further keyword arguments of :class:`fastngd.NGDiffOptimizer`,
-            passed through untouched (e.g. the base optimizer's settings).
+            passed through untouched: the base optimizer (``base``: ``"sgd"`` by default,
+            ``"momentum"``, ``"adam"``, ``"adamw"``) and its ``momentum``, ``betas``,
+            ``eps``, ``weight_decay`` (:func:`base_options` builds and checks them), or any
+            other argument of the optimizer.
         max_length: token length of encoded QA rows (when rows are given).
         lora_rank: train LoRA adapters of this rank instead of the full model (``peft``);
             only the adapter weights are in the optimizer. ``None``: full model.
@@ -133,6 +202,11 @@ class UnlearnConfig:
             raise UsageError(
                 f"optimizer_options {clash} are UnlearnConfig settings: set them there"
             )
+        if self.backend not in _BACKENDS:
+            raise UsageError(
+                f"backend must be one of {', '.join(_BACKENDS)} (--backend), got {self.backend!r}"
+            )
+        check_base_options(self.optimizer_options)
 
     def replace(self, **changes: Any) -> UnlearnConfig:
         """A copy with ``changes`` applied (unknown names raise UsageError listing the
@@ -148,6 +222,12 @@ class UnlearnConfig:
             if key in changes:
                 changes[key] = dict(changes[key])
         return replace(self, **changes)
+
+    @property
+    def base(self) -> str:
+        """The base optimizer under the direction (``optimizer_options["base"]``, default
+        ``"sgd"``)."""
+        return str(self.optimizer_options.get("base", "sgd"))
 
     @property
     def effective_retain_batch_size(self) -> int:

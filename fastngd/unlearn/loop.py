@@ -63,6 +63,7 @@ from fastngd.unlearn.state import (
     all_rng_states,
     full_model_state,
     load_full_model_state,
+    load_optimizer_state,
     optimizer_state,
     params_finite,
     set_rng_state,
@@ -334,7 +335,7 @@ class _Run:
                 "data:\n  " + "\n  ".join(diffs)
             )
         load_full_model_state(self.model, saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(self.optimizer, saved["optimizer"])
         self.step_count = int(saved["step"])
         self.history, self.evals = list(saved["history"]), list(saved["evals"])
         self.ref_nll = saved["ref_nll"]
@@ -410,6 +411,7 @@ class _Run:
         if self.checkpoint_dir is None or not params_finite(self.model):
             return
         model_state = full_model_state(self.model)
+        optim_state = optimizer_state(self.optimizer)  # a collective with FSDP2 moments
         rng_states = all_rng_states()
         folder = self.checkpoint_dir
 
@@ -417,7 +419,7 @@ class _Run:
             assert rng_states is not None
             save_checkpoint(folder, {
                 "format": 1, "config": self.record, "step": self.step_count,
-                "model": model_state, "optimizer": optimizer_state(self.optimizer),
+                "model": model_state, "optimizer": optim_state,
                 "data_order": self._plan(min(self.step_count // self.per_epoch,
                                              self.config.epochs - 1)),
                 "ref_nll": self.ref_nll, "rng": rng_states[0],

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from fastngd import distributed as fdist
+from fastngd.errors import InputError
 
 __all__ = [
-    "all_rng_states", "full_model_state", "load_full_model_state", "optimizer_state",
-    "params_finite", "rng_state", "set_rng_state",
+    "all_rng_states", "full_model_state", "load_full_model_state", "load_optimizer_state",
+    "optimizer_state", "params_finite", "rng_state", "set_rng_state",
 ]
 
 
@@ -45,20 +46,74 @@ def load_full_model_state(model: nn.Module, state: dict[str, Any]) -> None:
     set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 
+def _sharded_params(optimizer: torch.optim.Optimizer) -> dict[int, Tensor]:
+    """``{state_dict id: parameter}`` of the optimizer's sharded (FSDP2 DTensor) parameters,
+    with the ids ``Optimizer.state_dict`` gives them (their order in the groups)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return {i: p for i, p in enumerate(params) if fdist.is_sharded(p)}
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's ``state_dict``. Per-parameter state (a base optimizer's moments) is
-    kept as is in one process or with replicated (DDP) parameters, where rank 0's copy is
-    everyone's; with sharded (FSDP2) parameters it would be rank 0's shard only, so it is
-    refused."""
+    """The optimizer's ``state_dict`` with every tensor whole, on the CPU.
+
+    Per-parameter state (a base optimizer's momentum buffers and Adam moments) is kept as
+    is in one process and with replicated (DDP) parameters, where rank 0's copy is
+    everyone's. For sharded (FSDP2) parameters the state is a DTensor of the parameter's
+    layout: each such buffer is gathered whole (``full_tensor``, a collective every rank
+    takes part in, in the same order), so the checkpoint holds the full state like the
+    full model state of :func:`full_model_state`, and :func:`load_optimizer_state` shards it
+    again."""
     state = optimizer.state_dict()
-    leftover = [k for k, v in state["state"].items() if v]
-    sharded = any(fdist.is_sharded(p) for g in optimizer.param_groups for p in g["params"])
-    if leftover and sharded:
-        raise RuntimeError(
-            f"the optimizer holds per-parameter state of sharded parameters ({len(leftover)} "
-            "parameters): it cannot be checkpointed as a whole-run state"
-        )
-    return state
+    sharded = _sharded_params(optimizer)
+    if not sharded:
+        return state
+    per_param = dict(state["state"])
+    for pid in sorted(sharded):
+        entries = dict(per_param.get(pid, {}))
+        for name in sorted(entries):
+            value = entries[name]
+            if fdist.is_sharded(value):
+                entries[name] = value.full_tensor().detach().to("cpu")
+        per_param[pid] = entries
+    return {**state, "state": per_param}
+
+
+def _shard_like(full: Tensor, param: Tensor) -> Tensor:
+    """``full`` (a whole tensor) laid out like the DTensor ``param``: this rank keeps its
+    shard. Every rank holds ``full`` (read from the checkpoint), so no data is sent."""
+    from torch.distributed.tensor import distribute_tensor
+
+    local = fdist.local_view(param.detach())
+    value = full.to(local.device)
+    try:
+        return distribute_tensor(value, param.device_mesh, param.placements,  # type: ignore[attr-defined]
+                                 src_data_rank=None)
+    except TypeError:  # pragma: no cover - torch without src_data_rank (older than 2.6)
+        return distribute_tensor(value, param.device_mesh, param.placements)  # type: ignore[attr-defined]
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_state`: whole buffers of sharded (FSDP2) parameters are
+    cut to this rank's shard (as DTensors of the parameter's layout), then the optimizer
+    loads the state. Raises :class:`fastngd.errors.InputError` when a saved buffer does not
+    have its parameter's shape."""
+    sharded = _sharded_params(optimizer)
+    if sharded:
+        per_param = dict(state.get("state", {}))
+        for pid, param in sharded.items():
+            entries = dict(per_param.get(pid, {}))
+            for name, value in entries.items():
+                if not isinstance(value, Tensor) or value.dim() == 0:
+                    continue  # a step count
+                if tuple(value.shape) != tuple(param.shape):
+                    raise InputError(
+                        f"the checkpoint's optimizer state {name!r} of parameter {pid} has "
+                        f"shape {tuple(value.shape)}, the parameter {tuple(param.shape)}"
+                    )
+                entries[name] = _shard_like(value, param)
+            per_param[pid] = entries
+        state = {**state, "state": per_param}
+    optimizer.load_state_dict(state)
 
 
 def rng_state() -> dict[str, Any]:

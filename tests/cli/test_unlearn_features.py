@@ -46,3 +46,70 @@ def test_lora_rank(tiny_model: str, tmp_path: Path) -> None:
     changed = [n for (n, a), b in zip(merged.named_parameters(), original.parameters())
                if not torch.equal(a, b)]
     assert changed and all("proj" in n for n in changed)  # only adapted layers moved
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_base_adamw_resumes_bit_identically(tiny_model: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``--base adamw``: an interrupted run (after the epoch-1 checkpoint) continued with
+    ``--resume`` ends with the weights of the uninterrupted run; the base is recorded."""
+    from fastngd.unlearn import loop
+
+    argv = ["unlearn", "--model", tiny_model, "--epochs", "2", "--lr", "0.01", "--base",
+            "adamw", "--weight-decay", "0.05", "--betas", "0.8", "0.99", "--backend", "torch"]
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["options"]["optimizer_options"] == {"base": "adamw", "weight_decay": 0.05,
+                                                       "betas": [0.8, 0.99]}
+    assert summary["options"]["backend"] == "torch"
+
+    original_step = loop._Run.step
+
+    def interrupted(self: loop._Run) -> dict:
+        if self.step_count == 7:
+            raise KeyboardInterrupt
+        return original_step(self)
+
+    monkeypatch.setattr(loop._Run, "step", interrupted)
+    out = tmp_path / "resumed"
+    assert main([*argv, "--out", str(out)]) == 130
+    monkeypatch.setattr(loop._Run, "step", original_step)
+    assert (out / "checkpoint" / "checkpoint.pt").exists()
+    capsys.readouterr()
+    # resuming with another base is refused, the difference named
+    other = [a if a != "adamw" else "adam" for a in argv]
+    assert main([*other, "--out", str(out), "--resume"]) == 2
+    assert "'base': 'adamw'" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    straight, resumed = _weights(tmp_path / "straight" / "model"), _weights(out / "model")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    history = json.loads((out / "history.json").read_text())
+    assert history == json.loads((tmp_path / "straight" / "history.json").read_text())
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--base", "adam", "--momentum", "0.9"], "--momentum"),
+    (["--momentum", "0.5"], "not to base sgd"),
+    (["--base", "adamw", "--betas", "0.9", "1.5"], r"betas\[1\] must be in \[0, 1\)"),
+    (["--base", "adam", "--eps", "-1"], "eps must be >= 0"),
+])
+def test_bad_base_flags_fail_before_the_work(tiny_model: str, tmp_path: Path, flags: list[str],
+                                             match: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from .conftest import one_line_error
+
+    assert main(["unlearn", "--model", tiny_model, *flags, "--out", str(tmp_path / "x")]) == 2
+    assert re.search(match, one_line_error(capsys.readouterr().err))
+    assert not (tmp_path / "x").exists()
+    assert main(["reproduce", "tofu", "--model", tiny_model, *flags,
+                 "--out", str(tmp_path / "y")]) == 2
+    assert re.search(match, one_line_error(capsys.readouterr().err, "reproduce tofu"))

@@ -40,15 +40,18 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [torch.load(out / f"unlearn{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
-_SINGLE: dict[bool, dict[str, Any]] = {}
+_SINGLE: dict[str, dict[str, Any]] = {}
 
 
-def single(root_param: bool) -> dict[str, Any]:
-    """The single-process run (full batches) with or without the root parameter."""
+def single(engine: str) -> dict[str, Any]:
+    """The single-process run (full batches) matching ``engine``: with the root parameter
+    for ``fsdp2-root*``, with the AdamW base for ``*-adamw``."""
     assert not dist.is_initialized()
-    if root_param not in _SINGLE:
-        _SINGLE[root_param] = unlearn_worker.run_logged("single", root_param)
-    return _SINGLE[root_param]
+    name = "single-adamw" if "adamw" in engine else "single"
+    key = f"{name}:{'root' in engine}"
+    if key not in _SINGLE:
+        _SINGLE[key] = unlearn_worker.run_logged(name, "root" in engine)
+    return _SINGLE[key]
 
 
 def _history(ranks: list[dict], rank: int, name: str) -> list[dict]:
@@ -74,7 +77,7 @@ def _assert_close_params(got: dict[str, torch.Tensor], ref: dict[str, torch.Tens
 
 @pytest.mark.parametrize("engine", unlearn_worker.ENGINES)
 def test_unlearn_under_torchrun_matches_single_process(ranks, engine: str) -> None:
-    ref = single("root" in engine)
+    ref = single(engine)
     assert len(ref["history"]) == N_STEPS
     assert ref["history"][-1]["loss_forget"] > ref["history"][0]["loss_forget"]
     for rank in range(WORLD):
@@ -85,7 +88,7 @@ def test_unlearn_under_torchrun_matches_single_process(ranks, engine: str) -> No
 
 @pytest.mark.parametrize("engine", unlearn_worker.ENGINES)
 def test_each_rank_reads_its_share_of_every_batch(ranks, engine: str) -> None:
-    full = single("root" in engine)["shares"]
+    full = single(engine)["shares"]
     assert len(full) == N_STEPS
     assert all(len(f) == 4 and len(r) == 4 for f, r in full)  # batch_size 4, retain 4
     for rank in range(WORLD):
@@ -100,7 +103,7 @@ def test_each_rank_reads_its_share_of_every_batch(ranks, engine: str) -> None:
 @pytest.mark.parametrize("engine", unlearn_worker.RESUMED)
 def test_checkpoint_and_resume_under_torchrun(ranks, engine: str) -> None:
     name = f"{engine}-resume"
-    ref = single(False)
+    ref = single(engine)
     for rank in range(WORLD):
         resumed = _history(ranks, rank, name)
         uninterrupted = _history(ranks, rank, engine)
@@ -110,6 +113,9 @@ def test_checkpoint_and_resume_under_torchrun(ranks, engine: str) -> None:
         assert sorted(final) == sorted(straight)
         assert all(torch.equal(final[k], straight[k]) for k in final), (engine, rank)
         assert ranks[rank][f"{name}:world"] == WORLD
+        # AdamW's moments are in the checkpoint whole (gathered from the FSDP2 shards)
+        expected = sorted([(3,), (3, 8), (8,), (8, 5)]) if "adamw" in engine else []
+        assert ranks[rank][f"{name}:moments"] == expected
         assert ranks[rank][f"{name}:leftovers"] == [CHECKPOINT_NAME, CHECKPOINT_NAME + ".sha256"]
         assert ranks[rank][f"{name}:shares"] == ranks[rank][f"{engine}:shares"][:unlearn_worker.STOP_AT]
     # only rank 0 writes: at the epoch end (step 2), at the stop (3) and at the end (4)

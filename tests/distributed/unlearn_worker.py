@@ -13,7 +13,8 @@ full-batch one. Each rank writes ``OUT/unlearn{rank}.pt``: ``{name: value or err
   ``engine-resume:final``, its final parameters; ``engine-resume:shares``, the indices read
   before the interruption; ``engine-resume:saves``, how often this rank wrote a checkpoint
   file; ``engine-resume:world``, the world size recorded in it; ``engine-resume:leftovers``,
-  the files of the checkpoint folder;
+  the files of the checkpoint folder; ``engine-resume:moments``, the shapes of the Adam
+  moments the checkpoint holds;
 * ``ddp-failed-write``: the error each rank raised when rank 0 cannot write a checkpoint.
 """
 from __future__ import annotations
@@ -30,14 +31,18 @@ from torch import nn
 import fastngd.unlearn.loop
 from fastngd.unlearn import load_checkpoint, unlearn
 
-ENGINES = ("ddp", "fsdp2", "fsdp2-root-explicit", "fsdp2-root")
+ENGINES = ("ddp", "fsdp2", "fsdp2-root-explicit", "fsdp2-root", "fsdp2-adamw")
 """``fsdp2-root*``: the root module owns a parameter (see :class:`Scale`); ``-explicit``
-shards the root with ``reshard_after_forward=True``."""
+shards the root with ``reshard_after_forward=True``; ``*-adamw``: the AdamW base
+(:data:`ADAMW`), whose moments are sharded like the parameters."""
 SETTINGS: dict[str, Any] = {
     "method": "ngdiff", "autolr": True, "autolr_every": 2, "epochs": 2, "batch_size": 4,
     "retain_batch_size": 4, "lr": 0.3, "seed": 5, "backend": "torch",
 }
-RESUMED = ("ddp", "fsdp2")
+ADAMW: dict[str, Any] = {"optimizer_options": {"base": "adamw", "weight_decay": 0.01},
+                         "lr": 0.05}
+"""The settings of the ``*-adamw`` engines (per-parameter optimizer state)."""
+RESUMED = ("ddp", "fsdp2", "fsdp2-adamw")
 STOP_AT = 3
 """Steps of the interrupted run (2 steps per epoch: the checkpoint lands mid-epoch)."""
 KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine", "lr", "lr_scale")
@@ -95,7 +100,7 @@ def full_params(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def wrap(model: nn.Module, engine: str) -> nn.Module:
-    if engine == "ddp":
+    if engine.startswith("ddp"):
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model)
@@ -110,11 +115,14 @@ def wrap(model: nn.Module, engine: str) -> nn.Module:
 
 
 def run_logged(engine: str, root_param: bool = False, **options: Any) -> dict[str, Any]:
-    """One loop run of ``engine`` (``"single"``: no wrapping; with ``root_param`` the
-    single-process model has the parameter of the ``fsdp2-root*`` ones): its history
+    """One loop run of ``engine`` (``"single"``: no wrapping, ``"single-adamw"`` with the
+    AdamW base; with ``root_param`` the single-process model has the parameter of the
+    ``fsdp2-root*`` ones): its history
     (selected fields), the indices it read per step, its final parameters."""
     forget, retain = make_data()
     model = wrap(make_model(root_param or "root" in engine), engine)
+    if "adamw" in engine:
+        options = {**ADAMW, **options}
     if options.pop("perturb", False):
         with torch.no_grad():
             for p in model.parameters():
@@ -166,6 +174,8 @@ def run_resumed(engine: str, folder: str) -> dict[str, Any]:
     out["shares"] = first["shares"]  # the resumed call makes no step-0 eval: not recorded
     out["saves"] = saves
     out["world"] = saved["config"]["world_size"]
+    out["moments"] = sorted(tuple(entry["exp_avg"].shape)
+                            for entry in saved["optimizer"]["state"].values() if "exp_avg" in entry)
     out["leftovers"] = sorted(os.listdir(folder))
     return out
 

@@ -10,8 +10,10 @@ from fastngd.reproduce.tables import format_table
 
 def test_mean_and_sample_std() -> None:
     runs = [
-        {"seed": 0, "no_unlearn": {"x": 1.0}, "methods": {"a": {"x": 0.1, "autolr": True}}},
-        {"seed": 1, "no_unlearn": {"x": 1.0}, "methods": {"a": {"x": 0.3, "autolr": True}}},
+        {"seed": 0, "no_unlearn": {"x": 1.0},
+         "methods": {"a": {"x": 0.1, "autolr": True, "base": "adamw"}}},
+        {"seed": 1, "no_unlearn": {"x": 1.0},
+         "methods": {"a": {"x": 0.3, "autolr": True, "base": "adamw"}}},
         {"seed": 2, "no_unlearn": {"x": 1.0},
          "methods": {"a": {"diverged": True, "x": None, "autolr": True}}},
     ]
@@ -19,7 +21,10 @@ def test_mean_and_sample_std() -> None:
     assert agg["methods"]["a"]["x"]["mean"] == pytest.approx(0.2)
     assert agg["methods"]["a"]["x"]["std"] == pytest.approx(0.1414213562)
     assert agg["methods"]["a"]["x"]["n"] == 2 and agg["methods"]["a"]["diverged"] == 1
-    assert "1 diverged" in seed_table(agg, [("x", "X")])
+    table = seed_table(agg, [("x", "X")])
+    assert "1 diverged" in table and agg["methods"]["a"]["base"] == "adamw"
+    assert table.splitlines()[0].split() == ["method", "base", "X"]
+    assert table.splitlines()[-1].split()[:4] == ["a", "(1", "diverged)", "adamw"]
     with pytest.raises(ValueError):
         aggregate_seeds([], ["x"])
 

@@ -22,6 +22,15 @@ def test_ngdiff_forgets_a_class_on_a_subset() -> None:
     assert ngdiff["train_retain_accuracy"] > 0.85 * original["train_retain_accuracy"]
     # retain-only descent does not forget
     assert res["methods"]["gd"]["train_forget_accuracy"] > 0.8
+    assert res["base"] == ngdiff["base"] == "sgd"
+
+
+def test_digits_with_the_adamw_base() -> None:
+    res = run_digits(["ngdiff"], seed=0, limit=200, epochs=1, batch_size=16, lr=1e-3,
+                     train_epochs=2, optimizer_options={"base": "adamw"}, log=lambda s: None)
+    assert res["base"] == res["methods"]["ngdiff"]["base"] == "adamw"
+    with pytest.raises(ValueError, match="--momentum"):
+        run_digits(["ngdiff"], optimizer_options={"base": "adam", "momentum": 0.9})
 
 
 def test_bad_arguments() -> None:

@@ -13,11 +13,13 @@ def test_run_tofu_records_every_run(tiny_model_dir) -> None:
     model, tokenizer = load_model(str(tiny_model_dir))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = tofu_synthetic(0)
-    runs = [RunSpec("ngdiff", "ngdiff", True, 0.05), RunSpec("ngdiff-fixed", "ngdiff", False, 0.05)]
+    runs = [RunSpec("ngdiff", "ngdiff", True, 0.05), RunSpec("ngdiff-fixed", "ngdiff", False, 0.05),
+            RunSpec("ngdiff-adamw", "ngdiff", False, 1e-3,
+                    {"optimizer_options": {"base": "adamw"}})]
     res = run_tofu(model, tokenizer, data, runs, unlearn_options={"epochs": 1, "batch_size": 20},
                    curve_points=2, curve_max_new_tokens=4, eval_max_new_tokens=4,
                    progress=False, log=lambda s: None)
-    assert set(res["methods"]) == {"ngdiff", "ngdiff-fixed"}
+    assert set(res["methods"]) == {"ngdiff", "ngdiff-fixed", "ngdiff-adamw"}
     for name, entry in res["methods"].items():
         assert entry["steps"] == 2 and entry["diverged"] is False
         for key in ("verbmem", "utility", "truth_ratio", "forget_rouge_l_recall",
@@ -25,10 +27,16 @@ def test_run_tofu_records_every_run(tiny_model_dir) -> None:
             assert 0.0 <= entry[key] <= 1.0, (name, key)
         assert [e["step"] for e in res["curves"][name]["evals"]] == [0, 1, 2]
     assert res["methods"]["ngdiff"]["autolr"] is True
+    # each run states its base optimizer, in the results and in the table
+    assert [e["base"] for e in res["methods"].values()] == ["sgd", "sgd", "adamw"]
+    assert res["methods"]["ngdiff-adamw"]["options"]["optimizer_options"] == {"base": "adamw"}
     # the target model is untouched
     assert all((before[k] == v).all() for k, v in model.state_dict().items())
     table1 = method_table(res)
     assert "no unlearning" in table1 and "ngdiff-fixed" in table1
+    header, _, _, *rows = table1.splitlines()
+    assert header.split()[:3] == ["method", "AutoLR", "base"]
+    assert rows[-1].split()[:3] == ["ngdiff-adamw", "no", "adamw"]
     assert "ngdiff" in autolr_table(res)
 
 

@@ -17,21 +17,30 @@ def _same_params(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
 
-@pytest.mark.parametrize("method", ["ngdiff", "rlw"])
-def test_resume_is_bit_identical_classifier(tmp_path, method) -> None:
+@pytest.mark.parametrize("method, options", [
+    ("ngdiff", {}),
+    ("rlw", {}),
+    ("ngdiff", {"base": "adamw", "weight_decay": 0.05}),
+    ("gdiff-0.3", {"base": "momentum", "momentum": 0.5}),
+])
+def test_resume_is_bit_identical_classifier(tmp_path, method, options) -> None:
     model, forget, retain = make_classifier_data()
     full = copy.deepcopy(model)
-    ref = unlearn(full, forget, retain, method, epochs=3, batch_size=3, autolr_every=3)
+    kwargs = {"epochs": 3, "batch_size": 3, "autolr_every": 3, "optimizer_options": options}
+    ref = unlearn(full, forget, retain, method, **kwargs)
     part = copy.deepcopy(model)
-    first = unlearn(part, forget, retain, method, epochs=3, batch_size=3, autolr_every=3,
-                    checkpoint_dir=tmp_path, max_steps=7)
+    first = unlearn(part, forget, retain, method, checkpoint_dir=tmp_path, max_steps=7, **kwargs)
+    if options:  # the base's per-parameter state is in the checkpoint
+        state = load_checkpoint(tmp_path)["optimizer"]["state"]
+        names = {"adamw": "exp_avg_sq", "momentum": "momentum_buffer"}
+        assert all(names[options["base"]] in entry for entry in state.values())
     assert first.steps == 7 and not first.completed
     fresh = copy.deepcopy(model)
     with torch.no_grad():
         for p in fresh.parameters():
             p.add_(1.0)  # the checkpoint must overwrite whatever the model holds
-    resumed = unlearn(fresh, forget, retain, method, epochs=3, batch_size=3, autolr_every=3,
-                      checkpoint_dir=tmp_path, resume=True)
+    resumed = unlearn(fresh, forget, retain, method, checkpoint_dir=tmp_path, resume=True,
+                      **kwargs)
     assert resumed.steps == ref.steps and resumed.completed
     assert _same_params(fresh, full)
     assert resumed.history == ref.history

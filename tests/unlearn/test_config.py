@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, optimizer_kwargs, unlearn
@@ -61,17 +62,55 @@ def test_optimizer_options_pass_through_untouched(monkeypatch) -> None:
     class Recording(loop.NGDiffOptimizer):
         def __init__(self, params, **kwargs):
             seen.update(kwargs)
-            kwargs.pop("momentum")
+            kwargs.pop("custom")
             super().__init__(params, **kwargs)
 
     monkeypatch.setattr(loop, "NGDiffOptimizer", Recording)
     model, forget, retain = make_classifier_data()
-    options = {"momentum": {"nested": [1, 2]}}
+    options = {"custom": {"nested": [1, 2]}, "base": "adam", "betas": (0.8, 0.9)}
     unlearn(model, forget, retain, UnlearnConfig(method="gdiff-0.3", epochs=1, batch_size=4,
                                                  optimizer_options=options))
-    assert seen["momentum"] == {"nested": [1, 2]}
+    assert seen["custom"] == {"nested": [1, 2]}
+    assert seen["base"] == "adam" and seen["betas"] == (0.8, 0.9)
     assert seen["rule"] == "gdiff" and seen["rule_options"] == {"c": 0.3}
-    assert optimizer_kwargs(UnlearnConfig(optimizer_options=options))["momentum"] is not None
+    assert optimizer_kwargs(UnlearnConfig(optimizer_options=options))["custom"] is not None
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"base": "adam", "momentum": 0.9}, r"momentum \(--momentum\) applies to base momentum, "
+                                         r"not to base adam"),
+    ({"momentum": 0.9}, "not to base sgd"),
+    ({"base": "momentum", "betas": (0.9, 0.99)}, r"betas \(--betas\) applies to base adam or "
+                                                   "adamw"),
+    ({"base": "sgd", "eps": 1e-8}, r"--eps"),
+    ({"base": "adamw", "betas": (1.0, 0.999)}, r"betas\[0\] must be in \[0, 1\)"),
+    ({"base": "adam", "eps": -1.0}, "eps must be >= 0"),
+    ({"base": "momentum", "weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"base": "lion"}, "unknown base 'lion'"),
+])
+def test_bad_base_options_are_usage_errors(options, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        UnlearnConfig(optimizer_options=options).validate()
+
+
+def test_base_options_builds_what_the_optimizer_takes() -> None:
+    from fastngd import NGDiffOptimizer
+    from fastngd.unlearn import base_options
+
+    assert base_options() == {}
+    assert UnlearnConfig().base == "sgd"
+    options = base_options("adamw", betas=[0.8, 0.95], eps=1e-6, weight_decay=0)
+    assert options == {"base": "adamw", "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.0}
+    config = UnlearnConfig(optimizer_options=options)
+    config.validate()
+    assert config.base == "adamw"
+    opt = NGDiffOptimizer([torch.nn.Parameter(torch.ones(2))], **optimizer_kwargs(config))
+    group = opt.param_groups[0]
+    assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.8, 0.95), 1e-6, 0.0)
+    with pytest.raises(UsageError, match="--momentum"):
+        base_options("adam", momentum=0.9)
+    with pytest.raises(UsageError, match="--backend"):
+        UnlearnConfig(backend="cuda").validate()
 
 
 def test_run_control_settings_may_change_on_resume(tmp_path) -> None:
