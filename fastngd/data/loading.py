@@ -2,10 +2,10 @@
 
 * unlearning a TOFU-style benchmark reads the forget split and its retain split
   (:func:`load_unlearning_rows`); a MUSE-style one reads the raw forget and retain texts;
-* evaluation reads the configs the protocol scores (:func:`load_qa_eval_data`,
-  :func:`load_text_eval_data`); the optional TOFU configs (perturbed answers for the truth
-  ratio, world facts, real authors) are skipped with a warning when they are missing or
-  unreadable.
+* evaluation reads the configs the protocol scores (:func:`fastngd.eval.load_tofu_eval_data`,
+  :func:`fastngd.eval.load_muse_eval_data`), the optional ones with ``optional=True``;
+* training the embedded model on a user's files reads every split present
+  (:func:`load_all_splits`).
 
 Every failure to read a required split is one :class:`fastngd.errors.InputError` naming the
 benchmark, the config and split, and the cause; flags that do not apply (``--data-dir`` with
@@ -24,16 +24,14 @@ from fastngd.data.registry import get_benchmark, load_benchmark
 from fastngd.errors import InputError, UsageError, UserError
 
 __all__ = [
-    "MUSE_EVAL_SPLITS",
     "MUSE_UNLEARN_SPLITS",
     "QA_BENCHMARKS",
     "TEXT_BENCHMARKS",
     "TofuConfigs",
     "check_data_dir",
+    "load_all_splits",
     "load_muse_data",
-    "load_qa_eval_data",
     "load_split",
-    "load_text_eval_data",
     "load_unlearning_rows",
     "tofu_configs",
 ]
@@ -48,12 +46,6 @@ MUSE_UNLEARN_SPLITS: tuple[tuple[str, str, bool], ...] = (
     ("raw", "forget", True), ("raw", "retain1", True), ("raw", "retain2", False),
 )
 """``(config, split, required)`` read to unlearn a MUSE-style benchmark."""
-
-MUSE_EVAL_SPLITS: tuple[tuple[str, str], ...] = (
-    ("verbmem", "forget"), ("knowmem", "forget_qa"), ("knowmem", "retain_qa"),
-    ("privleak", "forget"), ("privleak", "holdout"),
-)
-"""``(config, split)`` read by the MUSE evaluation (:func:`fastngd.eval.evaluate_muse`)."""
 
 _READ_ERRORS = (OSError, ValueError, TypeError, KeyError, UnicodeError)
 
@@ -128,6 +120,33 @@ def load_split(
     return None
 
 
+def load_all_splits(
+    benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every config and split of ``benchmark`` that exists: config → split → rows.
+
+    Built-in benchmarks give all theirs; with ``data_dir`` the splits whose file is there
+    are read (a malformed file raises, an absent one is simply not part of the data); from
+    the hub every split is tried, those that fail are left out with a warning.
+    """
+    from fastngd.data.files import candidate_paths
+
+    bench = get_benchmark(benchmark)
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for config, splits in bench.splits.items():
+        for split in splits:
+            if data_dir is not None and not bench.synthetic:
+                if not any(p.exists() for p in candidate_paths(data_dir, config, split)):
+                    continue
+                rows = load_split(benchmark, config, split, data_dir=data_dir, seed=seed)
+            else:
+                rows = load_split(benchmark, config, split, data_dir=data_dir, seed=seed,
+                                  required=bench.synthetic)
+            if rows is not None:
+                out.setdefault(config, {})[split] = rows
+    return out
+
+
 def load_unlearning_rows(
     benchmark: str, forget: str = "forget10", *, data_dir: str | Path | None = None,
     seed: int = 0,
@@ -141,17 +160,15 @@ def load_unlearning_rows(
         forget_rows = load_split(benchmark, configs.forget, data_dir=data_dir, seed=seed)
         retain_rows = load_split(benchmark, configs.retain, data_dir=data_dir, seed=seed)
         return forget_rows or [], retain_rows or []
-    raw = load_muse_data(benchmark, data_dir=data_dir, seed=seed, evaluation=False)["raw"]
+    raw = load_muse_data(benchmark, data_dir=data_dir, seed=seed)["raw"]
     return raw["forget"], raw["retain1"] + raw.get("retain2", [])
 
 
 def load_muse_data(
     benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
-    evaluation: bool = True,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """MUSE-style data as config → split → rows: the raw texts to unlearn
-    (:data:`MUSE_UNLEARN_SPLITS`; ``retain2`` only when it can be read) and, with
-    ``evaluation``, the splits the evaluation scores (:data:`MUSE_EVAL_SPLITS`)."""
+    """The raw MUSE-style texts to unlearn, as config → split → rows
+    (:data:`MUSE_UNLEARN_SPLITS`; ``retain2`` only when it can be read)."""
     check_data_dir(benchmark, data_dir)
     data: dict[str, dict[str, list[dict[str, Any]]]] = {"raw": {}}
     for config, split, required in MUSE_UNLEARN_SPLITS:
@@ -159,45 +176,4 @@ def load_muse_data(
                           required=required, purpose="fewer retain texts")
         if rows is not None:
             data[config][split] = rows
-    if evaluation:
-        for config, evaluated in load_text_eval_data(benchmark, data_dir=data_dir,
-                                                     seed=seed).items():
-            data.setdefault(config, {}).update(evaluated)
-    return data
-
-
-def load_qa_eval_data(
-    benchmark: str, forget: str = "forget10", *, data_dir: str | Path | None = None,
-    seed: int = 0,
-) -> dict[str, list[dict[str, Any]]]:
-    """The TOFU configs the evaluation scores: the forget split (required) and, when they
-    can be read, its perturbed version and the retain-type configs (each missing one is a
-    warning: its metrics are left out)."""
-    check_data_dir(benchmark, data_dir)
-    configs = tofu_configs(forget)
-    bench = get_benchmark(benchmark)
-    data: dict[str, list[dict[str, Any]]] = {}
-    data[configs.forget] = load_split(benchmark, configs.forget, data_dir=data_dir,
-                                      seed=seed) or []
-    optional = [(configs.forget_perturbed, "the forget split's truth ratio")]
-    optional += [(name, f"the {name} metrics") for name in configs.extras]
-    for name, purpose in optional:
-        if name not in bench.splits:
-            continue
-        rows = load_split(benchmark, name, data_dir=data_dir, seed=seed, required=False,
-                          purpose=purpose)
-        if rows is not None:
-            data[name] = rows
-    return data
-
-
-def load_text_eval_data(
-    benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
-) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The MUSE configs and splits of :data:`MUSE_EVAL_SPLITS` (all required)."""
-    check_data_dir(benchmark, data_dir)
-    data: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for config, split in MUSE_EVAL_SPLITS:
-        data.setdefault(config, {})[split] = load_split(
-            benchmark, config, split, data_dir=data_dir, seed=seed) or []
     return data

@@ -59,21 +59,6 @@ def test_muse_unlearning_reads_only_raw_texts(exported, reads, tmp_path) -> None
     assert forget and retain and all("text" in r for r in forget + retain)
 
 
-def test_eval_skips_a_broken_optional_config_with_a_warning(exported, tmp_path) -> None:
-    data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
-    path = data / "forget10_perturbed" / "train.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    rows[3]["perturbed_answer"] = 5
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    shutil.rmtree(data / "world_facts_perturbed")
-    with pytest.warns(UserWarning) as caught:
-        got = loading.load_qa_eval_data("tofu", "forget10", data_dir=data)
-    messages = " ".join(str(w.message) for w in caught)
-    assert "forget10_perturbed" in messages and "truth ratio" in messages
-    assert "world_facts_perturbed" in messages
-    assert "forget10" in got and "forget10_perturbed" not in got and "retain_perturbed" in got
-
-
 def test_required_split_errors_name_benchmark_and_config(exported, tmp_path) -> None:
     data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
     (data / "retain90" / "train.jsonl").write_text('["a list, not an object"]\n')
@@ -101,3 +86,15 @@ def test_data_dir_rules() -> None:
         loading.check_data_dir("tofu", "/nonexistent-dir")
     loading.check_data_dir("tofu", None)
     loading.check_data_dir("muse-synthetic", None)
+
+
+def test_all_splits_reads_only_the_files_present(exported, tmp_path) -> None:
+    data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
+    for name in ("forget01", "forget05", "holdout10", "world_facts_perturbed"):
+        shutil.rmtree(data / name)
+    got = loading.load_all_splits("tofu", data_dir=data)
+    assert "forget01" not in got and "holdout10" not in got and "world_facts" in got
+    assert len(got["full"]["train"]) == len(got["retain90"]["train"]) + 40
+    (data / "full" / "train.jsonl").write_text('{"question": 3}\n')
+    with pytest.raises(InputError, match="full"):
+        loading.load_all_splits("tofu", data_dir=data)
