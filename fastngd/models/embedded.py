@@ -37,30 +37,37 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fastngd"
 
 
-def embedded_model_key(benchmark: str, seed: int = 0, recipe: TrainingRecipe | None = None) -> str:
-    """Cache key ``"{benchmark}-seed{seed}-{hash}"`` of an embedded model.
+def embedded_model_key(
+    benchmark: str, seed: int = 0, recipe: TrainingRecipe | None = None, *,
+    split: str = "full", data_dir: str | Path | None = None,
+) -> str:
+    """Cache key of an embedded model: ``"{benchmark}-seed{seed}-{hash}"`` for the target
+    model (``split="full"``), ``"{benchmark}-{split}-seed{seed}-{hash}"`` for a retain-only
+    reference model.
 
     The hash is the first 12 hex digits of the SHA-256 of a JSON document holding
     :data:`EMBEDDED_FORMAT_VERSION`, the recipe (default :func:`default_recipe`), the model
-    defaults and the full training corpus, so any change to data, sizes or training gives a
-    new key.
+    defaults, the split (when not ``"full"``) and the full training corpus of
+    :func:`benchmark_corpus` (with ``data_dir``: the content of the user's files, not their
+    path), so any change to data, sizes or training gives a new key and the same files give
+    the same model wherever they are.
     """
     recipe = recipe or default_recipe(benchmark)
-    qa, texts, vocab = benchmark_corpus(benchmark, seed)
-    payload = json.dumps(
-        {
-            "version": EMBEDDED_FORMAT_VERSION,
-            "recipe": asdict(recipe),
-            "model": TINY_LLAMA_DEFAULTS,
-            "qa": qa,
-            "texts": texts,
-            "vocab": vocab,
-        },
-        sort_keys=True,
-        default=str,
-    )
+    qa, texts, vocab = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
+    document: dict[str, object] = {
+        "version": EMBEDDED_FORMAT_VERSION,
+        "recipe": asdict(recipe),
+        "model": TINY_LLAMA_DEFAULTS,
+        "qa": qa,
+        "texts": texts,
+        "vocab": vocab,
+    }
+    if split != "full":
+        document["split"] = split
+    payload = json.dumps(document, sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
-    return f"{benchmark}-seed{seed}-{digest}"
+    name = benchmark if split == "full" else f"{benchmark}-{split}"
+    return f"{name}-seed{seed}-{digest}"
 
 
 def get_embedded_model(
@@ -70,20 +77,27 @@ def get_embedded_model(
     cache_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    split: str = "full",
+    data_dir: str | Path | None = None,
+    recipe: TrainingRecipe | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, Path]:
     """Return ``(model, tokenizer, path)`` of the embedded model of ``benchmark``.
 
-    The model lives in ``cache_dir / embedded_model_key(benchmark, seed)`` (default cache
-    :func:`default_cache_dir`). When that directory is absent the model is trained first with
-    :func:`train_target_model` and the default recipe; later calls only load it with
-    :func:`load_model` (float32, on ``device``, eval mode). When another process finishes the
-    same model first, its copy is used.
+    ``split`` (``"full"``: the target model; ``"retain90"``... or, MUSE layout,
+    ``"retain"``: the retain-only reference model of forget quality), ``data_dir`` (a
+    user's files of ``tofu``, ``muse-news`` or ``muse-books``) and ``recipe`` (default
+    :func:`default_recipe`) choose the model. It lives in ``cache_dir /``
+    :func:`embedded_model_key` (default cache :func:`default_cache_dir`). When that directory
+    is absent the model is trained first with :func:`train_target_model`; later calls only
+    load it with :func:`load_model` (float32, on ``device``, eval mode). When another
+    process finishes the same model first, its copy is used.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = root / embedded_model_key(benchmark, seed)
+    path = root / embedded_model_key(benchmark, seed, recipe, split=split, data_dir=data_dir)
     if not path.exists():
         try:
-            train_target_model(benchmark, seed=seed, out_dir=path, progress=progress)
+            train_target_model(benchmark, seed=seed, out_dir=path, progress=progress,
+                               recipe=recipe, split=split, data_dir=data_dir)
         except (FileExistsError, OSError):
             if not path.exists():
                 raise

@@ -16,21 +16,36 @@ from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fastngd.atomic import write_folder
-from fastngd.data.tokenize import PROMPT_TEMPLATE, QADataset, TextDataset, collate_right_pad
+from fastngd.errors import InputError, UsageError
+from fastngd.data.tokenize import (
+    PROMPT_TEMPLATE,
+    Encoding,
+    QADataset,
+    collate_right_pad,
+    encode_text,
+)
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
 
 __all__ = [
     "BENCHMARKS",
+    "SYNTHETIC_BENCHMARKS",
     "TrainingRecipe",
     "benchmark_corpus",
+    "check_embedded_data",
     "default_recipe",
     "fit",
+    "text_windows",
     "train_target_model",
+    "user_corpus",
 ]
 
-#: Benchmarks an embedded model can be trained on.
-BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "muse-synthetic")
+#: The built-in benchmarks, generated from a seed.
+SYNTHETIC_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "muse-synthetic")
+
+#: Benchmarks an embedded model can be trained on: the built-in ones, and the hub layouts
+#: whose files a user brings (``data_dir``) or the hub serves.
+BENCHMARKS: tuple[str, ...] = (*SYNTHETIC_BENCHMARKS, "tofu", "muse-news", "muse-books")
 
 #: Name of the JSON file written beside the weights with the training record.
 TRAINING_RECORD = "fastngd_training.json"
@@ -59,14 +74,18 @@ class TrainingRecipe:
 
 
 def default_recipe(benchmark: str) -> TrainingRecipe:
-    """The recipe of the embedded default model of ``benchmark`` (see :data:`BENCHMARKS`).
+    """The recipe of the embedded model of ``benchmark`` (see :data:`BENCHMARKS`): a small
+    model trained from scratch, hence rates and lengths unlike the fine-tuning of a
+    pretrained model.
 
-    ``tofu-synthetic``: 30 epochs, lr 1e-3, batch 32 (445 QA pairs, 420 steps);
-    ``muse-synthetic``: 60 epochs, lr 2e-3, batch 16, max length 256 (24 articles and 74 QA
-    pairs, 420 steps). Raises ``ValueError`` for an unknown benchmark.
+    TOFU layout (``tofu-synthetic``, ``tofu``): 30 epochs, lr 1e-3, batch 32, max length 128
+    (``tofu-synthetic``: 490 QA pairs, 480 steps). MUSE layout (``muse-synthetic``,
+    ``muse-news``, ``muse-books``): 60 epochs, lr 2e-3, batch 16, max length 256
+    (``muse-synthetic``: 24 articles and 74 QA pairs, 420 steps). Raises ``ValueError`` for
+    an unknown benchmark.
     """
     _check_benchmark(benchmark)
-    if benchmark == "tofu-synthetic":
+    if benchmark.startswith("tofu"):
         return TrainingRecipe(epochs=30)
     return TrainingRecipe(epochs=60, lr=2e-3, batch_size=16, max_length=256)
 
@@ -74,6 +93,18 @@ def default_recipe(benchmark: str) -> TrainingRecipe:
 def _check_benchmark(benchmark: str) -> None:
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {list(BENCHMARKS)}")
+
+
+def check_embedded_data(benchmark: str, data_dir: str | Path | None) -> None:
+    """The embedded model of a hub layout (``tofu``, ``muse-news``, ``muse-books``) trains on
+    a user's files: refuse it without ``data_dir`` (a UsageError naming ``--data-dir``)."""
+    _check_benchmark(benchmark)
+    if benchmark not in SYNTHETIC_BENCHMARKS and data_dir is None:
+        raise UsageError(
+            f"the embedded model of --benchmark {benchmark} trains on your files: pass "
+            f"--data-dir (a folder in the {benchmark} layout), or --model with a Hugging Face "
+            "id or folder"
+        )
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -85,7 +116,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def benchmark_corpus(
-    benchmark: str, seed: int = 0, *, split: str = "full"
+    benchmark: str, seed: int = 0, *, split: str = "full", data_dir: str | Path | None = None,
 ) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
     """The training material of ``benchmark``'s embedded model.
 
@@ -100,10 +131,21 @@ def benchmark_corpus(
     forget quality) plus the real-authors and world-facts sets, the knowledge a pretrained
     model brings; the holdout authors are never trained on. ``muse-synthetic``: ``split``
     ``"full"`` trains the raw forget, retain1 and retain2 texts and the forget and retain
-    knowmem QA; ``"retain"`` leaves out the forget texts and the forget QA. Raises
-    ``ValueError`` for an unknown benchmark or split.
+    knowmem QA; ``"retain"`` leaves out the forget texts and the forget QA.
+
+    A user's data (``tofu``, ``muse-news``, ``muse-books``: the files in ``data_dir``,
+    required; see :func:`user_corpus`): TOFU layout, the QA pairs of ``split``
+    (``"full"`` or a retain split present in the files) plus ``real_authors`` and
+    ``world_facts`` when present; MUSE layout, the raw texts (``"full"``: forget, retain1,
+    retain2; ``"retain"``: without forget), no QA. The vocabulary covers every file present.
+
+    Raises ``ValueError`` for an unknown benchmark or split (``UsageError``, naming
+    ``--split``, for a user's data), :class:`fastngd.errors.InputError` for unreadable
+    files.
     """
     _check_benchmark(benchmark)
+    if benchmark not in SYNTHETIC_BENCHMARKS:
+        return user_corpus(benchmark, split=split, data_dir=data_dir)
     if benchmark == "tofu-synthetic":
         from fastngd.data import tofu_synthetic
 
@@ -144,6 +186,48 @@ def benchmark_corpus(
     return qa, texts, vocab_texts
 
 
+def user_corpus(
+    benchmark: str, *, split: str = "full", data_dir: str | Path | None = None,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
+    """:func:`benchmark_corpus` of a user's data in the TOFU (``tofu``) or MUSE
+    (``muse-news``, ``muse-books``) layout: every split present in ``data_dir`` is read once
+    (:func:`fastngd.data.loading.load_all_splits`)."""
+    from fastngd.data.loading import check_data_dir, load_all_splits
+
+    check_embedded_data(benchmark, data_dir)
+    check_data_dir(benchmark, data_dir)
+    data = load_all_splits(benchmark, data_dir=data_dir)
+    where = f"--data-dir {data_dir}"
+    texts: list[dict[str, str]] = []
+    qa: list[dict[str, str]] = []
+    if benchmark == "tofu":
+        splits = sorted(c for c in data if c == "full" or (c.startswith("retain")
+                                                           and c[6:].isdigit()))
+        if split not in splits:
+            raise UsageError(
+                f"--split {split} is not in {where}; the splits there to train on: "
+                f"{', '.join(splits) or 'none'} (full: the target model; retainNN: the "
+                "retain-only reference of forget quality)"
+            )
+        qa = [{"question": r["question"], "answer": r["answer"]}
+              for config in (split, "real_authors", "world_facts") if config in data
+              for r in data[config]["train"]]
+    else:
+        if split not in ("full", "retain"):
+            raise UsageError(f"--split for {benchmark} must be full or retain, got {split!r}")
+        raw = data.get("raw", {})
+        if "forget" not in raw or "retain1" not in raw:
+            raise InputError(
+                f"{where} has no raw/forget and raw/retain1 texts: the embedded model of "
+                f"{benchmark} trains on them"
+            )
+        names = ["retain1", "retain2"] if split == "retain" else ["forget", "retain1", "retain2"]
+        texts = [{"text": r["text"]} for name in names if name in raw for r in raw[name]]
+    vocab_texts = [PROMPT_TEMPLATE.format(question="")]
+    vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))
+    return qa, texts, vocab_texts
+
+
 def _all_values(rows: Any) -> list[Any]:
     """Every value of a config: a list of rows, or a mapping of splits to lists of rows."""
     if isinstance(rows, Mapping):
@@ -169,17 +253,26 @@ def train_target_model(
     recipe: TrainingRecipe | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    split: str = "full",
+    data_dir: str | Path | None = None,
 ) -> Path:
     """Train the embedded model of ``benchmark`` from scratch and save it to ``out_dir``.
+
+    ``split`` selects the training material (:func:`benchmark_corpus`): ``"full"`` for the
+    target model, a retain split (``"retain90"``; MUSE layout: ``"retain"``) for the
+    retain-only reference model of forget quality; ``data_dir`` holds a user's files of a
+    hub benchmark (``tofu``, ``muse-news``, ``muse-books``).
 
     A word-level tokenizer (:func:`fastngd.models.build_word_tokenizer`) is built on
     :func:`benchmark_corpus`'s vocabulary texts and a Llama model of
     :func:`fastngd.models.tiny_llama_config` is initialised with ``torch.manual_seed(seed)``
     (inside a forked RNG, the caller's RNG state is untouched); it is trained with
     ``recipe`` (default :func:`default_recipe`; ``epochs`` overrides its epochs) on the QA
-    pairs (answer-only loss) and raw texts (every token), shuffled by a generator seeded
-    with ``seed``. Model, tokenizer and a ``fastngd_training.json`` record (recipe, seed,
-    final loss, seconds) are written with ``save_pretrained`` into a temporary sibling
+    pairs (answer-only loss) and raw texts (every token; a text longer than the recipe's
+    ``max_length`` is cut into consecutive windows, so all of it is trained), shuffled by a
+    generator seeded with ``seed``. Model, tokenizer and a ``fastngd_training.json`` record
+    (benchmark, split, data folder, recipe, seed, final loss, seconds) are written with
+    ``save_pretrained`` into a temporary sibling
     directory that is then renamed to ``out_dir``, so ``out_dir`` is either complete or
     absent. With ``overwrite``, an existing ``out_dir`` is kept and only the files written
     here replace their namesakes (nothing else in it is touched). Returns ``out_dir``.
@@ -195,14 +288,15 @@ def train_target_model(
         recipe = TrainingRecipe(**{**asdict(recipe), "epochs": epochs})
     if recipe.epochs < 1:
         raise ValueError(f"train_target_model: epochs must be >= 1, got {recipe.epochs}")
-    qa_rows, text_rows, vocab_texts = benchmark_corpus(benchmark, seed)
+    qa_rows, text_rows, vocab_texts = benchmark_corpus(benchmark, seed, split=split,
+                                                       data_dir=data_dir)
     tokenizer = build_word_tokenizer(vocab_texts)
     model = _init_model(tokenizer, recipe, seed)
     datasets: list[Dataset[Any]] = []
     if qa_rows:
         datasets.append(QADataset(qa_rows, tokenizer, recipe.max_length))
     if text_rows:
-        datasets.append(TextDataset(text_rows, tokenizer, recipe.max_length))
+        datasets.append(text_windows(text_rows, tokenizer, recipe.max_length))
     start = time.perf_counter()
     final_loss = fit(
         model, ConcatDataset(datasets), tokenizer, recipe, seed=seed, progress=progress
@@ -210,6 +304,8 @@ def train_target_model(
     seconds = time.perf_counter() - start
     record = {
         "benchmark": benchmark,
+        "split": split,
+        "data_dir": str(data_dir) if data_dir is not None else None,
         "seed": seed,
         "recipe": asdict(recipe),
         "final_loss": final_loss,
@@ -226,6 +322,22 @@ def train_target_model(
 
     write_folder(out, write, overwrite)
     return out
+
+
+def text_windows(rows: list[dict[str, str]], tokenizer: PreTrainedTokenizerFast,
+                 max_length: int) -> list[Encoding]:
+    """Every raw text as training examples of at most ``max_length`` tokens: the encoded text
+    (:func:`fastngd.data.encode_text`: special tokens, words, EOS) cut into consecutive
+    windows, each token carrying the loss. A text that fits gives one example, exactly
+    :func:`~fastngd.data.encode_text`'s."""
+    windows: list[Encoding] = []
+    for row in rows:
+        ids = encode_text(tokenizer, row["text"], max_length=1 << 30)["input_ids"]
+        for start in range(0, len(ids), max_length):
+            part = ids[start:start + max_length]
+            windows.append(Encoding({"input_ids": part, "attention_mask": [1] * len(part),
+                                     "labels": list(part)}))
+    return windows
 
 
 def _init_model(

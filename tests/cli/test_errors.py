@@ -108,12 +108,12 @@ def test_data_dir_with_a_builtin_benchmark_is_refused(
     assert not out.exists()
 
 
-def test_finetune_benchmark_tofu_needs_a_model(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_finetune_embedded_on_a_hub_layout_needs_data_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["finetune", "--benchmark", "tofu", "--out", str(tmp_path / "m")]) == 2
-    assert "--model" in one_line_error(capsys.readouterr().err, "finetune")
-    assert main(["finetune", "--lr", "0.1", "--out", str(tmp_path / "m")]) == 2
-    assert "--lr" in one_line_error(capsys.readouterr().err, "finetune")
+    assert "--data-dir" in one_line_error(capsys.readouterr().err, "finetune")
+    assert main(["finetune", "--split", "retain", "--out", str(tmp_path / "m")]) == 2
+    assert "--split" in one_line_error(capsys.readouterr().err, "finetune")
     assert not (tmp_path / "m").exists()
 
 
@@ -129,7 +129,8 @@ def test_finetune_overwrite_replaces_only_its_files(tmp_path: Path,
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "config.json").write_text("{}")
-    assert main(["finetune", "--out", str(out), "--overwrite"]) == 0
+    assert main(["finetune", "--out", str(out), "--overwrite",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # never rmtree'd
     assert json.loads((out / "config.json").read_text())["model_type"] == "llama"
     assert (out / "model.safetensors").stat().st_size > 0

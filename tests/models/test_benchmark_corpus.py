@@ -54,3 +54,42 @@ def test_muse_retain_corpus_leaves_out_the_forget_texts_and_qa() -> None:
 def test_unknown_split(benchmark: str, split: str) -> None:
     with pytest.raises(ValueError, match="split must be"):
         benchmark_corpus(benchmark, 0, split=split)
+
+
+def test_a_users_tofu_files_give_the_same_corpus_as_the_built_in_data(tmp_path) -> None:
+    from fastngd.data import export_benchmark
+
+    export_benchmark("tofu-synthetic", tmp_path / "tofu")
+    for split in ("full", "retain90"):
+        builtin = benchmark_corpus("tofu-synthetic", 0, split=split)
+        mine = benchmark_corpus("tofu", split=split, data_dir=tmp_path / "tofu")
+        assert _pairs(mine[0]) == _pairs(builtin[0]) and mine[1] == []
+        assert set(builtin[2]) <= set(mine[2])  # every file's words are in the vocabulary
+
+
+def test_a_users_muse_files_train_the_raw_texts(tmp_path) -> None:
+    from fastngd.data import export_benchmark
+    from fastngd.errors import InputError, UsageError
+
+    export_benchmark("muse-synthetic", tmp_path / "muse")
+    raw = muse_synthetic(0)["raw"]
+    qa, texts, vocab = benchmark_corpus("muse-news", data_dir=tmp_path / "muse")
+    assert qa == [] and {r["text"] for r in texts} == {
+        r["text"] for name in ("forget", "retain1", "retain2") for r in raw[name]}
+    _, retain_texts, _ = benchmark_corpus("muse-news", split="retain",
+                                          data_dir=tmp_path / "muse")
+    assert len(retain_texts) == len(texts) - len(raw["forget"])
+    with pytest.raises(UsageError, match="full or retain"):
+        benchmark_corpus("muse-news", split="retain90", data_dir=tmp_path / "muse")
+    (tmp_path / "muse" / "raw" / "forget.jsonl").unlink()
+    with pytest.raises(InputError, match="raw/forget"):
+        benchmark_corpus("muse-books", data_dir=tmp_path / "muse")
+
+
+def test_a_users_tofu_split_must_be_in_the_files(tmp_path) -> None:
+    from fastngd.data import export_benchmark
+    from fastngd.errors import UsageError
+
+    export_benchmark("tofu-synthetic", tmp_path / "tofu")
+    with pytest.raises(UsageError, match="--split retain80 is not in .*retain90"):
+        benchmark_corpus("tofu", split="retain80", data_dir=tmp_path / "tofu")

@@ -55,3 +55,30 @@ def test_cache_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_unknown_benchmark(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown benchmark"):
         get_embedded_model("nope", cache_dir=tmp_path)
+
+
+def test_the_split_is_part_of_the_key(fast_default: TrainingRecipe) -> None:
+    full = embedded_model_key("tofu-synthetic", 0)
+    retain = embedded_model_key("tofu-synthetic", 0, split="retain90")
+    assert retain.startswith("tofu-synthetic-retain90-seed0-")
+    assert len({full, retain, embedded_model_key("tofu-synthetic", 0, split="retain95")}) == 3
+    assert embedded_model_key("muse-synthetic", 0, split="retain").startswith(
+        "muse-synthetic-retain-seed0-")
+
+
+def test_a_users_files_are_keyed_by_content_not_path(
+    tmp_path: Path, fast_default: TrainingRecipe
+) -> None:
+    import shutil
+
+    from fastngd.data import export_benchmark
+
+    first = tmp_path / "a"
+    export_benchmark("tofu-synthetic", first)
+    second = Path(shutil.copytree(first, tmp_path / "b"))
+    key = embedded_model_key("tofu", 0, data_dir=first)
+    assert key.startswith("tofu-seed0-") and key == embedded_model_key("tofu", 0, data_dir=second)
+    assert key != embedded_model_key("tofu", 0, data_dir=first, split="retain90")
+    path = second / "world_facts" / "train.jsonl"
+    path.write_text(path.read_text().replace("the", "a", 1))
+    assert key != embedded_model_key("tofu", 0, data_dir=second)

@@ -10,6 +10,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from fastngd.data import QADataset
+from fastngd.errors import UsageError
 from fastngd.models import (
     TrainingRecipe,
     benchmark_corpus,
@@ -110,7 +111,9 @@ def test_failure_while_saving_leaves_nothing(
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown benchmark 'tofu'"):
+    with pytest.raises(ValueError, match="unknown benchmark 'digits'"):
+        train_target_model("digits", out_dir=tmp_path / "m")
+    with pytest.raises(UsageError, match="--data-dir"):
         train_target_model("tofu", out_dir=tmp_path / "m")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         train_target_model(out_dir=tmp_path / "m", epochs=0)
