@@ -178,8 +178,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"unknown demo run(s) {unknown}; valid: {', '.join(known)}")
         runs = tuple(known[m] for m in wanted)
+    if args.retain_model is not None and args.model is None:
+        raise UsageError("--retain-model goes with --model (the embedded target model has its "
+                         "own retain-only model)")
     run_demo(args.out, seed=args.seed, cache_dir=args.cache_dir, model_path=args.model,
-             device=args.device, runs=runs, unlearn_options=_given(epochs=args.epochs),
+             retain_model_path=args.retain_model, device=args.device, runs=runs, unlearn_options=_given(epochs=args.epochs),
              overwrite=args.overwrite, jobs=args.jobs, progress=not args.no_progress)
     return 0
 
@@ -200,6 +203,10 @@ def _add_demo_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty --out (replacing only the demo's files)")
     p.add_argument("--model", default=None, help="use this saved model instead of the embedded one")
+    p.add_argument("--retain-model", default=None, metavar="DIR",
+                   help="with --model: its retain-only reference model (trained on retain90), "
+                        "for forget quality (default: left out with --model; the embedded "
+                        "model's is trained and cached)")
     p.add_argument("--methods", default=None,
                    help="comma-separated subset of the demo's runs (default: all)")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
@@ -341,22 +348,35 @@ def _add_unlearn_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
     """``fastngd eval``: the TOFU (QA benchmarks) or MUSE protocol on one model."""
-    from fastngd.data.loading import QA_BENCHMARKS, check_data_dir, tofu_configs
-    from fastngd.reproduce.evaluation import evaluate_model
+    from fastngd.data.loading import (
+        QA_BENCHMARKS,
+        check_data_dir,
+        is_retain_split,
+        tofu_configs,
+    )
+    from fastngd.errors import UsageError
+    from fastngd.reproduce.evaluation import EvalRequest, evaluate_model
     from fastngd.reproduce.io import output_file, write_json
 
     _set_threads(args)
     if args.benchmark in QA_BENCHMARKS:
         tofu_configs(args.forget or "forget10")
+        if args.retain_split is not None and not is_retain_split(args.retain_split):
+            raise UsageError("--retain-split must look like retain90/retain95/retain99, got "
+                             f"{args.retain_split!r}")
     else:
-        _refuse(args, ["forget", "max_new_tokens"], f"to {args.benchmark} (TOFU-style only)")
+        _refuse(args, ["forget", "max_new_tokens", "retain_split", "retain_model",
+                       "reference_truth_ratios"], f"to {args.benchmark} (TOFU-style only)")
+    if args.retain_model is not None and args.reference_truth_ratios is not None:
+        raise UsageError("pass --retain-model or --reference-truth-ratios, not both")
     check_data_dir(args.benchmark, args.data_dir)
     out = output_file(args.out, args.overwrite) if args.out else None
-    record, table = evaluate_model(
-        args.model, benchmark=args.benchmark, forget=args.forget or "forget10",
-        data_dir=args.data_dir, seed=args.seed, device=args.device, dtype=args.dtype,
-        cache_dir=args.cache_dir, max_new_tokens=args.max_new_tokens,
-        max_examples=args.max_examples)
+    record, table = evaluate_model(EvalRequest(
+        model=args.model, benchmark=args.benchmark, data_dir=args.data_dir, seed=args.seed,
+        forget=args.forget or "forget10", retain_split=args.retain_split,
+        retain_model=args.retain_model, reference_file=args.reference_truth_ratios,
+        device=args.device, dtype=args.dtype, cache_dir=args.cache_dir,
+        max_new_tokens=args.max_new_tokens, max_examples=args.max_examples))
     print(table)
     if out is not None:
         write_json(out, record)
@@ -368,12 +388,26 @@ def _add_eval_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "eval", parents=[parent], help="evaluate a model (TOFU or MUSE protocol)",
         description="TOFU benchmarks: ROUGE-L recall, probability, truth ratio and fact "
-                    "accuracy on the forget split and the retain-type splits, model utility "
-                    "and the NGDiff paper's Verbmem/Knowmem/Utility. MUSE benchmarks: VerbMem, "
-                    "KnowMem and PrivLeak.",
+                    "accuracy on the forget split and the retain-type splits, TOFU's model "
+                    "utility (9 components), forget quality against a retain-only model "
+                    "(--retain-model or --reference-truth-ratios), membership inference "
+                    "against the holdout split, extraction strength, exact memorization and "
+                    "the NGDiff paper's Verbmem/Knowmem/Utility. MUSE benchmarks: VerbMem, "
+                    "KnowMem, PrivLeak and the same membership-inference and memorization "
+                    "metrics. The JSON layout is documented in docs/eval_layout.md.",
     )
     _add_model_args(p, ALL_BENCHMARKS)
-    p.add_argument("--forget", default=None, help="forget split (TOFU; default forget10)")
+    p.add_argument("--forget", "--forget-split", dest="forget", default=None,
+                   help="forget split (TOFU; forget01/05/10, default forget10)")
+    p.add_argument("--retain-split", default=None,
+                   help="also score this whole retain split (TOFU; e.g. retain90)")
+    p.add_argument("--retain-model", default=None, metavar="DIR",
+                   help="retain-only reference model of forget quality (TOFU): a folder, a "
+                        "Hugging Face id, or 'embedded' (the embedded model trained on the "
+                        "retain split of --forget, as fastngd finetune --split retain90 does)")
+    p.add_argument("--reference-truth-ratios", default=None, metavar="FILE",
+                   help="forget quality against these saved reference truth ratios (TOFU): "
+                        "the JSON fastngd eval --out wrote for the retain-only model")
     p.add_argument("--seed", type=int, default=0, help="seed of synthetic data")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="generation length (TOFU; default 200)")

@@ -29,6 +29,7 @@ __all__ = [
     "TEXT_BENCHMARKS",
     "TofuConfigs",
     "check_data_dir",
+    "is_retain_split",
     "load_all_splits",
     "load_muse_data",
     "load_split",
@@ -70,6 +71,12 @@ def tofu_configs(forget: str) -> TofuConfigs:
     if not pct.isdigit() or not 0 < int(pct) < 100:
         raise UsageError(f"--forget must look like forget01/forget05/forget10, got {forget!r}")
     return TofuConfigs(forget, f"retain{100 - int(pct):02d}", f"{forget}_perturbed")
+
+
+def is_retain_split(name: str) -> bool:
+    """Whether ``name`` is a TOFU retain split, ``retainNN`` with 0 < NN < 100."""
+    digits = name[6:] if name.startswith("retain") else ""
+    return digits.isdigit() and 0 < int(digits) < 100
 
 
 def check_data_dir(benchmark: str, data_dir: str | Path | None) -> None:

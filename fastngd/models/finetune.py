@@ -51,9 +51,10 @@ PRETRAINED_RECIPE = TrainingRecipe(epochs=5, lr=1e-5, batch_size=16)
 
 def _check_split(benchmark: str, split: str) -> None:
     """``full``, ``retainNN`` (TOFU layout) or ``retain`` (MUSE layout)."""
+    from fastngd.data.loading import is_retain_split
+
     tofu = benchmark.startswith("tofu")
-    ok = split == "full" or (tofu and split.startswith("retain") and split[6:].isdigit()
-                             and 0 < int(split[6:]) < 100) or (not tofu and split == "retain")
+    ok = split == "full" or (is_retain_split(split) if tofu else split == "retain")
     if not ok:
         valid = "full or a retain split such as retain90" if tofu else "full or retain"
         raise UsageError(f"--split for {benchmark} must be {valid}, got {split!r}")

@@ -192,7 +192,7 @@ def user_corpus(
     """:func:`benchmark_corpus` of a user's data in the TOFU (``tofu``) or MUSE
     (``muse-news``, ``muse-books``) layout: every split present in ``data_dir`` is read once
     (:func:`fastngd.data.loading.load_all_splits`)."""
-    from fastngd.data.loading import check_data_dir, load_all_splits
+    from fastngd.data.loading import check_data_dir, is_retain_split, load_all_splits
 
     check_embedded_data(benchmark, data_dir)
     check_data_dir(benchmark, data_dir)
@@ -201,8 +201,7 @@ def user_corpus(
     texts: list[dict[str, str]] = []
     qa: list[dict[str, str]] = []
     if benchmark == "tofu":
-        splits = sorted(c for c in data if c == "full" or (c.startswith("retain")
-                                                           and c[6:].isdigit()))
+        splits = sorted(c for c in data if c == "full" or is_retain_split(c))
         if split not in splits:
             raise UsageError(
                 f"--split {split} is not in {where}; the splits there to train on: "

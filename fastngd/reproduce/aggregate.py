@@ -5,7 +5,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastngd.reproduce.tables import format_table
+from fastngd.reproduce.tables import format_table, lookup
 
 __all__ = ["aggregate_seeds", "seed_table"]
 
@@ -29,7 +29,7 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) 
     base_key = "no_unlearn" if "no_unlearn" in per_seed[0] else "original"
     out[base_key] = {}
     for key in keys:
-        vals = [r[base_key].get(key) for r in per_seed]
+        vals = [lookup(r[base_key], key) for r in per_seed]
         vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
         if vals:
             out[base_key][key] = {**_stats(vals), "n": len(vals)}
@@ -44,7 +44,7 @@ def aggregate_seeds(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) 
         entry["autolr"] = first.get("autolr")
         entry["base"] = first.get("base")
         for key in keys:
-            vals = [x.get(key) for x in runs if x is not None and not x.get("diverged")]
+            vals = [lookup(x, key) for x in runs if x is not None and not x.get("diverged")]
             vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
             if vals:
                 entry[key] = {**_stats(vals), "n": len(vals)}

@@ -1,10 +1,13 @@
 """``fastngd demo``: the whole pipeline on the embedded benchmark, in minutes on a CPU.
 
-1. build (or reuse from the cache) the embedded target model of ``tofu-synthetic``;
+1. build (or reuse from the cache) the embedded target model of ``tofu-synthetic`` and its
+   retain-only reference model (trained on ``retain90``: forget quality compares with it);
 2. unlearn ``forget10`` with NGDiff + AutoLR and the key baselines (GDiff c = 0.9/0.5/0.1,
    NPO, LossNorm), plus the AutoLR ablation (NGDiff without, GDiff-0.5 and LossNorm with);
-3. evaluate every model with the TOFU protocol, print the NGDiff paper's Table 1 and Table 3
-   layouts, write ``results.json``, ``curves.json``, ``tables.txt`` and PNG figures.
+3. evaluate every model with the TOFU protocol (forget quality, model utility and its
+   components, membership inference against ``holdout10``, PrivLeak, extraction strength),
+   print the NGDiff paper's Table 1 and Table 3 layouts and the TOFU/open-unlearning
+   metrics, write ``results.json``, ``curves.json``, ``tables.txt`` and PNG figures.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 
 from fastngd.data import tofu_synthetic
 from fastngd.reproduce.io import output_folder, write_json, write_text
-from fastngd.reproduce.tables import autolr_table, method_table
+from fastngd.reproduce.tables import autolr_table, tofu_tables
 from fastngd.reproduce.tofu import RunSpec, run_tofu
 from fastngd.unlearn import UnlearnConfig
 
@@ -83,13 +86,14 @@ def write_figures(results: Mapping[str, Any], out: Path, headline: str = "ngdiff
 
 
 def _demo_model(seed: int, cache_dir: str | Path | None, model_path: str | Path | None,
-                device: str, progress: bool) -> tuple[Any, Any, Path]:
-    """The embedded tofu-synthetic model, or the saved model at ``model_path``."""
+                device: str, progress: bool, split: str = "full") -> tuple[Any, Any, Path]:
+    """The embedded tofu-synthetic model of ``split`` (``"full"``: the target,
+    ``"retain90"``: the retain-only reference), or the saved model at ``model_path``."""
     from fastngd.models import get_embedded_model, load_model
 
     if model_path is None:
         return get_embedded_model("tofu-synthetic", seed=seed, cache_dir=cache_dir,
-                                  device=device, progress=progress)
+                                  device=device, progress=progress, split=split)
     model, tokenizer = load_model(str(model_path), dtype="float32", device=device)
     return model, tokenizer, Path(str(model_path))
 
@@ -98,7 +102,7 @@ def _write_demo(folder: Path, results: dict[str, Any], curves: dict[str, Any],
                 log: Callable[[str], None]) -> None:
     """Print and write the tables, ``results.json``, ``curves.json`` and the figures."""
     tables = (
-        "Table 1 layout: tofu-synthetic forget10\n" + method_table(results)
+        "Table 1 layout: tofu-synthetic forget10\n" + tofu_tables(results)
         + "\n\nTable 3 layout: with and without AutoLR (ROUGE-L recall)\n"
         + autolr_table(results)
     )
@@ -119,6 +123,7 @@ def run_demo(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     model_path: str | Path | None = None,
+    retain_model_path: str | Path | None = None,
     device: str = "cpu",
     runs: Sequence[RunSpec] = DEMO_RUNS,
     unlearn_options: Mapping[str, Any] | None = None,
@@ -132,8 +137,11 @@ def run_demo(
     results written to ``out/results.json``.
 
     ``model_path`` replaces the embedded model by a saved causal LM (any Hugging Face
-    folder or id); ``unlearn_options`` override :class:`fastngd.unlearn.UnlearnConfig`'s
-    defaults; ``jobs`` worker processes (one torch thread each) share the unlearning runs.
+    folder or id) and ``retain_model_path`` the embedded retain-only reference model (a
+    model trained on ``retain90`` only, for forget quality; with ``model_path`` and without
+    it, forget quality is left out); ``unlearn_options`` override
+    :class:`fastngd.unlearn.UnlearnConfig`'s defaults; ``jobs`` worker processes (one torch
+    thread each) share the unlearning runs.
     """
     start = time.perf_counter()
     config = UnlearnConfig().replace(**dict(unlearn_options or {}))
@@ -142,14 +150,22 @@ def run_demo(
         if model_path is None:
             log("building (or loading) the embedded target model of tofu-synthetic ...")
         model, tokenizer, path = _demo_model(seed, cache_dir, model_path, device, progress)
-        model_seconds = time.perf_counter() - start
         log(f"target model: {path} ({sum(p.numel() for p in model.parameters()):,} "
-            f"parameters, ready in {model_seconds:.0f} s)")
+            f"parameters, ready in {time.perf_counter() - start:.0f} s)")
+        reference, reference_path = None, None
+        if model_path is None or retain_model_path is not None:
+            log("building (or loading) the retain-only reference model (retain90) ...")
+            ref_model, ref_tok, reference_path = _demo_model(
+                seed, cache_dir, retain_model_path, device, progress, split="retain90")
+            reference = (ref_model, ref_tok)
+        model_seconds = time.perf_counter() - start
         results = run_tofu(model, tokenizer, tofu_synthetic(seed), runs,
                            forget_split="forget10", seed=seed, config=config, jobs=jobs,
-                           model_path=str(path), progress=progress, log=log)
+                           model_path=str(path), reference_model=reference,
+                           progress=progress, log=log)
         curves = results.pop("curves")
-        results.update(model=str(path), model_seconds=model_seconds,
+        results.update(model=str(path), reference_model=str(reference_path)
+                       if reference_path is not None else None, model_seconds=model_seconds,
                        unlearn_options=config.shared_options(),
                        torch_threads=torch.get_num_threads(), jobs=jobs,
                        wall_seconds=time.perf_counter() - start)

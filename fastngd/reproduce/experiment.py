@@ -86,23 +86,34 @@ def _lm_seed(exp: Experiment, seed: int, root: Path) -> dict[str, Any]:
     config = UnlearnConfig().replace(**exp.settings)
     model, tokenizer, source = load_target_model(
         exp.model, benchmark=exp.benchmark, seed=seed, device=exp.device, dtype=exp.dtype,
-        cache_dir=exp.cache_dir)
+        cache_dir=exp.cache_dir, data_dir=exp.data_dir)
     if exp.name == "tofu":
-        from fastngd.data.loading import load_qa_eval_data, load_split, tofu_configs
+        from fastngd.data.loading import tofu_configs
+        from fastngd.eval import load_tofu_eval_data
+        from fastngd.models.target import is_embedded
         from fastngd.reproduce.tofu import run_tofu
 
-        data = load_qa_eval_data(exp.benchmark, exp.forget, data_dir=exp.data_dir, seed=seed)
         retain = tofu_configs(exp.forget).retain
-        data[retain] = load_split(exp.benchmark, retain, data_dir=exp.data_dir, seed=seed) or []
+        data = load_tofu_eval_data(exp.benchmark, exp.forget, retain_split=retain,
+                                   data_dir=exp.data_dir, seed=seed)
+        reference = None
+        if is_embedded(exp.model) and f"{exp.forget}_perturbed" in data:
+            ref_model, ref_tok, _ = load_target_model(
+                None, benchmark=exp.benchmark, seed=seed, device=exp.device,
+                cache_dir=exp.cache_dir, data_dir=exp.data_dir, split=retain)
+            reference = (ref_model, ref_tok)
         res = run_tofu(model, tokenizer, data, runs, forget_split=exp.forget, seed=seed,
-                       config=config, jobs=exp.jobs, model_path=source)
+                       config=config, jobs=exp.jobs, model_path=source,
+                       reference_model=reference)
     else:
         from fastngd.data.loading import load_muse_data
+        from fastngd.eval import load_muse_eval_data
         from fastngd.reproduce.muse import run_muse
 
-        res = run_muse(model, tokenizer, load_muse_data(exp.benchmark, data_dir=exp.data_dir,
-                                                        seed=seed), runs, seed=seed,
-                       config=config)
+        data = load_muse_data(exp.benchmark, data_dir=exp.data_dir, seed=seed)
+        data.update(load_muse_eval_data(exp.benchmark, data_dir=exp.data_dir, seed=seed))
+        res = run_muse(model, tokenizer, data, runs, seed=seed, config=config,
+                       corpus=exp.benchmark)
     res["model"] = source
     curves = res.pop("curves")
     write_json(root / f"seed{seed}-curves.json", curves)

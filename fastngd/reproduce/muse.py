@@ -2,7 +2,8 @@
 
 The forget set is ``raw/forget`` and the retain set ``raw/retain1`` + ``raw/retain2`` (every
 token carries the loss); evaluation is :func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of
-continuations and answers, Min-K% membership AUC forget vs holdout).
+MUSE's 128-token continuations and 32-token few-shot answers, Min-K% membership AUC forget vs
+holdout, PrivLeak against the reference AUC of the corpus).
 """
 from __future__ import annotations
 
@@ -21,18 +22,26 @@ __all__ = ["muse_evaluator", "run_muse"]
 
 def muse_evaluator(
     tokenizer: Any, data: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], *,
-    verbmem_max_new_tokens: int = 64, knowmem_max_new_tokens: int = 16, max_length: int = 256,
+    corpus: str | None = None, verbmem_max_new_tokens: int = 128,
+    knowmem_max_new_tokens: int = 32, max_length: int = 256,
 ) -> Callable[[Any], dict[str, Any]]:
     """An evaluate hook for :func:`fastngd.unlearn.unlearn`: the aggregate of
     :func:`fastngd.eval.evaluate_muse` (``verbmem_forget``, ``knowmem_forget``,
-    ``knowmem_retain``, ``privleak``...) on ``data``."""
+    ``knowmem_retain``, ``privleak``...) on ``data``. ``corpus`` (the benchmark name, e.g.
+    ``"muse-news"``) picks the PrivLeak reference AUC of the retrained model; the token
+    counts are MUSE's."""
 
     def evaluate(model: Any) -> dict[str, Any]:
         res = evaluate_muse(model, tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
-                            knowmem_max_new_tokens=knowmem_max_new_tokens, max_length=max_length)
+                            knowmem_max_new_tokens=knowmem_max_new_tokens, max_length=max_length,
+                            corpus=corpus)
         return dict(res["aggregate"])
 
     return evaluate
+
+
+def _one_decimal(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def run_muse(
@@ -44,16 +53,19 @@ def run_muse(
     seed: int = 0,
     config: UnlearnConfig | None = None,
     unlearn_options: Mapping[str, Any] | None = None,
+    corpus: str | None = None,
     max_length: int = 256,
-    verbmem_max_new_tokens: int = 64,
-    knowmem_max_new_tokens: int = 16,
+    verbmem_max_new_tokens: int = 128,
+    knowmem_max_new_tokens: int = 32,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Unlearn ``data["raw"]["forget"]`` from copies of ``model`` with every run of ``runs``.
 
     Every run starts from ``config`` (default :class:`fastngd.unlearn.UnlearnConfig`) with
-    ``unlearn_options`` applied, then its own method, AutoLR, lr and options.
+    ``unlearn_options`` applied, then its own method, AutoLR, lr and options. ``corpus``
+    (``"muse-news"``, ``"muse-books"``, ``"muse-synthetic"``) picks PrivLeak's reference
+    AUC (:func:`fastngd.eval.retrain_auc`).
 
     Returns ``{"no_unlearn": aggregate, "methods": {name: aggregate + run info},
     "curves": {name: {"history": [...]}}, "seed"}`` with the aggregates of
@@ -67,7 +79,8 @@ def run_muse(
     retain = TextDataset(retain_rows, tokenizer, max_length)
     initial = copy.deepcopy(model.state_dict())
     base = (config or UnlearnConfig()).replace(**dict(unlearn_options or {}))
-    evaluate = muse_evaluator(tokenizer, data, verbmem_max_new_tokens=verbmem_max_new_tokens,
+    evaluate = muse_evaluator(tokenizer, data, corpus=corpus,
+                              verbmem_max_new_tokens=verbmem_max_new_tokens,
                               knowmem_max_new_tokens=knowmem_max_new_tokens,
                               max_length=max_length)
 
@@ -96,5 +109,5 @@ def run_muse(
         curves[spec.name] = {"history": result.history}
         log(f"  {spec.name:<18} verbmem {summary['verbmem_forget']:.1f}  knowmem forget "
             f"{summary['knowmem_forget']:.1f}  retain {summary['knowmem_retain']:.1f}  "
-            f"privleak {summary['privleak']:.1f}")
+            f"privleak {_one_decimal(summary.get('privleak'))}")
     return {"no_unlearn": no_unlearn, "methods": methods, "curves": curves, "seed": seed}

@@ -12,7 +12,10 @@ to the NGDiff paper's table metrics:
   forget questions (↓);
 * ``utility`` = ``retain_rouge_l_recall``: ROUGE-L recall on the retain questions (↑);
 * ``truth_ratio``: forget-split ``mean min(tr, 1/tr)``;
-* ``model_utility``: TOFU's harmonic mean over the retain-type splits; fact accuracies.
+* ``model_utility`` (TOFU's harmonic mean of its 9 ``model_utility_components``),
+  ``forget_quality`` (KS p-value against a retain-only reference model, when one is given),
+  ``mia`` and ``privleak`` (forget vs holdout answers), ``extraction_strength``,
+  ``exact_memorization``; fact accuracies.
 """
 from __future__ import annotations
 
@@ -24,22 +27,32 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from fastngd.data.tokenize import QADataset, format_prompt
-from fastngd.eval import answer_nll, evaluate_tofu, fact_accuracy, generate, rouge_l_recall
+from fastngd.eval import (
+    ReferenceTruthRatios,
+    evaluate_tofu,
+    fact_accuracy,
+    generate,
+    holdout_split_for,
+    reference_truth_ratios,
+    rouge_l_recall,
+)
 from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
 
 __all__ = [
     "TOFU_EVAL_CONFIGS",
     "RunSpec",
     "answer_scores",
-    "forget_truth_ratio_logspace",
     "run_tofu",
     "summarise_tofu",
     "tofu_curve",
     "tofu_eval_data",
 ]
 
-TOFU_EVAL_CONFIGS = ("retain_perturbed", "world_facts_perturbed", "real_authors_perturbed")
-"""Retain-type configs evaluated when the data has them."""
+TOFU_EVAL_CONFIGS = ("retain_perturbed", "world_facts_perturbed", "real_authors_perturbed",
+                     "holdout10")
+"""Configs evaluated besides the forget split when the data has them: the retain-type ones
+(model utility) and the holdout of the forget split (membership inference, PrivLeak;
+``holdout10`` for ``forget10``, :func:`fastngd.eval.holdout_split_for` for the others)."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +77,12 @@ class RunSpec:
 
 def tofu_eval_data(data: Mapping[str, Sequence[Mapping[str, Any]]], forget_split: str) -> dict[str, Any]:
     """The configs :func:`fastngd.eval.evaluate_tofu` scores: the forget split (perturbed
-    version when present) and the retain-type configs of :data:`TOFU_EVAL_CONFIGS`."""
+    version when present), the retain-type configs of :data:`TOFU_EVAL_CONFIGS` and the
+    forget split's holdout."""
     out: dict[str, Any] = {}
-    for name in (f"{forget_split}_perturbed", forget_split, *TOFU_EVAL_CONFIGS):
+    configs = [c for c in TOFU_EVAL_CONFIGS if not c.startswith("holdout")]
+    for name in (f"{forget_split}_perturbed", forget_split, *configs,
+                 holdout_split_for(forget_split)):
         if name in data:
             out[name] = data[name]
     if forget_split not in out and f"{forget_split}_perturbed" not in out:
@@ -116,7 +132,11 @@ def tofu_curve(
 
 
 def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The NGDiff paper's table metrics from an :func:`evaluate_tofu` result (see module doc)."""
+    """The table metrics from an :func:`evaluate_tofu` result (see the module doc): the
+    NGDiff paper's, TOFU's (``model_utility`` with ``model_utility_components`` and
+    ``model_utility_zero_components``, ``forget_quality``) and open-unlearning's
+    (``mia``: the four attacks' AUCs, ``privleak``, ``extraction_strength``,
+    ``exact_memorization``); None where the data cannot give a metric."""
     agg = result["aggregate"]
     forget, retain = agg["forget"], agg.get("retain") or {}
     world = agg.get("world_facts") or {}
@@ -134,12 +154,21 @@ def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
         "retain_probability": retain.get("probability"),
         "retain_truth_ratio": retain.get("truth_ratio"),
         "model_utility": agg.get("model_utility"),
+        "model_utility_components": agg.get("model_utility_components"),
+        "model_utility_zero_components": agg.get("model_utility_zero_components"),
+        "forget_quality": agg.get("forget_quality"),
+        "mia": agg.get("mia"),
+        "privleak": agg.get("privleak"),
+        "extraction_strength": agg.get("extraction_strength"),
+        "exact_memorization": agg.get("exact_memorization"),
     }
 
 
 def _finite_or_none(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    if isinstance(x, Mapping):
+        return {k: _finite_or_none(v) for k, v in x.items()}
     return x
 
 
@@ -156,6 +185,7 @@ class _Settings:
     eval_max_new_tokens: int
     max_length: int
     progress: bool
+    reference: ReferenceTruthRatios | None = None
 
 
 def _retain_split(forget_split: str) -> str:
@@ -165,66 +195,15 @@ def _retain_split(forget_split: str) -> str:
     return f"retain{100 - int(pct):02d}"
 
 
-def forget_truth_ratio_logspace(
-    model: Any, tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, max_length: int = 128
-) -> float:
-    """Forget-split truth ratio ``mean_i min(tr_i, 1/tr_i)`` computed from NLLs in log space.
-
-    ``log tr_i = nll(paraphrased_i) − mean_k nll(perturbed_i,k)`` with ``nll`` the mean
-    answer-token NLL (:func:`fastngd.eval.answer_nll`), so ``min(tr, 1/tr) = exp(−|log tr|)``.
-    Same value as the probability form, but finite when the probabilities underflow to 0
-    (forget answers pushed to NLLs of hundreds of nats by unlearning).
-    """
-    questions = [r["question"] for r in rows]
-    para = answer_nll(model, tokenizer, questions, [r["paraphrased_answer"] for r in rows],
-                      max_length=max_length)
-    flat_q = [r["question"] for r in rows for _ in r["perturbed_answer"]]
-    flat_a = [a for r in rows for a in r["perturbed_answer"]]
-    flat = answer_nll(model, tokenizer, flat_q, flat_a, max_length=max_length)
-    values, start = [], 0
-    for i, r in enumerate(rows):
-        k = len(r["perturbed_answer"])
-        log_tr = para[i] - sum(flat[start : start + k]) / k
-        start += k
-        values.append(math.exp(-abs(log_tr)))
-    return sum(values) / len(values)
-
-
 def _evaluate_final(model: Any, tokenizer: Any, data: Mapping[str, Any],
                     settings: _Settings) -> dict[str, Any]:
-    """TOFU protocol summary; when the forget probabilities underflow to 0 (which the
-    probability-form truth ratio refuses), the forget truth ratio is computed in log space
-    by :func:`forget_truth_ratio_logspace` instead."""
-    eval_data = tofu_eval_data(data, settings.forget_split)
-    kwargs: dict[str, Any] = {"forget_split": settings.forget_split, "batch_size": 64,
-              "max_new_tokens": settings.eval_max_new_tokens, "max_length": settings.max_length}
-    try:
-        return {k: _finite_or_none(v) for k, v in
-                summarise_tofu(evaluate_tofu(model, tokenizer, eval_data, **kwargs)).items()}
-    except ValueError as exc:
-        perturbed = f"{settings.forget_split}_perturbed"
-        if "probability" not in str(exc) or perturbed not in eval_data:
-            raise
-    # first without the forget split's truth ratio, then (if the retain-type splits
-    # underflow too) without any truth ratio; the forget one is then computed in log space
-    rows = eval_data[perturbed]
-    for strip in ([perturbed], list(eval_data)):
-        stripped = {
-            name: [{k: v for k, v in r.items() if k not in ("paraphrased_answer",
-                                                             "perturbed_answer")}
-                   for r in split] if name in strip else split
-            for name, split in eval_data.items()
-        }
-        try:
-            summary = summarise_tofu(evaluate_tofu(model, tokenizer, stripped, **kwargs))
-            break
-        except ValueError as exc:
-            if "probability" not in str(exc) or len(strip) == len(eval_data):
-                raise
-    summary["truth_ratio"] = forget_truth_ratio_logspace(
-        model, tokenizer, rows, max_length=settings.max_length)
-    summary["truth_ratio_logspace"] = True
-    return {k: _finite_or_none(v) for k, v in summary.items()}
+    """:func:`summarise_tofu` of the TOFU protocol on the forget split, the retain-type
+    splits and the holdout, with forget quality against ``settings.reference``."""
+    result = evaluate_tofu(model, tokenizer, tofu_eval_data(data, settings.forget_split),
+                           forget_split=settings.forget_split, batch_size=64,
+                           max_new_tokens=settings.eval_max_new_tokens,
+                           max_length=settings.max_length, reference=settings.reference)
+    return {k: _finite_or_none(v) for k, v in summarise_tofu(result).items()}
 
 
 def _one_run(model: Any, tokenizer: Any, data: Mapping[str, Any], spec: RunSpec,
@@ -332,6 +311,8 @@ def run_tofu(
     max_length: int = 128,
     jobs: int = 1,
     model_path: str | None = None,
+    reference_model: tuple[Any, Any] | None = None,
+    reference: ReferenceTruthRatios | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -344,6 +325,12 @@ def run_tofu(
     curves hold about ``curve_points`` evaluations per run. A run that diverges is reported
     with ``"diverged": True`` and the message, the others go on. With ``jobs > 1`` the runs are spread over that many worker processes (one torch thread
     each), which load the model from ``model_path`` (required then, the saved ``model``).
+
+    Forget quality (every summary's ``forget_quality``) needs the forget truth ratios of a
+    model trained on the retain split only: ``reference_model`` = ``(model, tokenizer)`` of
+    such a model (its truth ratios are computed here on ``{forget_split}_perturbed``, with
+    ``max_length``), or ``reference``, precomputed on the same questions and length;
+    without either it is None.
 
     Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
     {name: {"evals", "history"}}, "seed"}``; ``model`` itself is not modified.
@@ -358,9 +345,18 @@ def run_tofu(
     if jobs > 1 and model_path is None:
         raise ValueError("jobs > 1 needs model_path (workers load the model themselves)")
     base = (config or UnlearnConfig()).replace(**dict(unlearn_options or {}))
+    if reference_model is not None:
+        if reference is not None:
+            raise ValueError("pass reference_model or reference, not both")
+        rows = data.get(f"{forget_split}_perturbed")
+        if rows is None:
+            raise KeyError(f"forget quality needs {forget_split}_perturbed in the data")
+        log("computing the reference truth ratios of the retain-only model")
+        reference = reference_truth_ratios(*reference_model, rows, forget_split=forget_split,
+                                           max_length=max_length, batch_size=64)
     settings = _Settings(forget_split, retain_split, seed, base, curve_points,
                          curve_max_new_tokens, eval_max_new_tokens, max_length,
-                         progress and jobs == 1)
+                         progress and jobs == 1, reference)
     log("evaluating the target model (no unlearning)")
     t0 = time.perf_counter()
     no_unlearn = _evaluate_final(model, tokenizer, data, settings)

@@ -128,7 +128,7 @@ def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any
 
     model, tokenizer, source = fdist.rank0_first(lambda: load_target_model(
         job.model, benchmark=job.benchmark, seed=seed, device=job.device, dtype=job.dtype,
-        cache_dir=job.cache_dir, progress=fdist.is_main()))
+        cache_dir=job.cache_dir, progress=fdist.is_main(), data_dir=job.data_dir))
     forget_rows, retain_rows = fdist.rank0_first(lambda: load_unlearning_rows(
         job.benchmark, job.forget, data_dir=job.data_dir, seed=seed))
     forget: Any
@@ -158,11 +158,11 @@ def _evaluator(job: UnlearnJob, tokenizer: Any, seed: int, forget_rows: list[Any
                                   seed=seed, required=False, purpose="retain questions of "
                                   "the curve: the retain split is used instead")
         return tofu_curve(tokenizer, forget_rows, curve_retain or retain_rows[:len(forget_rows)])
-    from fastngd.data.loading import load_text_eval_data
+    from fastngd.eval import load_muse_eval_data
     from fastngd.reproduce.muse import muse_evaluator
 
-    return muse_evaluator(tokenizer, load_text_eval_data(job.benchmark, data_dir=job.data_dir,
-                                                         seed=seed))
+    data = load_muse_eval_data(job.benchmark, data_dir=job.data_dir, seed=seed)
+    return muse_evaluator(tokenizer, data, corpus=job.benchmark)
 
 
 def _prepare_model(model: nn.Module, job: UnlearnJob, seed: int) -> tuple[nn.Module, nn.Module]:

@@ -41,12 +41,20 @@ def test_help_shows_the_config_defaults(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_demo_tiny(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    argv = ["demo", "--model", tiny_model, "--out", str(out), "--methods",
-            "ngdiff,gdiff-0.5,ngdiff-no-autolr", "--epochs", "1", "--jobs", "1", "--no-progress"]
+    argv = ["demo", "--model", tiny_model, "--retain-model", tiny_model, "--out", str(out),
+            "--methods", "ngdiff,gdiff-0.5,ngdiff-no-autolr", "--epochs", "1", "--jobs", "1",
+            "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and "Table 3" in printed and "no unlearning" in printed
+    assert "ForgetQ" in printed and "world facts" in printed
     results = json.loads((out / "results.json").read_text())
+    # the target is its own reference here: identical truth ratios, KS p-value 1
+    assert results["no_unlearn"]["forget_quality"] == pytest.approx(1.0)
+    assert results["reference_model"] == tiny_model
+    for entry in results["methods"].values():
+        assert 0.0 <= entry["forget_quality"] <= 1.0
+        assert set(entry["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
     assert set(results["methods"]) == {"ngdiff", "gdiff-0.5", "ngdiff-no-autolr"}
     keys = {"verbmem", "utility", "truth_ratio", "forget_rouge_l_recall",
             "retain_rouge_l_recall"}
@@ -139,3 +147,37 @@ def test_reproduce_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["reproduce", "digits", "--methods", "nope", "--out",
                  str(tmp_path / "d2")]) == 2
     assert not (tmp_path / "d2").exists()
+
+
+def test_eval_forget_quality_from_a_retain_model_or_a_reference_file(
+        tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["eval", "--model", tiny_model, "--max-new-tokens", "2", "--max-examples", "4"]
+    first = tmp_path / "ref.json"
+    assert main([*common, "--retain-model", tiny_model, "--retain-split", "retain90",
+                 "--out", str(first)]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split()[0] for line in printed.splitlines() if line.startswith(tiny_model)]
+    assert rows and "model" not in [line.split()[0] for line in printed.splitlines() if line]
+    record = json.loads(first.read_text())
+    assert record["label"] == tiny_model and record["reference"] == tiny_model
+    assert record["summary"]["forget_quality"] == pytest.approx(1.0)  # its own reference
+    assert record["result"]["aggregate"]["retain_split"]["n"] == 4
+    assert record["result"]["settings"]["retain_split"] == "retain90"
+    # the file written for the retain-only model is a reference for later evaluations
+    assert main([*common, "--reference-truth-ratios", str(first)]) == 0
+    assert "ForgetQ" in capsys.readouterr().out
+    # ... but only on the same questions
+    assert main([*common, "--forget-split", "forget05", "--reference-truth-ratios",
+                 str(first)]) == 1
+    assert "other questions" in one_line_error(capsys.readouterr().err, "eval")
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--retain-model", "m", "--reference-truth-ratios", "f"], "not both"),
+    (["--retain-split", "retain"], "--retain-split must look like"),
+    (["--benchmark", "muse-synthetic", "--retain-model", "m"], "--retain-model does not apply"),
+])
+def test_eval_reference_flags_refused(extra: list[str], match: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", *extra]) == 2
+    assert match in one_line_error(capsys.readouterr().err, "eval")

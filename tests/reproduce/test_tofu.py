@@ -71,17 +71,36 @@ def test_worker_processes_match_sequential_runs(tiny_model_dir) -> None:
         run_tofu(model, tokenizer, data, runs, jobs=2, **common)
 
 
-def test_logspace_truth_ratio_matches_probability_form(tiny_model_dir) -> None:
-    from fastngd.eval import evaluate_tofu
-    from fastngd.reproduce.tofu import forget_truth_ratio_logspace
+def test_eval_data_includes_the_holdout_of_the_forget_split() -> None:
+    data = tofu_synthetic(0)
+    assert {"holdout10", "forget10_perturbed", "retain_perturbed"} <= set(
+        tofu_eval_data(data, "forget10"))
+    assert "holdout10" not in tofu_eval_data(
+        {k: v for k, v in data.items() if k != "holdout10"}, "forget10")
+
+
+def test_summaries_carry_forget_quality_and_the_open_unlearning_metrics(tiny_model_dir) -> None:
+    """Against itself as the reference the forget truth ratios are identical (KS p-value 1);
+    against a changed model they differ."""
+    import torch
 
     model, tokenizer = load_model(str(tiny_model_dir))
-    rows = tofu_synthetic(0)["forget10_perturbed"][:4]
-    res = evaluate_tofu(model, tokenizer, {"forget10_perturbed": rows}, max_new_tokens=2,
-                        max_length=128)
-    expected = res["aggregate"]["forget"]["truth_ratio"]
-    assert forget_truth_ratio_logspace(model, tokenizer, rows) == pytest.approx(expected,
-                                                                               rel=1e-6)
+    other, _ = load_model(str(tiny_model_dir))
+    with torch.no_grad():
+        other.lm_head.weight.mul_(3.0)
+    data = {name: rows[:12] for name, rows in tofu_synthetic(0).items()}
+    common = {"eval_max_new_tokens": 2, "progress": False, "log": lambda s: None}
+    same = run_tofu(model, tokenizer, data, [], reference_model=(model, tokenizer), **common)
+    summary = same["no_unlearn"]
+    assert summary["forget_quality"] == pytest.approx(1.0)
+    assert set(summary["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+    assert len(summary["model_utility_components"]) == 9
+    for key in ("extraction_strength", "exact_memorization", "privleak"):
+        assert isinstance(summary[key], float), key
+    assert "forget_truth_ratio_logspace" not in summary
+    changed = run_tofu(model, tokenizer, data, [], reference_model=(other, tokenizer), **common)
+    assert changed["no_unlearn"]["forget_quality"] < 0.5
+    assert run_tofu(model, tokenizer, data, [], **common)["no_unlearn"]["forget_quality"] is None
 
 
 def test_final_evaluation_survives_underflowing_probabilities(tiny_model_dir) -> None:
