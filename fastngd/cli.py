@@ -551,10 +551,21 @@ def _exit_status(exc: BaseException) -> int | None:
         return 2  # the choice of --out
     if isinstance(exc, (UnlearningDiverged, RankFailed, OSError)):
         return 1  # a diverged run, another rank's failure, a full disk, a permission
+    if isinstance(exc, ModuleNotFoundError) and exc.name in _EXPERIMENT_MODULES:
+        return 1  # an experiment-only package is not installed
     return None
 
 
+_EXPERIMENT_MODULES = {"rouge_score": "rouge-score", "scipy": "scipy",
+                       "sklearn": "scikit-learn", "datasets": "datasets",
+                       "matplotlib": "matplotlib"}
+"""Import name → package of the ``experiments`` extra (scoring, hub data, figures)."""
+
+
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name in _EXPERIMENT_MODULES:
+        return (f"this needs {_EXPERIMENT_MODULES[exc.name]}, which is not installed: "
+                "pip install 'fastngd[experiments]'")
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     return str(exc) or type(exc).__name__
