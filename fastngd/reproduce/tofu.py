@@ -48,11 +48,9 @@ __all__ = [
     "tofu_eval_data",
 ]
 
-TOFU_EVAL_CONFIGS = ("retain_perturbed", "world_facts_perturbed", "real_authors_perturbed",
-                     "holdout10")
-"""Configs evaluated besides the forget split when the data has them: the retain-type ones
-(model utility) and the holdout of the forget split (membership inference, PrivLeak;
-``holdout10`` for ``forget10``, :func:`fastngd.eval.holdout_split_for` for the others)."""
+TOFU_EVAL_CONFIGS = ("retain_perturbed", "world_facts_perturbed", "real_authors_perturbed")
+"""Retain-type configs evaluated when the data has them (model utility); the holdout of the
+forget split (membership inference, PrivLeak) is scored too, see :func:`tofu_eval_data`."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +74,13 @@ class RunSpec:
 
 
 def tofu_eval_data(data: Mapping[str, Sequence[Mapping[str, Any]]], forget_split: str) -> dict[str, Any]:
-    """The configs :func:`fastngd.eval.evaluate_tofu` scores: the forget split (perturbed
-    version when present), the retain-type configs of :data:`TOFU_EVAL_CONFIGS` and the
-    forget split's holdout."""
-    out: dict[str, Any] = {}
-    configs = [c for c in TOFU_EVAL_CONFIGS if not c.startswith("holdout")]
-    for name in (f"{forget_split}_perturbed", forget_split, *configs,
-                 holdout_split_for(forget_split)):
-        if name in data:
-            out[name] = data[name]
+    """The configs :func:`fastngd.eval.evaluate_tofu` scores that ``data`` has: the forget
+    split and its perturbed version, the retain-type configs of :data:`TOFU_EVAL_CONFIGS`
+    and the forget split's holdout (:func:`fastngd.eval.holdout_split_for`: ``holdout10``
+    for ``forget10``)."""
+    names = (f"{forget_split}_perturbed", forget_split, *TOFU_EVAL_CONFIGS,
+             holdout_split_for(forget_split))
+    out: dict[str, Any] = {name: data[name] for name in names if name in data}
     if forget_split not in out and f"{forget_split}_perturbed" not in out:
         raise KeyError(f"forget split {forget_split!r} is not in the data (configs: {sorted(data)})")
     return out
