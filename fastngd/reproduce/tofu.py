@@ -291,6 +291,17 @@ def _run_all(model: Any, tokenizer: Any, data: Mapping[str, Any], runs: Sequence
     return outcomes
 
 
+def _reference_of(reference_model: tuple[Any, Any], data: Mapping[str, Any],
+                  forget_split: str, max_length: int) -> ReferenceTruthRatios:
+    """The forget truth ratios of the retain-only ``(model, tokenizer)`` on
+    ``{forget_split}_perturbed`` (a KeyError when the data has none)."""
+    rows = data.get(f"{forget_split}_perturbed")
+    if rows is None:
+        raise KeyError(f"forget quality needs {forget_split}_perturbed in the data")
+    return reference_truth_ratios(*reference_model, rows, forget_split=forget_split,
+                                  max_length=max_length, batch_size=64)
+
+
 def run_tofu(
     model: Any,
     tokenizer: Any,
@@ -344,12 +355,8 @@ def run_tofu(
     if reference_model is not None:
         if reference is not None:
             raise ValueError("pass reference_model or reference, not both")
-        rows = data.get(f"{forget_split}_perturbed")
-        if rows is None:
-            raise KeyError(f"forget quality needs {forget_split}_perturbed in the data")
         log("computing the reference truth ratios of the retain-only model")
-        reference = reference_truth_ratios(*reference_model, rows, forget_split=forget_split,
-                                           max_length=max_length, batch_size=64)
+        reference = _reference_of(reference_model, data, forget_split, max_length)
     settings = _Settings(forget_split, retain_split, seed, base, curve_points,
                          curve_max_new_tokens, eval_max_new_tokens, max_length,
                          progress and jobs == 1, reference)
