@@ -98,6 +98,33 @@ def _demo_model(seed: int, cache_dir: str | Path | None, model_path: str | Path 
     return model, tokenizer, Path(str(model_path))
 
 
+def _train_worker(seed: int, cache_dir: str | None, split: str) -> None:
+    """Train (into the cache) the embedded tofu-synthetic model of ``split``, one thread."""
+    from fastngd.models import get_embedded_model
+
+    torch.set_num_threads(1)
+    get_embedded_model("tofu-synthetic", seed=seed, cache_dir=cache_dir, split=split,
+                       progress=False)
+
+
+def _train_in_background(seed: int, cache_dir: str | Path | None, split: str) -> Any:
+    """A spawned process training the embedded model of ``split`` while this one trains
+    the target (the demo runs one torch thread per process, so both cores work); None when
+    that model is already cached."""
+    import multiprocessing
+
+    from fastngd.models import default_cache_dir, embedded_model_key
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if (root / embedded_model_key("tofu-synthetic", seed, split=split)).exists():
+        return None
+    process = multiprocessing.get_context("spawn").Process(
+        target=_train_worker, args=(seed, None if cache_dir is None else str(cache_dir), split),
+        daemon=True)
+    process.start()
+    return process
+
+
 def _write_demo(folder: Path, results: dict[str, Any], curves: dict[str, Any],
                 log: Callable[[str], None]) -> None:
     """Print and write the tables, ``results.json``, ``curves.json`` and the figures."""
@@ -147,9 +174,14 @@ def run_demo(
     config = UnlearnConfig().replace(**dict(unlearn_options or {}))
     config.validate()
     with output_folder(out, overwrite) as folder:
+        background = None
         if model_path is None:
             log("building (or loading) the embedded target model of tofu-synthetic ...")
+            if jobs > 1:
+                background = _train_in_background(seed, cache_dir, "retain90")
         model, tokenizer, path = _demo_model(seed, cache_dir, model_path, device, progress)
+        if background is not None:
+            background.join()  # its model is then loaded from the cache
         log(f"target model: {path} ({sum(p.numel() for p in model.parameters()):,} "
             f"parameters, ready in {time.perf_counter() - start:.0f} s)")
         reference, reference_path = None, None
