@@ -29,7 +29,10 @@ def _run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
                           timeout=300, check=False)
 
 
-def test_imports_and_help_need_no_experiment_package(tmp_path: Path) -> None:
+def test_imports_help_and_the_error_of_eval(tiny_model: str, tmp_path: Path) -> None:
+    """Everything imports and every command's help works; ``fastngd eval`` loads the model
+    and the data, and scoring, which needs rouge-score, stops with one line saying so and
+    how to install it (one subprocess: each costs seconds of imports)."""
     probe = _run(tmp_path, "-c", textwrap.dedent(f"""
         import sys
         try:
@@ -47,16 +50,12 @@ def test_imports_and_help_need_no_experiment_package(tmp_path: Path) -> None:
             except SystemExit as exc:
                 assert exc.code == 0, command
         print([m for m in {list(HIDDEN)!r} if sys.modules.get(m) is not None])
+        status = main(["eval", "--model", {tiny_model!r}, "--max-examples", "2",
+                       "--max-new-tokens", "2"])
+        print("exit", status)
     """))
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    assert probe.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_eval_names_the_missing_package(tiny_model: str, tmp_path: Path) -> None:
-    """Loading the model and the data works; scoring needs rouge-score, and the one-line
-    error says so and how to install it."""
-    proc = _run(tmp_path, "-m", "fastngd.cli", "eval", "--model", tiny_model,
-                "--max-examples", "2", "--max-new-tokens", "2")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "fastngd eval: error: this needs rouge-score" in proc.stderr
-    assert "pip install 'fastngd[experiments]'" in proc.stderr
+    assert probe.returncode == 0 and "Traceback" not in probe.stderr, probe.stderr[-3000:]
+    lines = probe.stdout.strip().splitlines()
+    assert lines[-2:] == ["[]", "exit 1"]
+    assert "fastngd eval: error: this needs rouge-score" in probe.stderr
+    assert "pip install 'fastngd[experiments]'" in probe.stderr
