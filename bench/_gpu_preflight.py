@@ -30,12 +30,20 @@ _ROOT = Path(__file__).resolve().parents[1]
 #: oldest triton the kernels support.
 MIN_TRITON = (3, 2)
 
-#: modules of the optimizer, backends, kernels and the check itself.
-_CORE = ("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.kernels.gram",
-         "fastngd.kernels.update", "fastngd.kernels.gen", "fastngd.kernels.quant",
-         "fastngd.kernels.naive", "bench._gpu_harness", "bench._gpu_correctness",
-         "bench._gpu_speed", "bench._gpu_end_to_end", "bench._gpu_report",
-         "bench._gpu_compare", "bench._gpu_kernels", "bench._gpu_triton_probe")
+
+
+def _modules(folder: str, package: str, prefix: str = "") -> tuple[str, ...]:
+    """The modules of ``_ROOT/folder`` (``prefix`` filters the file names), as ``package.*``."""
+    return tuple(f"{package}.{p.stem}" for p in sorted((_ROOT / folder).glob(f"{prefix}*.py"))
+                 if p.stem != "__init__")
+
+
+#: modules of the optimizer, backends, kernels (every file of ``kernels/``) and the check
+#: itself with the benchmark modules it runs.
+_CORE = (("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.bases",
+          "fastngd.rules", "fastngd.step_sizes", "fastngd.reference")
+         + _modules("kernels", "fastngd.kernels") + _modules("bench", "bench", "_gpu_")
+         + ("bench._common", "bench._step_providers", "bench.optimizer_step"))
 #: what the end-to-end parts add (cumulatively): transformers' Llama, and what
 #: ``fastngd unlearn`` imports.
 _EXTRA = {"transformers": ("transformers", "fastngd.models"),
