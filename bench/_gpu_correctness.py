@@ -1,5 +1,7 @@
 """Part 1 of ``bench/gpu_check.py``: the Triton path is correct on the device.
 
+* **warm-up** (on a GPU): the kernels' specialisations compiled by a few processes in
+  parallel (:mod:`bench._gpu_warmup`);
 * **kernels**: every backend operation of :class:`~fastngd.backends.triton.TritonBackend`
   (Gram, int8 store, the fused step and ``advance_and_backup`` of every base with every
   combine mode and both storages, the perturbation; :mod:`bench._gpu_kernels`) against the
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -327,6 +330,12 @@ def run_correctness(device: torch.device, smoke: bool, rec: Any,
     sizes = CorrectnessSizes(smoke)
     rec.put("bases", list(BASES))
     on_error = lost_context_check(device)
+    if device.type == "cuda":  # compile the kernels' specialisations in parallel first
+        from bench._gpu_warmup import start_warmers, wait_warmers
+
+        procs = start_warmers(device, max(1, min(8, (os.cpu_count() or 2) // 2)))
+        budget = 60.0 if deadline is None else min(60.0, (deadline - time.time()) / 3)
+        rec.run("warmup", lambda: wait_warmers(procs, budget))
     for dtype in (torch.float32, torch.bfloat16):
         rec.run(f"kernels/{_DTYPE_NAMES[dtype]}",
                 lambda d=dtype: kernels_item(device, d, sizes, smoke), on_error)

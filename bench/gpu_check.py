@@ -83,8 +83,8 @@ from bench._gpu_harness import (
 #: (part, budget in seconds on the GPU, budget in smoke mode), in the order they run.
 PARTS: tuple[tuple[str, float, float], ...] = (
     ("preflight", 25, 60),
-    ("correctness", 70, 150),
-    ("speed", 110, 120),
+    ("correctness", 110, 150),
+    ("speed", 100, 120),
     ("end_to_end", 45, 90),
     ("cli", 40, 120),
 )

@@ -343,3 +343,17 @@ def test_targets_report_misses_as_misses() -> None:
     assert judged["launches vs tensors (speed workloads)"]["met"] is False
     assert judged["GeN every 10 steps"]["met"] is True
     assert judged["optimizer share"]["met"] is None and judged["optimizer share"]["measured"] == 0.1
+
+
+def test_a_warm_up_process_runs_its_share_of_the_kernel_checks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench._gpu_warmup import shard_combos, start_warmers, wait_warmers
+
+    shares = [shard_combos(k, 8, smoke=True) for k in range(8)]
+    every = [pair for share in shares for pair in share]
+    assert len(every) == len(set(every)) == 8  # 4 combinations × 2 dtypes, dealt out
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # a CPU stand-in for the GPU
+    record = wait_warmers(start_warmers(torch.device("cpu"), 8, smoke=True, only=[0]), 120)
+    assert record["returncodes"] == [0] and record["finished"] == 1, record["errors"]
+    record = wait_warmers(start_warmers(torch.device("cpu"), 8, smoke=True, only=[0]), 0.01)
+    assert record["returncodes"] == [None] and record["ok"]  # too slow: killed, not failed
