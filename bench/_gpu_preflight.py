@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -23,13 +22,11 @@ from typing import Any
 import torch
 
 from bench._gpu_harness import EXPERIMENT_ONLY
+from fastngd.backends.triton_version import MIN_TRITON, version_tuple
 
 __all__ = ["MIN_TRITON", "run_preflight", "version_tuple"]
 
 _ROOT = Path(__file__).resolve().parents[1]
-#: oldest triton the kernels support.
-MIN_TRITON = (3, 2)
-
 
 
 def _modules(folder: str, package: str, prefix: str = "") -> tuple[str, ...]:
@@ -49,19 +46,6 @@ _CORE = (("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.ba
 _EXTRA = {"transformers": ("transformers", "fastngd.models"),
           "fastngd unlearn": ("fastngd.cli", "fastngd.unlearn", "fastngd.reproduce.defaults",
                               "fastngd.reproduce.io")}
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"3.2.0+git1234"`` → ``(3, 2, 0)``: the leading numeric components."""
-    out = []
-    for piece in version.split("+")[0].split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        out.append(int(digits.group()))
-        if digits.end() < len(piece):  # "0rc1": a pre-release suffix ends the version
-            break
-    return tuple(out)
 
 
 def _package_info() -> dict[str, Any]:

@@ -25,7 +25,6 @@ from bench import _gpu_harness as harness
 from bench._gpu_compare import compare
 from bench._gpu_correctness import combo_name, matrix
 from bench._gpu_end_to_end import MissingModuleStubs
-from bench._gpu_preflight import version_tuple
 from bench._gpu_report import part_status, targets
 from bench._gpu_speed import SpeedWorkload, fit_to_memory, memory_needed
 
@@ -285,14 +284,6 @@ def test_workloads_fit_the_free_memory(count: int, total: int, dtype: str, free:
         assert fitted is wl and note is None
     else:
         assert note and n < total and (memory_needed(n, elem) <= free or n == count)
-
-
-def test_version_tuple() -> None:
-    assert version_tuple("3.2.0") == (3, 2, 0)
-    assert version_tuple("3.6.0+git4f2e") == (3, 6, 0)
-    assert version_tuple("3.10.0rc1") == (3, 10, 0)
-    assert version_tuple("3.1.0") < (3, 2) <= version_tuple("3.2.0")
-
 
 def test_missing_module_stubs_stand_in_only_for_absent_modules() -> None:
     import importlib
