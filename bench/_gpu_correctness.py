@@ -1,23 +1,27 @@
 """Part 1 of ``bench/gpu_check.py``: the Triton path is correct on the device.
 
+* **warm-up** (on a GPU): the kernels' specialisations compiled by a few processes in
+  parallel (:mod:`bench._gpu_warmup`);
 * **kernels**: every backend operation of :class:`~fastngd.backends.triton.TritonBackend`
-  (Gram, int8 store, update, GeN direction/backup, perturb; linear and SAGO; exact and int8
-  retain storage) on odd-sized and non-contiguous tensors, against the float64 reference
-  :mod:`fastngd.kernels.naive` and against :class:`~fastngd.backends.TorchBackend` on the
-  same inputs, within the dtype's tolerance (``|a − e| ≤ atol + rtol·|e|``); int8 codes and
-  scales, backups and untouched tensors (zero learning rate or scale) bit for bit;
+  (Gram, int8 store, the fused step and ``advance_and_backup`` of every base with every
+  combine mode and both storages, the perturbation; :mod:`bench._gpu_kernels`) against the
+  float64 reference :mod:`fastngd.kernels.naive` and against
+  :class:`~fastngd.backends.TorchBackend` on the same inputs;
 * **launches**: Triton launches per optimizer step (and device kernels or ATen ops per fixed
   step) for two models with different numbers of tensors; they must be equal;
 * **determinism**: two identical 7-step runs give bitwise identical parameters;
-* **bases** and the **optimizer matrix**: ``NGDiffOptimizer`` with ``backend="triton"``
-  against ``backend="torch"`` over 7 steps, for every rule, with and without GeN, exact and
-  int8 storage, float32 and bfloat16, and every base optimizer once (the bases are read from
-  the installed package: :func:`detect_bases`).
+* **the optimizer matrix**: ``NGDiffOptimizer`` with ``backend="triton"`` against
+  ``backend="torch"`` over 7 steps for every base (:data:`fastngd.BASES`) × every rule ×
+  GeN on/off × exact/int8 storage × float32/bfloat16 (:func:`matrix`: a covering set first,
+  so that a run cut short still has every base in every setting; smoke mode runs the first
+  few). The part stops starting comparisons when its deadline comes near and says how many
+  it did not run.
 """
 from __future__ import annotations
 
 import copy
-import inspect
+import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -29,7 +33,7 @@ from bench._gpu_compare import bitwise, compare, count_launches, tolerance
 from bench._gpu_harness import lost_context_check
 from bench._gpu_kernels import kernels_item
 
-__all__ = ["CorrectnessSizes", "detect_bases", "optimizer_kwargs", "run_correctness"]
+__all__ = ["CorrectnessSizes", "combo_name", "matrix", "optimizer_kwargs", "run_correctness"]
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -38,9 +42,10 @@ class CorrectnessSizes:
     """Sizes of the correctness part (``smoke``: tiny, for the interpreter)."""
 
     def __init__(self, smoke: bool) -> None:
+        self.smoke = smoke
         #: tensor sizes of the kernel checks: several chunks, a partial chunk, one element.
         self.kernel_sizes: tuple[int, ...] = (5000, 1, 700) if smoke else (70001, 1, 4097, 300)
-        #: (rows, cols) of a tensor checked through its non-contiguous transpose.
+        #: (rows, cols) of the tensors checked through their non-contiguous transposes.
         self.kernel_2d = (9, 13) if smoke else (37, 53)
         self.d_in, self.hidden, self.classes = (16, 24, 3) if smoke else (64, 300, 10)
         self.steps = 3 if smoke else 7
@@ -51,12 +56,8 @@ class CorrectnessSizes:
         self.determinism: tuple[tuple[torch.dtype, str], ...] = (
             ((torch.float32, "exact"),) if smoke else
             ((torch.float32, "exact"), (torch.bfloat16, "exact"), (torch.float32, "int8")))
-        #: (rule, GeN, storage, dtype) of the first base's comparisons; None: every
-        #: rule × GeN on/off × exact/int8 × fp32/bf16.
-        self.combos: Optional[tuple[tuple[str, bool, str, torch.dtype], ...]] = (
-            (("ngdiff", True, "exact", torch.float32), ("sago", True, "int8", torch.bfloat16),
-             ("ngdiff", False, "int8", torch.float32), ("sago", False, "exact", torch.bfloat16))
-            if smoke else None)
+        #: optimizer comparisons run in smoke mode: the first ones of :func:`matrix`.
+        self.smoke_combos = 6
 
 
 # ---------------------------------------------------------------------------- models
@@ -98,40 +99,12 @@ def make_model(device: torch.device, dtype: torch.dtype, sizes: CorrectnessSizes
 
 
 # ---------------------------------------------------------------------------- bases
-def detect_bases() -> tuple[str, ...]:
-    """The base optimizers the installed ``fastngd`` offers: the first ``BASES`` found in
-    ``fastngd``, ``fastngd.optimizer``, ``fastngd.bases`` or ``fastngd.base`` (names, or a
-    mapping keyed by name), else ``("sgd",)`` (the plain update, the only one before bases
-    existed)."""
-    import importlib
-
-    for name in ("fastngd", "fastngd.optimizer", "fastngd.bases", "fastngd.base"):
-        try:
-            owner = importlib.import_module(name)
-        except ImportError:
-            continue
-        bases = getattr(owner, "BASES", None)
-        if bases:
-            return tuple(str(b) for b in bases)
-    return ("sgd",)
-
-
 def optimizer_kwargs(base: str) -> dict[str, Any]:
-    """Keyword arguments selecting ``base`` (with a non-trivial momentum or weight decay
-    where the base has one), limited to what ``NGDiffOptimizer`` accepts."""
-    from fastngd import NGDiffOptimizer
-
-    accepted = inspect.signature(NGDiffOptimizer.__init__).parameters
-    wanted: dict[str, Any] = {"base": base}
-    if base == "momentum":
-        wanted["momentum"] = 0.9
-    if base in ("adam", "adamw"):
-        wanted["weight_decay"] = 0.01
-    if "base" not in accepted:
-        if base != "sgd":
-            raise ValueError(f"NGDiffOptimizer has no base= argument (asked for {base!r})")
-        return {}
-    return {k: v for k, v in wanted.items() if k in accepted}
+    """Keyword arguments selecting ``base``, with a non-trivial momentum or weight decay where
+    the base has one."""
+    extra: dict[str, Any] = {"momentum": {"momentum": 0.9}, "adam": {"weight_decay": 0.01},
+                             "adamw": {"weight_decay": 0.01}}.get(base, {})
+    return {"base": base, **extra}
 
 
 # ---------------------------------------------------------------------------- optimizer
@@ -282,43 +255,97 @@ def launches_item(device: torch.device, sizes: CorrectnessSizes) -> dict[str, An
 
 
 # ---------------------------------------------------------------------------- the part
-Combo = tuple[str, bool, str, torch.dtype, str]
+Combo = tuple[str, str, bool, str, torch.dtype]
+_SETTINGS = [(gen, storage, dtype) for dtype in (torch.float32, torch.bfloat16)
+             for storage in ("exact", "int8") for gen in (True, False)]
 
 
-def _matrix(sizes: CorrectnessSizes, bases: Sequence[str]) -> list[Combo]:
-    """(rule, GeN, storage, dtype, base) of every optimizer comparison, most telling first:
-    the first base over every rule and setting, then every other base once per dtype."""
+#: rules first in line for the covering set (the paper's rule, the elementwise and the
+#: per-tensor ones); the others follow in name order.
+_FIRST_RULES = ("ngdiff", "sago", "surgery_pcgrad", "surgery_sago", "pcgrad", "gdiff",
+                "lossnorm", "surgery_sago_prefer_retain")
+
+
+def matrix(bases: Sequence[str], rules: Sequence[str]) -> list[Combo]:
+    """``(base, rule, GeN, storage, dtype)`` of every optimizer comparison, in the order they
+    run: first a covering set, one comparison per base and setting (GeN × storage × dtype):
+    round ``k`` gives base ``b`` the setting ``k XOR (7 if b is odd)``, so that neighbours
+    in a round differ in every field, and the rules are dealt out (:data:`_FIRST_RULES`
+    first) so that each appears with two bases; then every other combination."""
+    order = [r for r in _FIRST_RULES if r in rules] + sorted(set(rules) - set(_FIRST_RULES))
+    nb, ns = len(bases), len(_SETTINGS)
+    first: list[Combo] = []
+    for j in range(nb * ns):
+        b = j % nb
+        setting = _SETTINGS[(j // nb) ^ (ns - 1 if b % 2 else 0)]
+        rule = order[(j + j // len(order)) % len(order)]
+        first.append((bases[b], rule, *setting))
+    done = set(first)
+    rest = [(b, r, *s) for s in _SETTINGS for b in bases for r in order
+            if (b, r, *s) not in done]
+    return first + rest
+
+
+def combo_name(combo: Combo) -> str:
+    base, rule, gen, storage, dtype = combo
+    return (f"optimizer/{base}/{rule}/{'gen' if gen else 'fixed'}/{storage}/"
+            f"{_DTYPE_NAMES[dtype]}")
+
+
+def run_matrix(device: torch.device, sizes: CorrectnessSizes, rec: Any, on_error: Any,
+               deadline: Optional[float]) -> None:
+    """The optimizer comparisons of :func:`matrix` (the first ``sizes.smoke_combos`` in
+    smoke mode), stopping when the next one would likely run past ``deadline`` (a
+    ``time.time()`` value): an item ``optimizer/coverage`` says how many ran."""
+    from fastngd import BASES
     from fastngd.rules import RULES
 
-    first, others = bases[0], bases[1:]
-    combos = sizes.combos or tuple(
-        (rule, gen, storage, dtype) for dtype in (torch.float32, torch.bfloat16)
-        for storage in ("exact", "int8") for gen in (True, False) for rule in sorted(RULES))
-    out = [(*combo, first) for combo in combos]
-    out += [("ngdiff", True, storage, dtype, base) for base in others
-            for dtype, storage in ((torch.float32, "exact"), (torch.bfloat16, "int8"))]
-    return out
+    combos = matrix(BASES, sorted(RULES))
+    if sizes.smoke:
+        combos = combos[:sizes.smoke_combos]
+    longest = 0.0
+    done = 0
+    for combo in combos:
+        if deadline is not None and time.time() + 2 * longest + 5 > deadline:
+            break
+        t0 = time.time()
+        base, rule, gen, storage, dtype = combo
+        rec.run(combo_name(combo), lambda: compare_backends(device, dtype, rule, gen, storage,
+                                                            base, sizes), on_error)
+        longest = max(longest, time.time() - t0)
+        done += 1
+    rec.record("optimizer/coverage", {
+        "ok": done == len(combos), "run": done, "planned": len(combos),
+        "bases": sorted({c[0] for c in combos[:done]}),
+        "rules": sorted({c[1] for c in combos[:done]}),
+        "summary": f"{done}/{len(combos)} optimizer comparisons run"})
 
 
-def run_correctness(device: torch.device, smoke: bool, rec: Any) -> None:
-    """Run every item of part 1 into the :class:`~bench._gpu_harness.PartRecorder` ``rec``."""
+def run_correctness(device: torch.device, smoke: bool, rec: Any,
+                    deadline: Optional[float] = None) -> None:
+    """Run every item of part 1 into the :class:`~bench._gpu_harness.PartRecorder` ``rec``;
+    ``deadline`` (a ``time.time()`` value) bounds the optimizer matrix."""
+    from fastngd import BASES
+
     sizes = CorrectnessSizes(smoke)
-    bases = detect_bases()
-    rec.put("bases", list(bases))
+    rec.put("bases", list(BASES))
     on_error = lost_context_check(device)
+    if device.type == "cuda":  # compile the kernels' specialisations in parallel first
+        from bench._gpu_warmup import start_warmers, wait_warmers
+
+        procs = start_warmers(device, max(1, min(8, (os.cpu_count() or 2) // 2)))
+        budget = 60.0 if deadline is None else min(60.0, (deadline - time.time()) / 3)
+        rec.run("warmup", lambda: wait_warmers(procs, budget))
     for dtype in (torch.float32, torch.bfloat16):
-        rec.run(f"kernels/{_DTYPE_NAMES[dtype]}", lambda d=dtype: kernels_item(device, d, sizes),
-                on_error)
+        rec.run(f"kernels/{_DTYPE_NAMES[dtype]}",
+                lambda d=dtype: kernels_item(device, d, sizes, smoke), on_error)
     rec.run("launches", lambda: launches_item(device, sizes), on_error)
     for dtype, storage in sizes.determinism:
         rec.run(f"determinism/{_DTYPE_NAMES[dtype]}/{storage}",
                 lambda d=dtype, s=storage: determinism_item(device, d, s, sizes), on_error)
-    for rule, gen, storage, dtype, base in _matrix(sizes, bases):
-        step = "gen" if gen else "fixed"
-        name = f"optimizer/{base}/{rule}/{step}/{storage}/{_DTYPE_NAMES[dtype]}"
-        rec.run(name, lambda r=rule, g=gen, s=storage, d=dtype, b=base:
-                compare_backends(device, d, r, g, s, b, sizes), on_error)
+    run_matrix(device, sizes, rec, on_error, deadline)
     items = rec.data["items"]
     covered = sorted({k.split("/")[1] for k, v in items.items()
-                      if k.startswith("optimizer/") and v.get("ok")})
+                      if k.startswith("optimizer/") and k != "optimizer/coverage"
+                      and v.get("ok")})
     rec.put("bases_covered", covered)

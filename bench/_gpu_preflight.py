@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -23,37 +22,30 @@ from typing import Any
 import torch
 
 from bench._gpu_harness import EXPERIMENT_ONLY
+from fastngd.backends.triton_version import MIN_TRITON, version_tuple
 
 __all__ = ["MIN_TRITON", "run_preflight", "version_tuple"]
 
 _ROOT = Path(__file__).resolve().parents[1]
-#: oldest triton the kernels support.
-MIN_TRITON = (3, 2)
 
-#: modules of the optimizer, backends, kernels and the check itself.
-_CORE = ("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.kernels.gram",
-         "fastngd.kernels.update", "fastngd.kernels.gen", "fastngd.kernels.quant",
-         "fastngd.kernels.naive", "bench._gpu_harness", "bench._gpu_correctness",
-         "bench._gpu_speed", "bench._gpu_end_to_end", "bench._gpu_report",
-         "bench._gpu_compare", "bench._gpu_kernels", "bench._gpu_triton_probe")
+
+def _modules(folder: str, package: str, prefix: str = "") -> tuple[str, ...]:
+    """The modules of ``_ROOT/folder`` (``prefix`` filters the file names), as ``package.*``."""
+    return tuple(f"{package}.{p.stem}" for p in sorted((_ROOT / folder).glob(f"{prefix}*.py"))
+                 if p.stem != "__init__")
+
+
+#: modules of the optimizer, backends, kernels (every file of ``kernels/``) and the check
+#: itself with the benchmark modules it runs.
+_CORE = (("fastngd", "fastngd.optimizer", "fastngd.backends.triton", "fastngd.bases",
+          "fastngd.rules", "fastngd.step_sizes", "fastngd.reference")
+         + _modules("kernels", "fastngd.kernels") + _modules("bench", "bench", "_gpu_")
+         + ("bench._common", "bench._step_providers", "bench.optimizer_step"))
 #: what the end-to-end parts add (cumulatively): transformers' Llama, and what
 #: ``fastngd unlearn`` imports.
 _EXTRA = {"transformers": ("transformers", "fastngd.models"),
           "fastngd unlearn": ("fastngd.cli", "fastngd.unlearn", "fastngd.reproduce.defaults",
                               "fastngd.reproduce.io")}
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"3.2.0+git1234"`` → ``(3, 2, 0)``: the leading numeric components."""
-    out = []
-    for piece in version.split("+")[0].split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        out.append(int(digits.group()))
-        if digits.end() < len(piece):  # "0rc1": a pre-release suffix ends the version
-            break
-    return tuple(out)
 
 
 def _package_info() -> dict[str, Any]:

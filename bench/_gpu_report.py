@@ -59,6 +59,14 @@ def _speed_targets(speed: Mapping[str, Any]) -> list[dict[str, Any]]:
             mem = max(tri["extra_memory_vs_grad"], tri["gen_extra_memory_vs_grad"])
             out.append(_target(f"memory {key}", "exact mode extra memory <= 1.05x one gradient "
                                "(step and GeN step)", mem, mem <= 1.05))
+    for key, res in results.items():
+        fused = res["providers"].get("triton-exact+adamw")
+        for mode in ("foreach", "fused"):
+            comp = res["providers"].get(f"composite-{mode}+adamw")
+            if fused and comp:
+                out.append(_target(f"adamw vs composite-{mode} {key}", "stated (composite ms / "
+                                   "fused triton NGDiff+AdamW ms)",
+                                   comp["median_ms"] / fused["median_ms"], None))
     counts = {key: (res["providers"]["triton-exact"]["launches_per_step"],
                     res["providers"]["triton-exact"]["gen_launches_per_step"])
               for key, res in results.items() if "triton-exact" in res["providers"]}

@@ -7,18 +7,17 @@ floor, the ratio to a measured device-to-device ``copy_`` moving the same bytes,
 the naive step, peak extra memory over one gradient and launches per step. Added here: the
 ratio to the torch backend and the fraction of the copy bandwidth reached.
 
-The workload tensors are filled on the device (``bench_workload`` would draw them on the
-host: minutes and 18 GB of host memory for the 1.5B list), and a workload is scaled down,
+The workload tensors are drawn on the device (``bench_workload(on_device=True)``: drawn on
+the host, the 1.5B list would take minutes and 18 GB of host memory), and a workload is scaled down,
 and marked so, when the device's free memory cannot hold what its measurement needs
 (:func:`memory_needed`).
 """
 from __future__ import annotations
 
-import contextlib
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -26,7 +25,8 @@ from bench import optimizer_step as ostep
 from bench._common import gpt2_shapes, numel, synthetic_shapes
 from bench._gpu_harness import lost_context_check
 
-__all__ = ["DeviceState", "SpeedWorkload", "memory_needed", "run_speed", "speed_workloads"]
+__all__ = ["SpeedWorkload", "fit_to_memory", "make_providers", "memory_needed", "run_speed",
+           "speed_workloads"]
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -47,6 +47,9 @@ class SpeedWorkload:
 
 
 _ALL = ("naive", "torch-exact", "torch-compact", "triton-exact", "triton-compact")
+#: NGDiff + AdamW fused (both backends) against the composite with torch's own AdamW.
+_ADAMW = ("torch-exact+adamw", "triton-exact+adamw", "composite-foreach+adamw",
+          "composite-fused+adamw")
 #: the torch backend's int8 path costs seconds per step on 1.5B elements: left out there.
 _BIG = ("naive", "torch-exact", "triton-exact", "triton-compact")
 
@@ -54,11 +57,12 @@ _BIG = ("naive", "torch-exact", "triton-exact", "triton-compact")
 def speed_workloads(smoke: bool) -> list[SpeedWorkload]:
     """The workloads of the part, in the order they run (most telling first)."""
     if smoke:  # stand-ins: every provider in one dtype, many tensors in the other
-        return [SpeedWorkload("gpt2-small", synthetic_shapes(3, 3000), "fp32", _ALL, 1),
+        return [SpeedWorkload("gpt2-small", synthetic_shapes(3, 3000), "fp32",
+                              _ALL + _ADAMW[:1] + _ADAMW[2:3], 1),
                 SpeedWorkload("tiny-10k", synthetic_shapes(4, 1000), "bf16", _BIG, 1)]
     out = []
     for d in ("fp32", "bf16"):  # every shape in fp32 first: a cut-off run still has them
-        out += [SpeedWorkload("gpt2-small", gpt2_shapes("small"), d, _ALL, 5),
+        out += [SpeedWorkload("gpt2-small", gpt2_shapes("small"), d, _ALL + _ADAMW, 5),
                 SpeedWorkload("list-1.5B", synthetic_shapes(300, 1_500_000_000), d, _BIG, 5),
                 SpeedWorkload("tiny-10k", synthetic_shapes(10_000, 1 << 24), d, _BIG, 3)]
     return out
@@ -85,85 +89,33 @@ def fit_to_memory(wl: SpeedWorkload, free_bytes: Optional[int],
                          wl.providers, wl.reps), note
 
 
-class DeviceState(ostep.State):
-    """:class:`bench.optimizer_step.State` with the tensors drawn on the device itself
-    (parameters ``N(0, 0.02²)``, gradients ``N(0, 10⁻⁶)``, a fixed seed)."""
-
-    def __init__(self, wl: ostep.Workload, device: torch.device) -> None:
-        super().__init__(ostep.Workload(wl.name, [], wl.dtype), device)  # no tensors yet
-        g = torch.Generator(device=device).manual_seed(0)
-
-        def rand(shape: tuple[int, ...], scale: float) -> torch.Tensor:
-            t = torch.randn(shape, generator=g, device=device, dtype=torch.float32)
-            return t.mul_(scale).to(wl.dtype)
-
-        self.params, self.retain, self.forget = (
-            [rand(s, scale) for s in wl.shapes] for scale in (0.02, 1e-3, 1e-3))
-        self.n = numel(wl.shapes)
-        self.grad_bytes = self.n * self.elem
-        self.lr = torch.full((len(wl.shapes),), ostep.LR, dtype=torch.float32, device=device)
-
-
-@contextlib.contextmanager
-def _device_states() -> Iterator[None]:
-    """Make ``bench_workload`` build :class:`DeviceState` (it looks ``State`` up in its
-    module when called)."""
-    saved = ostep.State
-    ostep.State = DeviceState  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        ostep.State = saved  # type: ignore[misc]
-
-
-class _TritonProvider(ostep.TritonProvider):
-    """The Triton provider, synchronising the workload's own device when counting launches
-    (the device is the CPU under the interpreter)."""
-
-    def __init__(self, backend: Any, mode: str, device: torch.device) -> None:
-        super().__init__(backend, mode)
-        self.device = device
-
-    def launches(self, fn: Callable[[], None]) -> int:
-        from fastngd.kernels import launch_count
-
-        before = launch_count()
-        fn()
-        ostep.sync(self.device)
-        return launch_count() - before
-
-
 def make_providers(keys: Sequence[str], device: torch.device) -> list[ostep.Provider]:
-    """Providers named ``naive``, ``torch-exact|compact`` and ``triton-exact|compact``."""
-    from fastngd.backends import TorchBackend
-    from fastngd.backends.triton import TritonBackend
-
-    torch_be, triton_be = TorchBackend(), None
-    out: list[ostep.Provider] = []
-    for key in keys:
-        if key == "naive":
-            out.append(ostep.Naive())
-            continue
-        name, mode = key.split("-")
-        if name == "torch":
-            out.append(ostep.BackendProvider(torch_be, mode))
-        else:
-            triton_be = triton_be or TritonBackend()
-            out.append(_TritonProvider(triton_be, mode, device))
-    return out
+    """The providers of :func:`bench.optimizer_step.make_providers` whose keys are ``keys``
+    (``naive``, ``torch-exact``, ``triton-compact+adamw``, ``composite-fused+adamw``, ...),
+    in that order; Triton runs in its interpreter on the CPU (smoke mode)."""
+    bases = sorted({k.split("+")[1] if "+" in k else "sgd" for k in keys})
+    skipped: list[str] = []
+    made = {p.key: p for p in ostep.make_providers(
+        ["naive", "torch", "triton", "composite"], ["exact", "compact"], bases, device,
+        skipped, interpreter=True)}
+    missing = [k for k in keys if k not in made]
+    if missing:
+        raise RuntimeError(f"providers {missing} unavailable: {'; '.join(skipped) or 'unknown'}")
+    return [made[k] for k in keys]
 
 
 def _derived(result: dict[str, Any]) -> dict[str, Any]:
-    """Ratios to the torch backend (same mode, else exact) and the fraction of the copy
-    bandwidth, for every provider."""
+    """Ratios to the torch backend of the same base (same mode, else exact) and the fraction
+    of the copy bandwidth, for every provider and pass it ran (a composite has no GeN)."""
     provs = result["providers"]
     for rec in provs.values():
-        mode = rec["mode"]
-        ref = provs.get(f"torch-{mode}") or provs.get("torch-exact")
+        tail = "" if rec["base"] == "sgd" else f"+{rec['base']}"
+        ref = provs.get(f"torch-{rec['mode']}{tail}") or provs.get(f"torch-exact{tail}")
         for pre in ("", "gen_"):
+            ran = rec[pre + "median_ms"] is not None
             rec[pre + "ratio_vs_torch"] = (ref[pre + "median_ms"] / rec[pre + "median_ms"]
-                                           if ref else None)
-            rec[pre + "copy_fraction"] = 1.0 / rec[pre + "ratio_vs_floor"]
+                                           if ref and ran and ref[pre + "median_ms"] else None)
+            rec[pre + "copy_fraction"] = 1.0 / rec[pre + "ratio_vs_floor"] if ran else None
     return result
 
 
@@ -181,8 +133,8 @@ def workload_item(wl: SpeedWorkload, device: torch.device) -> dict[str, Any]:
     owl = ostep.Workload(wl.name, wl.shapes, _DTYPES[wl.dtype])
     providers = make_providers(wl.providers, device)
     try:
-        with _device_states():
-            result = ostep.bench_workload(owl, providers, device, wl.reps, True, True)
+        result = ostep.bench_workload(owl, providers, device, wl.reps, True, True,
+                                      on_device=True)
     finally:
         gc.collect()
         if device.type == "cuda":

@@ -11,8 +11,8 @@ the items it finished):
    package and ``fastngd.kernels`` import without experiment-only packages, a trivial
    Triton kernel;
 1. ``correctness``: every kernel against ``kernels/naive.py`` and the torch backend, the
-   whole optimizer (``triton`` vs ``torch``) over 7 steps for every rule × GeN × exact/int8
-   × fp32/bf16 and every base optimizer once, bitwise determinism, launches per step
+   whole optimizer (``triton`` vs ``torch``) over 7 steps for every base × rule × GeN ×
+   exact/int8 × fp32/bf16, bitwise determinism, launches per step
    (:mod:`bench._gpu_correctness`);
 2. ``speed``: the step and the GeN step on GPT-2-small shapes, a 1.5B-element list of 300
    tensors and 10,000 tiny tensors, fp32 and bf16, against a measured ``copy_``, naive
@@ -83,8 +83,8 @@ from bench._gpu_harness import (
 #: (part, budget in seconds on the GPU, budget in smoke mode), in the order they run.
 PARTS: tuple[tuple[str, float, float], ...] = (
     ("preflight", 25, 60),
-    ("correctness", 70, 150),
-    ("speed", 110, 120),
+    ("correctness", 110, 150),
+    ("speed", 100, 120),
     ("end_to_end", 45, 90),
     ("cli", 40, 120),
 )
@@ -118,7 +118,7 @@ def _run_child(args: argparse.Namespace) -> int:
     elif args.part == "correctness":
         from bench._gpu_correctness import run_correctness
 
-        run_correctness(device, args.smoke, rec)
+        run_correctness(device, args.smoke, rec, args.deadline)
     elif args.part == "speed":
         from bench._gpu_speed import run_speed
 
@@ -155,9 +155,14 @@ def _env(smoke: bool) -> dict[str, str]:
     return child_env(os.environ, extra)
 
 
-def _child_args(args: argparse.Namespace, part: str) -> list[str]:
+def _child_args(args: argparse.Namespace, part: str,
+                granted_s: Optional[float] = None) -> list[str]:
+    """The command line of the child running ``part`` (``granted_s``: its time, passed on
+    as a deadline so that it can stop its own long loops in time)."""
     out = ["--out", str(args.out), "--part", part, "--device", args.device,
            "--cli-wait", str(args.cli_wait)]
+    if granted_s is not None:
+        out += ["--deadline", f"{time.time() + granted_s:.3f}"]
     if args.smoke:
         out.append("--smoke")
     if args.cache_dir:
@@ -207,6 +212,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                          "~/.cache/fastngd; smoke: OUT/cache)")
     ap.add_argument("--cli-wait", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--part", default=None, help=argparse.SUPPRESS)  # a child process
+    ap.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.smoke and args.cache_dir is None:
         args.cache_dir = str(Path(args.out) / "cache")
@@ -264,8 +270,8 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
             # deterministic cuBLAS for the determinism runs (needs to be set before CUDA starts)
             part_env = (dict(env, CUBLAS_WORKSPACE_CONFIG=":4096:8")
                         if part == "correctness" else env)
-            run = run_part(python_cmd(__file__, *_child_args(args, part)), part_env, granted,
-                           log, prefix=f"[{part}] ")
+            run = run_part(python_cmd(__file__, *_child_args(args, part, granted)), part_env,
+                           granted, log, prefix=f"[{part}] ")
             runs[part] = run.as_dict()
             log(f"-- {part}: {run.status} in {run.seconds:.1f} s")
             save()

@@ -123,12 +123,15 @@ def build_workloads(names: Sequence[str], dtypes: Sequence[str], synth_total: in
 
 
 def make_providers(names: Sequence[str], modes: Sequence[str], bases: Sequence[str],
-                   device: torch.device, skipped: list[str]) -> list[Provider]:
-    """The providers of ``names`` (naive, torch, triton, composite) for every base."""
+                   device: torch.device, skipped: list[str],
+                   interpreter: bool = False) -> list[Provider]:
+    """The providers of ``names`` (naive, torch, triton, composite) for every base;
+    ``triton`` runs on CUDA, or on the CPU in Triton's interpreter when ``interpreter`` is
+    set (and ``TRITON_INTERPRET=1`` was set before triton was imported)."""
     out: list[Provider] = []
     triton_be: Any = None
     if "triton" in names:
-        triton_be = _triton_backend(device, skipped)
+        triton_be = _triton_backend(device, skipped, interpreter)
     for base in bases:
         for name in names:
             if name == "naive" and base == "sgd":
@@ -146,15 +149,17 @@ def make_providers(names: Sequence[str], modes: Sequence[str], bases: Sequence[s
     return out
 
 
-def _triton_backend(device: torch.device, skipped: list[str]) -> Any:
-    if device.type != "cuda":
+def _triton_backend(device: torch.device, skipped: list[str], interpreter: bool) -> Any:
+    if device.type != "cuda" and not interpreter:
         msg = "triton: skipped (needs a CUDA device; this run is on the CPU)"
     else:
         try:
             from fastngd.backends.triton import TritonBackend
 
-            return TritonBackend()
-        except Exception as err:  # noqa: BLE001 (triton missing or broken)
+            backend = TritonBackend()
+            backend.check_device(device)
+            return backend
+        except Exception as err:  # noqa: BLE001 (triton missing, broken or unusable here)
             msg = f"triton: skipped ({type(err).__name__}: {err})"
     print(msg)
     skipped.append(msg)
@@ -273,7 +278,7 @@ def _record(p: Provider, st: State, samples: dict, naive_ms: dict, bandwidth: fl
                     pre + "floor_ms": floor_ms, pre + "ratio_vs_floor": t.median_ms / floor_ms})
         # launches per step (one counted run; it modifies the state like a rep)
         fn = p.gen if k == "gen" else p.step
-        rec[pre + "launches_per_step"] = p.launches(lambda: fn(st, p.stash(st, st.retain)))
+        rec[pre + "launches_per_step"] = p.launches(lambda: fn(st, p.stash(st, st.retain)), st.device)
         b = measure_memory(p, st, k == "gen") if do_memory else None
         rec[pre + "extra_memory_bytes"] = b
         rec[pre + "extra_memory_vs_grad"] = None if b is None else b / st.grad_bytes
@@ -281,9 +286,12 @@ def _record(p: Provider, st: State, samples: dict, naive_ms: dict, bandwidth: fl
 
 
 def bench_workload(wl: Workload, providers: Sequence[Provider], device: torch.device,
-                   reps: int, do_gen: bool, do_memory: bool) -> dict[str, Any]:
+                   reps: int, do_gen: bool, do_memory: bool,
+                   on_device: bool = False) -> dict[str, Any]:
+    """Measure ``providers`` on workload ``wl`` side by side (see the module docstring);
+    ``on_device`` draws the tensors on ``device`` itself (:class:`State`)."""
     load_before = os.getloadavg()
-    st = State(wl.shapes, wl.dtype, device)
+    st = State(wl.shapes, wl.dtype, device, on_device=on_device)
     samples, copy_t, copy_bytes = _timed(providers, st, device, reps, do_gen, COPY_CAP_BYTES)
     bandwidth = copy_bytes / (copy_t.median_ms / 1e3)
     naive_ms = {k: Timing(samples[("naive", k)]).median_ms

@@ -24,9 +24,11 @@ BACKENDS = ("auto", "torch", "triton")
 def _triton_usable_on(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
+    from .triton import require_triton
+
     try:
-        import triton  # noqa: F401
-    except Exception:
+        require_triton()
+    except ImportError:
         return False
     return True
 
@@ -34,7 +36,8 @@ def _triton_usable_on(device: torch.device) -> bool:
 def get_backend(name: str, device: torch.device) -> Backend:
     """Resolve a backend name for tensors on ``device``.
 
-    ``"auto"`` picks ``"triton"`` for CUDA tensors when triton imports, else ``"torch"``.
+    ``"auto"`` picks ``"triton"`` for CUDA tensors when a supported triton (3.2 or newer)
+    imports, else ``"torch"``.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")

@@ -47,6 +47,7 @@ from fastngd.compact import (
     quantize_blockwise,
 )
 
+from .triton_version import MIN_TRITON, triton_version_supported
 from .base import (
     BASE_KINDS,
     HYPER_COLUMNS,
@@ -62,6 +63,10 @@ _NO_TRITON = (
     "backend='triton' needs the 'triton' package, which could not be imported ({err}); "
     "install it (pip install triton) or use backend='torch'"
 )
+_OLD_TRITON = (
+    "backend='triton' needs triton {need} or newer, found {found}; upgrade it "
+    "(pip install -U 'triton>={need}') or use backend='torch'"
+)
 _CPU_NEEDS_INTERPRETER = (
     "backend='triton' got CPU tensors but Triton's interpreter is off: set the environment "
     "variable TRITON_INTERPRET=1 before triton (and fastngd.kernels) is imported, e.g. "
@@ -71,11 +76,15 @@ _DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 def require_triton() -> Any:
-    """Import and return the ``triton`` module, or raise an ImportError naming the fix."""
+    """Import and return the ``triton`` module, or raise an ImportError naming the fix (also
+    when its version is older than :data:`~fastngd.backends.triton_version.MIN_TRITON`)."""
     try:
         import triton
     except Exception as err:  # ImportError, or a broken installation
         raise ImportError(_NO_TRITON.format(err=err)) from err
+    found = getattr(triton, "__version__", "0")
+    if not triton_version_supported(found):
+        raise ImportError(_OLD_TRITON.format(need=".".join(map(str, MIN_TRITON)), found=found))
     return triton
 
 

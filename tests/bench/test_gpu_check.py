@@ -23,9 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import _gpu_harness as harness
 from bench._gpu_compare import compare
-from bench._gpu_correctness import detect_bases
+from bench._gpu_correctness import combo_name, matrix
 from bench._gpu_end_to_end import MissingModuleStubs
-from bench._gpu_preflight import version_tuple
 from bench._gpu_report import part_status, targets
 from bench._gpu_speed import SpeedWorkload, fit_to_memory, memory_needed
 
@@ -85,27 +84,62 @@ def test_preflight_records_machine_and_a_clean_import_graph(smoke: dict) -> None
 
 
 def test_correctness_covers_kernels_launches_determinism_and_bases(smoke: dict) -> None:
+    from fastngd import BASES
+
     part = smoke["parts"]["correctness"]
     items = part["items"]
     for dtype in ("fp32", "bf16"):
         checks = items[f"kernels/{dtype}"]["checks"]
-        assert {"gram/exact", "gram/int8", "store_retain/int8", "update/linear/exact",
-                "update/sago/int8", "direction_and_backup/sago/exact", "perturb"} <= set(checks)
+        assert {"gram/exact", "gram/int8", "store_retain/int8", "perturb",
+                "step/extreme-weights"} <= set(checks)
+        steps = {k for k in checks if k.startswith("step/") and k != "step/extreme-weights"}
+        advances = {k for k in checks if k.startswith("advance/")}
+        # every base, every combine mode and both storages meet the kernels
+        for pos, values in ((1, set(BASES)), (2, {"linear", "sago", "sago_prefer_retain"}),
+                            (3, {"exact", "int8"})):
+            assert {k.split("/")[pos] for k in steps} == values
+            assert {k.split("/")[pos] for k in advances} == values
         for name, check in checks.items():
             assert check["ok"] and check["launches"] > 0, name
-        assert checks["gram/exact"]["repeat_bitwise"]
-        assert checks["update/sago/int8"]["repeat_bitwise"]
-        assert checks["update/linear/exact"]["zero_lr_untouched"]
-        assert checks["direction_and_backup/linear/int8"]["backup_bitwise"]
+        for name in ("gram/exact", "gram/int8"):
+            assert checks[name]["repeat_bitwise"] and checks[name]["per_tensor_rows"]
+        for name in steps:
+            assert checks[name]["zero_lr_untouched"] and checks[name]["repeat_bitwise"]
+            assert checks[name]["tiny_lr_keeps_theta_and_advances_state"]
+        for name in advances:
+            assert checks[name]["backup_bitwise"] and checks[name]["theta_unchanged"]
     launches = items["launches"]
     assert launches["small"]["fixed_step_launches"] == launches["large"]["fixed_step_launches"]
     assert launches["small"]["tensors"] < launches["large"]["tensors"]
     assert items["determinism/fp32/exact"]["bitwise_identical"]
-    assert part["bases"] == list(detect_bases())
-    assert part["bases_covered"] == sorted(detect_bases())
-    runs = [v for k, v in items.items() if k.startswith("optimizer/")]
-    assert runs and all(r["ok"] and r["moved"] and r["triton_launches"] > 0 for r in runs)
-    assert {k.split("/")[-1] for k in items if k.startswith("optimizer/")} == {"fp32", "bf16"}
+    assert part["bases"] == list(BASES)
+    assert part["bases_covered"] == sorted(BASES)
+    runs = {k: v for k, v in items.items()
+            if k.startswith("optimizer/") and k != "optimizer/coverage"}
+    assert runs and all(r["ok"] and r["moved"] and r["triton_launches"] > 0
+                        for r in runs.values())
+    assert {k.split("/")[-1] for k in runs} == {"fp32", "bf16"}
+    assert {k.split("/")[-2] for k in runs} == {"exact", "int8"}
+    assert {k.split("/")[-3] for k in runs} == {"gen", "fixed"}
+    coverage = items["optimizer/coverage"]
+    assert coverage["ok"] and coverage["run"] == coverage["planned"] == len(runs)
+
+
+def test_the_optimizer_matrix_is_every_combination_covering_set_first() -> None:
+    from fastngd import BASES
+    from fastngd.rules import RULES
+
+    combos = matrix(BASES, sorted(RULES))
+    assert len(combos) == len(set(combos)) == len(BASES) * len(RULES) * 8
+    first = combos[:len(BASES) * 8]
+    for base in BASES:  # every base in every setting of GeN × storage × dtype
+        assert len({c[2:] for c in first if c[0] == base}) == 8
+        assert len({c[1] for c in first if c[0] == base}) == 8
+    assert {c[1] for c in first} == set(RULES)
+    for j in range(len(first) - 1):  # neighbours in a round differ in every field
+        if (j + 1) % len(BASES):
+            assert all(x != y for x, y in zip(first[j], first[j + 1])), first[j:j + 2]
+    assert combo_name(combos[0]) == "optimizer/sgd/ngdiff/gen/exact/fp32"
 
 
 def test_speed_reports_every_figure_of_the_issue(smoke: dict) -> None:
@@ -114,16 +148,26 @@ def test_speed_reports_every_figure_of_the_issue(smoke: dict) -> None:
     for key, item in items.items():
         provs = item["result"]["providers"]
         assert {"naive", "torch-exact", "triton-exact", "triton-compact"} <= set(provs), key
-        for rec in provs.values():
-            for pre in ("", "gen_"):
+        for name, rec in provs.items():
+            passes = ("",) if name.startswith("composite") else ("", "gen_")
+            for pre in passes:
                 for field in ("median_ms", "gbps", "ratio_vs_floor", "ratio_vs_naive",
                               "ratio_vs_torch", "copy_fraction", "extra_memory_vs_grad"):
-                    assert _finite_positive(rec[pre + field]), (key, pre + field)
+                    assert _finite_positive(rec[pre + field]), (key, name, pre + field)
             assert rec["copy_fraction"] == pytest.approx(1 / rec["ratio_vs_floor"])
         tri = provs["triton-exact"]
         assert tri["ratio_vs_torch"] == pytest.approx(
             provs["torch-exact"]["median_ms"] / tri["median_ms"])
-        assert tri["launches_per_step"] == 3  # gram (2) + update (1), whatever the tensors
+        # gram (2) + fused step (2): partial sums, then their fixed-order sum; GeN: gram (2),
+        # advance (2), three perturbations; whatever the number of tensors
+        assert (tri["launches_per_step"], tri["gen_launches_per_step"]) == (4, 7)
+    adamw = items["gpt2-small/fp32"]["result"]["providers"]
+    assert {"torch-exact+adamw", "composite-foreach+adamw"} <= set(adamw)
+    assert adamw["composite-foreach+adamw"]["ratio_vs_torch"] == pytest.approx(
+        adamw["torch-exact+adamw"]["median_ms"] / adamw["composite-foreach+adamw"]["median_ms"])
+    assert adamw["composite-foreach+adamw"]["gen_median_ms"] is None
+    names = {t["name"] for t in smoke["targets"]}
+    assert "bandwidth gpt2-small/fp32" in names
 
 
 def test_end_to_end_and_cli(smoke: dict) -> None:
@@ -241,14 +285,6 @@ def test_workloads_fit_the_free_memory(count: int, total: int, dtype: str, free:
     else:
         assert note and n < total and (memory_needed(n, elem) <= free or n == count)
 
-
-def test_version_tuple() -> None:
-    assert version_tuple("3.2.0") == (3, 2, 0)
-    assert version_tuple("3.6.0+git4f2e") == (3, 6, 0)
-    assert version_tuple("3.10.0rc1") == (3, 10, 0)
-    assert version_tuple("3.1.0") < (3, 2) <= version_tuple("3.2.0")
-
-
 def test_missing_module_stubs_stand_in_only_for_absent_modules() -> None:
     import importlib
     import importlib.util
@@ -298,3 +334,17 @@ def test_targets_report_misses_as_misses() -> None:
     assert judged["launches vs tensors (speed workloads)"]["met"] is False
     assert judged["GeN every 10 steps"]["met"] is True
     assert judged["optimizer share"]["met"] is None and judged["optimizer share"]["measured"] == 0.1
+
+
+def test_a_warm_up_process_runs_its_share_of_the_kernel_checks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench._gpu_warmup import shard_combos, start_warmers, wait_warmers
+
+    shares = [shard_combos(k, 8, smoke=True) for k in range(8)]
+    every = [pair for share in shares for pair in share]
+    assert len(every) == len(set(every)) == 8  # 4 combinations × 2 dtypes, dealt out
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # a CPU stand-in for the GPU
+    record = wait_warmers(start_warmers(torch.device("cpu"), 8, smoke=True, only=[0]), 120)
+    assert record["returncodes"] == [0] and record["finished"] == 1, record["errors"]
+    record = wait_warmers(start_warmers(torch.device("cpu"), 8, smoke=True, only=[0]), 0.01)
+    assert record["returncodes"] == [None] and record["ok"]  # too slow: killed, not failed
