@@ -154,9 +154,11 @@ def _tofu_evaluator(model_bench: str, forget: str, data_dir: Path | None,
     from fastngd.eval import evaluate_benchmark
 
     def evaluate(model: Any, tokenizer: Any) -> dict[str, Any]:
-        agg = evaluate_benchmark(model, tokenizer, model_bench, forget_split=forget,
-                                 data_dir=data_dir, seed=seed)["aggregate"]
+        res = evaluate_benchmark(model, tokenizer, model_bench, forget_split=forget,
+                                 data_dir=data_dir, seed=seed)
+        agg = res["aggregate"]
         f, r = agg["forget"], agg.get("retain") or {}
+        examples = (res.get("per_example") or {}).get("forget") or []
         return {"forget_rouge_l_recall": f["rougeL_recall"],
                 "forget_fact_accuracy": f.get("fact_accuracy"),
                 "forget_probability": f.get("probability"),
@@ -166,7 +168,8 @@ def _tofu_evaluator(model_bench: str, forget: str, data_dir: Path | None,
                 "model_utility": agg.get("model_utility"),
                 "truth_ratio": agg["seed_paper"]["truth_ratio"],
                 "verbmem": agg["seed_paper"]["verbmem"],
-                "privleak": agg.get("privleak")}
+                "privleak": agg.get("privleak"),
+                "forget_generations": [e["generation"][:160] for e in examples[:6]]}
 
     return evaluate
 
