@@ -18,11 +18,16 @@ calls) with the paper's factor ``f`` (``η ← f·η``, :func:`fastngd.autolr.ge
 * **climbing**: ``T_k > T_fit`` → ``f ← min(f, 1)`` (the rate may fall, never rise);
 * **risen**: ``T_k > (1 + tol)·F_k + tol_abs`` → ``f ← min(f, backoff)`` (the rate falls
   even when the fit is rejected);
-* **trust region**: ``f ← min(f, max_scale/s)`` with ``s`` the current multiplier of the
-  initial rate, so the rate never exceeds ``max_scale`` times the initial one.
+* **trust region**: ``f ← min(f, max_scale/s)`` and ``f ← max(f, min(1, min_scale/s))`` with
+  ``s`` the current multiplier of the initial rate, so refits keep the rate within
+  ``[min_scale, max_scale]`` times the initial one (the floor never raises the rate: a rate
+  already below it, after a non-finite probe, is kept).
 
-So on any sequence of retain losses that rises from one refit to the next, the rate never
-increases (hypothesis-tested), whatever the probes say. The probes, the bit-exact restore of
+So on any sequence of retain losses, at a refit where the trend has climbed since the
+previous refit the rate does not increase, whatever the probes say; and every change of the
+rate is a factor in ``[min(backoff, ema + (1 − ema)·lo, min_scale/s), ema + (1 − ema)·hi]``
+(GeN's EMA and clip, ``[lo, hi]`` = ``clip``), with the rate within the trust region
+(both hypothesis-tested). The probes, the bit-exact restore of
 θ and the single advance of the base's state per step are those of :class:`GeNStep`; a
 non-finite probe still halves the rate and blocks the step. No host synchronisation: the
 trend lives in 0-d device tensors, carried in ``state_dict``.
@@ -55,6 +60,8 @@ class GuardConfig:
         backoff: the largest factor applied to the rate at a refit while risen, in (0, 1].
         max_scale: the rate never exceeds ``max_scale`` × the initial rate (≥ 1; ``inf``:
             no cap).
+        min_scale: refits never take the rate below ``min_scale`` × the initial rate, in
+            [0, 1] (0: no floor).
     """
 
     trend_ema: float = 0.9
@@ -62,6 +69,7 @@ class GuardConfig:
     tol_abs: float = 0.02
     backoff: float = 0.7
     max_scale: float = math.inf
+    min_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.trend_ema < 1.0:
@@ -72,6 +80,8 @@ class GuardConfig:
             raise ValueError(f"backoff must be in (0, 1], got {self.backoff}")
         if not self.max_scale >= 1.0:
             raise ValueError(f"max_scale must be >= 1, got {self.max_scale}")
+        if not 0.0 <= self.min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in [0, 1], got {self.min_scale}")
 
 
 def guard_factor(factor: Tensor, scale: Tensor, trend: Tensor, trend_fit: Tensor,
@@ -81,8 +91,9 @@ def guard_factor(factor: Tensor, scale: Tensor, trend: Tensor, trend_fit: Tensor
     ``scale`` is the current multiplier of the initial rate, ``trend`` the retain-loss trend
     ``T_k`` now, ``trend_fit`` its value at the previous refit, ``floor`` its best level
     ``F_k``; all 0-d tensors of one dtype. Returns the guarded factor
-    ``min(f, 1 if T_k > T_fit, backoff if risen, max_scale/scale)`` and whether the trend has
-    risen (``T_k > (1 + tol)·F_k + tol_abs``).
+    ``max(min(f, 1 if T_k > T_fit, backoff if risen, max_scale/scale),
+    min(1, min_scale/scale))`` and whether the trend has risen
+    (``T_k > (1 + tol)·F_k + tol_abs``).
     """
     one = torch.ones_like(factor)
     out = torch.where(trend > trend_fit, torch.minimum(factor, one), factor)
@@ -90,6 +101,8 @@ def guard_factor(factor: Tensor, scale: Tensor, trend: Tensor, trend_fit: Tensor
     out = torch.where(risen, torch.minimum(out, one * config.backoff), out)
     if math.isfinite(config.max_scale):
         out = torch.minimum(out, config.max_scale / scale)
+    if config.min_scale > 0.0:
+        out = torch.maximum(out, torch.clamp(config.min_scale / scale, max=1.0))
     return out, risen
 
 

@@ -121,11 +121,14 @@ def test_trust_region_caps_the_rate(cap: float, n: int) -> None:
 @given(factor=st.floats(0.1, 3.0), scale=st.floats(0.01, 50.0), trend=st.floats(0.0, 10.0),
        trend_fit=st.floats(0.0, 10.0), floor=st.floats(0.0, 10.0),
        tol=st.floats(0.0, 1.0), tol_abs=st.floats(0.0, 0.5), backoff=st.floats(0.1, 1.0),
-       cap=st.one_of(st.just(math.inf), st.floats(1.0, 20.0)))
+       cap=st.one_of(st.just(math.inf), st.floats(1.0, 20.0)),
+       low=st.one_of(st.just(0.0), st.floats(0.01, 1.0)))
 def test_guard_factor_matches_its_definition(factor, scale, trend, trend_fit, floor, tol,
-                                             tol_abs, backoff, cap) -> None:
-    """Float64 reference: min(f, 1 if T > T_fit, backoff if T > (1+tol)F + tol_abs, cap/s)."""
-    config = GuardConfig(tol=tol, tol_abs=tol_abs, backoff=backoff, max_scale=cap)
+                                             tol_abs, backoff, cap, low) -> None:
+    """Float64 reference: max(min(f, 1 if T > T_fit, backoff if T > (1+tol)F + tol_abs,
+    cap/s), min(1, low/s))."""
+    config = GuardConfig(tol=tol, tol_abs=tol_abs, backoff=backoff, max_scale=cap,
+                         min_scale=low)
     t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
     got, risen = guard_factor(t(factor), t(scale), t(trend), t(trend_fit), t(floor), config)
     want = factor
@@ -135,7 +138,100 @@ def test_guard_factor_matches_its_definition(factor, scale, trend, trend_fit, fl
     if is_risen:
         want = min(want, backoff)
     want = min(want, cap / scale)
+    if low > 0:
+        want = max(want, min(1.0, low / scale))
     assert got.item() == pytest.approx(want, rel=1e-15) and bool(risen) == is_risen
+
+
+def _trends(l0: list[float], beta: float) -> list[float]:
+    """Float64 reference of the trend ``T_k = β·T_{k−1} + (1 − β)·L₀,k`` (``T_1 = L₀,1``)."""
+    out = [l0[0]]
+    for value in l0[1:]:
+        out.append(beta * out[-1] + (1 - beta) * value)
+    return out
+
+
+def _guarded_run(l0: list[float], probes: list[tuple[float, float]], every: int,
+                 guard: GuardConfig, gen: GeNConfig) -> list[float]:
+    """The learning-rate scale after each step of a run on scripted losses (float64); the
+    probes are offsets ``(L₊ − L₀, L₋ − L₀)``, so that fits are often accepted."""
+    relative = [(v + a, v + b) for v, (a, b) in zip(l0, probes)]
+    theta, retain, forget = _scripted(_script(l0, relative, every))
+    step = GuardedGeNStep(gen, guard)
+    opt = NGDiffOptimizer([theta], lr=0.01, step_size=step, backend="torch")
+    scales = [1.0]
+    for _ in l0:
+        opt.step(retain, forget)
+        scales.append(opt.lr_scale.item())
+    return scales
+
+
+def _walk(start: float, moves: list[float]) -> list[float]:
+    out = [start]
+    for move in moves:
+        out.append(max(0.0, out[-1] + move))
+    return out
+
+
+#: retain losses: a noisy walk (small moves, so the trend climbs and falls without always
+#: tripping the back-off) or arbitrary values.
+_losses = st.one_of(
+    st.builds(_walk, st.floats(1.0, 10.0), st.lists(st.floats(-0.3, 0.3), min_size=1,
+                                                    max_size=13)),
+    st.lists(st.floats(0.0, 20.0), min_size=2, max_size=14),
+)
+#: probe offsets ``(L₊ − L₀, L₋ − L₀) = (a, a + gap)``: G > 0 always, C > 0 unless a < −gap/2.
+_offsets = st.builds(lambda a, gap: (a, a + gap), st.floats(-0.5, 1.0), st.floats(0.05, 4.0))
+_guards = st.builds(GuardConfig, trend_ema=st.sampled_from([0.0, 0.5, 0.9]),
+                    tol=st.floats(0.0, 1.0), tol_abs=st.floats(0.0, 0.5),
+                    backoff=st.floats(0.3, 1.0),
+                    max_scale=st.one_of(st.just(math.inf), st.floats(1.0, 4.0)),
+                    min_scale=st.one_of(st.just(0.0), st.floats(0.05, 1.0)))
+_gens = st.builds(lambda every, ema, lo, hi, scale: GeNConfig(every=every, ema=ema,
+                                                               clip=(lo, hi), scale=scale),
+                  st.sampled_from([1, 2, 3]), st.sampled_from([0.0, 0.5, 0.9]),
+                  st.floats(0.2, 1.0), st.floats(1.0, 4.0), st.floats(0.2, 1.9))
+
+
+@settings(max_examples=80, deadline=None)
+@given(l0=_losses, data=st.data(), guard=_guards, gen=_gens)
+def test_rate_never_rises_at_a_refit_where_the_trend_climbed(l0, data, guard, gen) -> None:
+    """Any retain losses (rising, falling, noisy), any probes, any settings: at every refit
+    whose trend ``T_k`` (float64 reference) is above the trend at the previous refit, the
+    rate does not increase."""
+    probes = data.draw(st.lists(_offsets, min_size=len(l0), max_size=len(l0)))
+    scales = _guarded_run(l0, probes, gen.every, guard, gen)
+    trend = _trends(l0, guard.trend_ema)
+    fit = trend[0]
+    for k in range(len(l0)):
+        if k % gen.every:
+            continue
+        if trend[k] > fit + 1e-9 * (1.0 + abs(fit)):
+            assert scales[k + 1] <= scales[k], (k, trend, scales)
+        fit = trend[k]
+
+
+@settings(max_examples=80, deadline=None)
+@given(l0=_losses, data=st.data(), guard=_guards, gen=_gens)
+def test_trust_region_bounds_every_change_of_the_rate(l0, data, guard, gen) -> None:
+    """Any retain losses, any (finite) probes, any settings: each step changes the rate by a
+    factor in ``[min(backoff, ema + (1 − ema)·lo, min_scale/s), ema + (1 − ema)·hi]`` (1
+    between refits), and the rate stays within ``[min_scale, max_scale]`` × the initial."""
+    probes = data.draw(st.lists(_offsets, min_size=len(l0), max_size=len(l0)))
+    scales = _guarded_run(l0, probes, gen.every, guard, gen)
+    lo, hi = gen.clip
+    up = gen.ema + (1 - gen.ema) * hi
+    eps = 1e-9
+    for k in range(len(l0)):
+        before, after = scales[k], scales[k + 1]
+        if k % gen.every:
+            assert after == before
+            continue
+        down = min(guard.backoff, gen.ema + (1 - gen.ema) * lo)
+        if guard.min_scale > 0:
+            down = max(down, min(1.0, guard.min_scale / before))
+        assert before * down * (1 - eps) <= after <= before * up * (1 + eps), (k, scales)
+        assert guard.min_scale * (1 - eps) <= after <= guard.max_scale * (1 + eps)
 
 
 def _problem(seed: int = 0, n: int = 6):
@@ -198,7 +294,8 @@ def test_registry_and_bad_options() -> None:
     assert STEP_SIZES["gen-guard"] is GuardedGeNStep
     assert isinstance(NGDiffOptimizer([torch.nn.Parameter(torch.zeros(2))],
                                       step_size="gen-guard").step_size, GuardedGeNStep)
-    for kw in [{"trend_ema": 1.0}, {"tol": -1.0}, {"backoff": 0.0}, {"max_scale": 0.5}]:
+    for kw in [{"trend_ema": 1.0}, {"tol": -1.0}, {"backoff": 0.0}, {"max_scale": 0.5},
+               {"min_scale": -0.1}, {"min_scale": 1.5}]:
         with pytest.raises(ValueError):
             GuardConfig(**kw)
     with pytest.raises(TypeError):
