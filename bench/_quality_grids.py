@@ -30,6 +30,67 @@ def screen_gen() -> list[Run]:
     return _runs(("tofu-synthetic/forget10",), specs)
 
 
+#: guard settings screened: a trust region [1/4, 4] × the initial rate and a back-off only
+#: once the retain-loss trend has risen by half its best level plus 0.1 nats (the retain loss
+#: of a memorised target is ~0.005: a purely relative tolerance fires on noise).
+GUARD = {"tol": 0.5, "tol_abs": 0.1, "max_scale": 4.0, "min_scale": 0.25}
+
+
+def screen_sgd() -> list[Run]:
+    """NGDiff with the SGD base on tofu-synthetic forget01/05/10: fixed rates, the paper's
+    GeN (κ = 1.8, every 2) and gen-guard from two initial rates."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)
+    ]
+    specs += [("ngdiff", "gen", 0.05, {"autolr_scale": 1.8})]
+    specs += [("ngdiff", "gen-guard", lr, {"autolr_scale": 1.8, "guard": GUARD})
+              for lr in (0.05, 0.1)]
+    return _runs(TOFU_SPLITS, specs)
+
+
+def screen_adam() -> list[Run]:
+    """NGDiff with the Adam base on tofu-synthetic forget10 and forget01: fixed rates."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, {}) for lr in (1e-4, 3e-4, 1e-3)
+    ]
+    return _runs(("tofu-synthetic/forget10", "tofu-synthetic/forget01"), specs, base="adam")
+
+
+GUARD_WIDE = {**GUARD, "tol_abs": 0.3, "min_scale": 0.5}
+"""A looser back-off (0.3 nats) and a higher floor (half the initial rate)."""
+
+
+def screen_sgd2() -> list[Run]:
+    """Round 2 (after ``screen-sgd``: forget ROUGE-L stays at 0.04–0.12 in 30 epochs):
+    more forgetting from gen-guard — a looser guard, 60 epochs, a higher initial rate — and
+    the fixed rate 0.1 at 60 epochs for comparison."""
+    g = {"autolr_scale": 1.8}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, {**g, "guard": GUARD_WIDE}),
+        ("ngdiff", "gen-guard", 0.1, {**g, "guard": GUARD, "epochs": 60}),
+        ("ngdiff", "gen-guard", 0.2, {**g, "guard": GUARD}),
+        ("ngdiff", "fixed", 0.1, {"epochs": 60}),
+    ]
+    return _runs(TOFU_SPLITS, specs)
+
+
+def screen_adam2() -> list[Run]:
+    """Round 2, Adam base: gen-guard from the two best fixed rates; forget05 fixed; and the
+    SGD base with 60 epochs and the forget-loss stopping rule."""
+    g = {"autolr_scale": 1.8, "guard": GUARD}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", lr, g) for lr in (1e-4, 3e-4)
+    ]
+    runs = _runs(TOFU_SPLITS, specs, base="adam")
+    runs += _runs(("tofu-synthetic/forget05",), [("ngdiff", "fixed", 3e-4, {})], base="adam")
+    stop = {**g, "epochs": 60, "stop": {"rise": 30.0, "min_steps": 60}}
+    return runs + _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, stop)])
+
+
 GRIDS: dict[str, Callable[[], list[Run]]] = {
+    "screen-sgd2": screen_sgd2,
+    "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
+    "screen-sgd": screen_sgd,
+    "screen-adam": screen_adam,
 }

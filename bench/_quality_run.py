@@ -99,6 +99,20 @@ def _plain(x: Any) -> Any:
     return str(x)
 
 
+def _settings(config: Any) -> dict[str, Any]:
+    """The resolved settings of a run, for its record: the config (the step-size object
+    replaced by its name and its GeN and guard settings)."""
+    out = config.record()
+    opts = dict(out.get("optimizer_options") or {})
+    step = opts.pop("step_size", None)
+    if step is not None:
+        out["step_size_settings"] = {"name": step.name, "gen": asdict(step.config),
+                                     **({"guard": asdict(step.guard)} if hasattr(step, "guard")
+                                        else {})}
+    out["optimizer_options"] = opts
+    return out
+
+
 def _config(run: Run) -> tuple[Any, list[Any]]:
     """``(UnlearnConfig, callbacks)`` of a run."""
     from fastngd.step_sizes import GuardConfig, GuardedGeNStep, get_step_size
@@ -134,8 +148,8 @@ def execute(run: Run, targets: Targets) -> dict[str, Any]:
     target = targets.get(run.dataset, run.seed)
     config, callbacks = _config(run)
     model = copy.deepcopy(target.model)
-    record: dict[str, Any] = {"run": asdict(run), "before": before["metrics"],
-                              "source": target.source}
+    record: dict[str, Any] = {"run": asdict(run), "settings": _settings(config),
+                              "before": before["metrics"], "source": target.source}
     t0 = time.perf_counter()
     try:
         result = unlearn(model, target.forget, target.retain, config, callbacks=callbacks)
