@@ -13,7 +13,7 @@ from fastngd.unlearn.checkpoint import (
     remove_checkpoint,
     save_checkpoint,
 )
-from fastngd.unlearn.config import UnlearnConfig, optimizer_kwargs
+from fastngd.unlearn.config import BASE_LR, UnlearnConfig, optimizer_kwargs
 from fastngd.unlearn.loop import UnlearningDiverged, UnlearnResult, unlearn
 from fastngd.unlearn.methods import METHODS, Method, get_method, method_names
 from fastngd.unlearn.objectives import (
@@ -28,6 +28,7 @@ from fastngd.unlearn.selection import Selection, parse_keep_best
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 
 __all__ = [
+    "BASE_LR",
     "BEST_NAME",
     "CHECKPOINT_NAME",
     "FORGET_OBJECTIVES",

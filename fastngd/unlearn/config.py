@@ -21,13 +21,19 @@ from fastngd.errors import UsageError
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.selection import parse_keep_best
 
-__all__ = ["RUN_CONTROL_FIELDS", "UnlearnConfig", "optimizer_kwargs"]
+__all__ = ["BASE_LR", "RUN_CONTROL_FIELDS", "UnlearnConfig", "optimizer_kwargs"]
 
 RUN_CONTROL_FIELDS: frozenset[str] = frozenset(
     {"max_steps", "checkpoint_every", "eval_every"}
 )
 """Settings that steer a run without changing its result (where it stops, how often it
 checkpoints or evaluates): they may differ when a run is resumed."""
+
+BASE_LR: dict[str, float] = {"sgd": 0.05, "adam": 3e-4}
+"""The default (initial) learning rate per base update (:data:`fastngd.BASES`) of
+:meth:`UnlearnConfig.for_base`; ``UnlearnConfig.lr`` is the SGD base's. The bases'
+updates have different scales (SGD moves along NGDiff's difference of unit vectors,
+Adam by about ``lr`` per coordinate), so one rate does not fit both."""
 
 _OPTIMIZER_RESERVED = frozenset({
     "params", "lr", "rule", "rule_options", "autolr", "autolr_every", "autolr_ema",
@@ -58,7 +64,12 @@ class UnlearnConfig:
     Attributes:
         method: a name of :func:`fastngd.unlearn.get_method` (``"ngdiff"``, ``"gdiff-0.9"``,
             ``"npo"``...): a combine rule and a forget objective.
-        autolr: fit the learning rate with GeN (``lr`` is then the initial rate).
+        autolr: fit the learning rate with the step-size rule ``step_size`` (``lr`` is
+            then the initial rate).
+        step_size: the AutoLR step-size rule, a name of
+            :data:`fastngd.step_sizes.STEP_SIZES` (``"gen"``: the paper's GeN;
+            ``"gen-guard"``: GeN with the retain-loss safeguard and a trust region);
+            ``"fixed"`` whenever ``autolr`` is off.
         epochs: passes over the forget set.
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
@@ -87,6 +98,7 @@ class UnlearnConfig:
 
     method: str = "ngdiff"
     autolr: bool = True
+    step_size: str = "gen"
     epochs: int = 30
     batch_size: int = 8
     retain_batch_size: int | None = 32
@@ -124,6 +136,11 @@ class UnlearnConfig:
             _positive_int(name, getattr(self, name), optional=True)
         _finite("lr", self.lr)
         _finite("autolr_scale", self.autolr_scale, 0.0, 2.0)
+        from fastngd.step_sizes import STEP_SIZES
+
+        if self.step_size not in STEP_SIZES:
+            raise UsageError(f"step_size must be one of {', '.join(STEP_SIZES)}, "
+                             f"got {self.step_size!r}")
         if self.lora_alpha is not None:
             _finite("lora_alpha", self.lora_alpha)
         if self.keep_best is not None:
@@ -149,6 +166,16 @@ class UnlearnConfig:
                 changes[key] = dict(changes[key])
         return replace(self, **changes)
 
+    @classmethod
+    def for_base(cls, base: str, **changes: Any) -> UnlearnConfig:
+        """The defaults for the base update ``base`` (a key of :data:`BASE_LR`): its rate
+        and ``optimizer_options={"base": base}``, then ``changes``."""
+        if base not in BASE_LR:
+            raise UsageError(f"no default rate for base {base!r}; known: {sorted(BASE_LR)} "
+                             "(set lr and optimizer_options={'base': ...} yourself)")
+        options = {"base": base, **dict(changes.pop("optimizer_options", {}))}
+        return cls().replace(**{"lr": BASE_LR[base], **changes, "optimizer_options": options})
+
     @property
     def effective_retain_batch_size(self) -> int:
         """Retain examples per step (``retain_batch_size``, or ``batch_size`` when None)."""
@@ -173,12 +200,15 @@ class UnlearnConfig:
 
 def optimizer_kwargs(config: UnlearnConfig) -> dict[str, Any]:
     """Keyword arguments of :class:`fastngd.NGDiffOptimizer` (all but the parameters) for
-    ``config``: its method's rule and options, the rate, GeN and backend settings, the seed,
-    and ``optimizer_options`` passed through untouched."""
+    ``config``: its method's rule and options, the rate, the step size (``"fixed"`` without
+    AutoLR) with its GeN settings, the backend settings, the seed, and
+    ``optimizer_options`` passed through untouched (they override the rest)."""
     method = get_method(config.method)
     return {
         "lr": float(config.lr), "rule": method.rule, "rule_options": dict(method.rule_options),
-        "autolr": bool(config.autolr), "autolr_every": config.autolr_every,
+        "autolr": bool(config.autolr),
+        "step_size": config.step_size if config.autolr else "fixed",
+        "autolr_every": config.autolr_every,
         "autolr_ema": config.autolr_ema, "autolr_clip": tuple(config.autolr_clip),
         "autolr_scale": config.autolr_scale, "backend": config.backend,
         "retain_storage": config.retain_storage, "seed": config.seed,

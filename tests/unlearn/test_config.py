@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, optimizer_kwargs, unlearn
@@ -81,3 +82,33 @@ def test_run_control_settings_may_change_on_resume(tmp_path) -> None:
     resumed = unlearn(model, forget, retain, config.replace(max_steps=None, checkpoint_every=3),
                       checkpoint_dir=tmp_path, resume=True)
     assert resumed.completed
+
+
+def test_step_size_reaches_the_optimizer() -> None:
+    """``step_size`` names the AutoLR rule; without AutoLR the step is fixed whatever it is."""
+    from fastngd import NGDiffOptimizer
+    from fastngd.step_sizes import STEP_SIZES
+
+    for name in ("gen", "gen-guard"):
+        config = UnlearnConfig(step_size=name)
+        kwargs = optimizer_kwargs(config)
+        assert kwargs["step_size"] == name
+        opt = NGDiffOptimizer([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+        assert type(opt.step_size) is STEP_SIZES[name]
+        assert optimizer_kwargs(config.replace(autolr=False))["step_size"] == "fixed"
+    with pytest.raises(UsageError, match="step_size"):
+        UnlearnConfig(step_size="magic").validate()
+
+
+def test_for_base_takes_the_base_rate() -> None:
+    from fastngd.unlearn import BASE_LR
+
+    for base, lr in BASE_LR.items():
+        config = UnlearnConfig.for_base(base, epochs=3, optimizer_options={"eps": 1e-6})
+        assert config.lr == lr and config.epochs == 3
+        assert config.optimizer_options == {"base": base, "eps": 1e-6}
+        config.validate()
+    assert UnlearnConfig.for_base("adam", lr=1e-3).lr == 1e-3
+    assert BASE_LR["sgd"] == UnlearnConfig().lr
+    with pytest.raises(UsageError, match="no default rate"):
+        UnlearnConfig.for_base("lion")
