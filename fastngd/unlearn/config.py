@@ -70,7 +70,11 @@ class UnlearnConfig:
             :data:`fastngd.step_sizes.STEP_SIZES` (``"gen"``: the paper's GeN;
             ``"gen-guard"``: GeN with the retain-loss safeguard and a trust region);
             ``"fixed"`` whenever ``autolr`` is off.
-        epochs: passes over the forget set.
+        epochs: passes over the forget set (at most: see ``stop_rise``).
+        stop_rise: stop once the smoothed forget loss has risen by this many nats over its
+            first value (:class:`fastngd.unlearn.stopping.ForgetLossStop`), after at least
+            ``stop_min_steps`` steps; ``None``: run every epoch.
+        stop_min_steps: the stopping rule never stops before this many steps.
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
         lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.
@@ -100,6 +104,8 @@ class UnlearnConfig:
     autolr: bool = True
     step_size: str = "gen"
     epochs: int = 30
+    stop_rise: float | None = None
+    stop_min_steps: int = 0
     batch_size: int = 8
     retain_batch_size: int | None = 32
     lr: float = 0.05
@@ -135,6 +141,11 @@ class UnlearnConfig:
                      "max_steps"):
             _positive_int(name, getattr(self, name), optional=True)
         _finite("lr", self.lr)
+        if self.stop_rise is not None:
+            _finite("stop_rise", self.stop_rise)
+        if isinstance(self.stop_min_steps, bool) or not isinstance(self.stop_min_steps, int) \
+                or self.stop_min_steps < 0:
+            raise UsageError(f"stop_min_steps must be an integer >= 0, got {self.stop_min_steps!r}")
         _finite("autolr_scale", self.autolr_scale, 0.0, 2.0)
         from fastngd.step_sizes import STEP_SIZES
 

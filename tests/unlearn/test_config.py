@@ -45,6 +45,8 @@ def test_replace_normalises_and_rejects_unknown_names() -> None:
     ({"lr": float("inf")}, "lr"),
     ({"autolr_scale": 2.0}, "autolr_scale"),
     ({"lora_rank": 0}, "lora_rank"),
+    ({"stop_rise": 0.0}, "stop_rise"),
+    ({"stop_min_steps": -1}, "stop_min_steps"),
     ({"eval_every": -1}, "eval_every"),
     ({"keep_best": "forget_rouge_l_recall"}, "METRIC:min"),
     ({"optimizer_options": {"lr": 1.0}}, "optimizer_options"),

@@ -52,3 +52,23 @@ def test_ends_an_unlearning_run_early() -> None:
                      autolr=False, callbacks=[rule])
     assert not result.completed and rule.stopped_at == result.steps
     assert result.history[-1]["loss_forget"] >= result.history[0]["loss_forget"] + 0.5
+
+
+def test_config_stop_rise_adds_the_rule() -> None:
+    """``stop_rise``/``stop_min_steps`` of UnlearnConfig stop a run as the rule would, never
+    before ``stop_min_steps``; ``stop_rise=None`` runs every epoch."""
+    runs = {}
+    for rise, min_steps in ((0.5, 0), (0.5, 40), (None, 0)):
+        model, forget, retain = make_classifier_data()
+        runs[(rise, min_steps)] = unlearn(model, forget, retain, "ngdiff", epochs=10,
+                                          batch_size=4, lr=0.5, autolr=False,
+                                          stop_rise=rise, stop_min_steps=min_steps)
+    model, forget, retain = make_classifier_data()
+    rule = ForgetLossStop(rise=0.5)
+    ref = unlearn(model, forget, retain, "ngdiff", epochs=10, batch_size=4, lr=0.5,
+                  autolr=False, callbacks=[rule])
+    early = runs[(0.5, 0)]
+    assert not early.completed and early.steps == ref.steps == rule.stopped_at
+    assert runs[(0.5, 40)].steps >= 40 and runs[(0.5, 40)].steps > early.steps
+    full = runs[(None, 0)]
+    assert full.completed and full.steps > runs[(0.5, 40)].steps
