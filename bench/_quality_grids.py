@@ -87,7 +87,26 @@ def screen_adam2() -> list[Run]:
     return runs + _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, stop)])
 
 
+CHOSEN_RUN = {"epochs": 60, "stop": {"rise": 30.0, "min_steps": 60}}
+"""The run length chosen on the screens (now ``UnlearnConfig``'s defaults): at most 60
+epochs, stopping once the smoothed forget loss has risen by 30 nats after ≥ 60 steps."""
+
+
+def screen_final() -> list[Run]:
+    """The fixed-rate sweep at the chosen run length (SGD: 0.05/0.1/0.2; Adam: 1e-4/3e-4/1e-3)
+    next to gen-guard from the chosen rates, on tofu-synthetic forget01/05/10."""
+    g = {"autolr_scale": 1.8, "guard": GUARD, **CHOSEN_RUN}
+    sgd: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, CHOSEN_RUN) for lr in (0.05, 0.1, 0.2)
+    ] + [("ngdiff", "gen-guard", 0.1, g)]
+    adam: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, CHOSEN_RUN) for lr in (1e-4, 3e-4, 1e-3)
+    ] + [("ngdiff", "gen-guard", 3e-4, g)]
+    return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
+
+
 GRIDS: dict[str, Callable[[], list[Run]]] = {
+    "screen-final": screen_final,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
