@@ -16,7 +16,9 @@ def test_experiments_and_the_python_api_share_the_defaults() -> None:
     from fastngd.reproduce.demo import DEMO_LR
 
     config = UnlearnConfig()
-    assert (config.epochs, config.batch_size, config.retain_batch_size) == (30, 8, 32)
+    assert (config.epochs, config.batch_size, config.retain_batch_size) == (60, 8, 32)
+    assert (config.step_size, config.lr, config.stop_rise, config.stop_min_steps) == (
+        "gen-guard", 0.1, 30.0, 60)
     assert DEMO_LR == config.lr
     assert config.effective_retain_batch_size == 32
     assert config.replace(retain_batch_size=None).effective_retain_batch_size == 8
