@@ -105,7 +105,47 @@ def screen_final() -> list[Run]:
     return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
 
 
+HELDOUT = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic",
+           "chronicles", "digits")
+DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 0.1, {})]
+"""NGDiff + AutoLR with ``fastngd unlearn``'s defaults (SGD base; no option overridden)."""
+ADAM_DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 3e-4, {})]
+"""The same with the Adam base and its default rate (``UnlearnConfig.for_base("adam")``)."""
+
+
+def heldout() -> list[Run]:
+    """Held out, seed 0, defaults untouched: NGDiff + AutoLR (SGD and Adam bases) and the
+    fixed-rate sweep of NGDiff (SGD: 0.05/0.1/0.2)."""
+    sweep = [("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)]
+    return (_runs(HELDOUT, DEFAULTS + sweep) + _runs(HELDOUT, ADAM_DEFAULTS, base="adam"))
+
+
+def baselines() -> list[Run]:
+    """GDiff-0.5, NPO and SimNPO at the default rate (fixed, SGD base), seed 0, on every data
+    set (the tuned one included)."""
+    specs = [(m, "fixed", 0.1, {}) for m in ("gdiff-0.5", "npo", "simnpo")]
+    return _runs(TOFU_SPLITS + HELDOUT, specs)
+
+
+def seeds() -> list[Run]:
+    """NGDiff + AutoLR with the defaults (SGD base), seeds 0, 1, 2, on every data set."""
+    return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
+
+
+def results() -> list[Run]:
+    """Everything the README's Results section reports (the union of the grids above)."""
+    seen: dict[str, Run] = {}
+    for grid in (screen_final, heldout, baselines, seeds):
+        for run in grid():
+            seen.setdefault(run.key, run)
+    return list(seen.values())
+
+
 GRIDS: dict[str, Callable[[], list[Run]]] = {
+    "heldout": heldout,
+    "baselines": baselines,
+    "seeds": seeds,
+    "results": results,
     "screen-final": screen_final,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,

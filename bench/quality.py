@@ -30,8 +30,9 @@ def _run(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    runs = [r for r in GRIDS[args.grid]() if not args.only or args.only in r.path(args.root).name
-            or args.only in r.dataset]
+    only = [t for t in (args.only or "").split(",") if t]
+    runs = [r for r in GRIDS[args.grid]() if not only
+            or any(t in r.path(args.root).name or t in r.dataset for t in only)]
     runs.sort(key=lambda r: (r.seed, r.dataset))  # one target model loaded at a time
     targets = Targets(args.root)
     start = time.perf_counter()
@@ -62,7 +63,7 @@ def main() -> None:
         p.add_argument("grid", choices=sorted(GRIDS))
         p.add_argument("--root", type=Path, default=Path("runs/quality"))
         p.add_argument("--only", default=None, help="only runs whose data set or file name "
-                       "contains this text")
+                       "contains this text (or one of these, comma-separated)")
         p.add_argument("--threads", type=int, default=1, help="torch threads")
     sub.add_parser("list")
     args = ap.parse_args()
