@@ -61,19 +61,32 @@ def passes(kind: str, after: dict[str, Any] | None, before: dict[str, Any]) -> b
         return False
 
 
-def _mean_std(values: Sequence[float]) -> str:
+def _mean_std(values: Sequence[float], digits: int = 3) -> str:
     vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     if not vals:
         return "–"
     if len(vals) == 1:
-        return f"{vals[0]:.3f}"
-    return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def _option_text(key: str, value: Any) -> str:
+    if key == "autolr_scale":
+        return f"κ={value:g}"
+    if key == "epochs":
+        return f"{value} ep"
+    if key == "stop":
+        return f"stop {value['rise']:g} nats ≥{value.get('min_steps', 0)} steps"
+    if key == "guard":
+        return "guard " + "/".join(f"{k}={v:g}" for k, v in sorted(value.items()))
+    return f"{key}={json.dumps(value, sort_keys=True)}"
 
 
 def group_key(run: Run) -> str:
-    opts = {k: v for k, v in run.options.items()}
-    text = json.dumps(opts, sort_keys=True) if opts else ""
-    return f"{run.method} {run.step} {run.base} lr={run.lr:g} {text}"
+    """A short label of a run's settings but its seed (``defaults`` when no option is
+    overridden)."""
+    text = ", ".join(_option_text(k, v) for k, v in sorted(run.options.items())) or "defaults"
+    return f"{run.method} {run.step} {run.base} lr={run.lr:g} ({text})"
 
 
 def load_records(runs: Sequence[Run], root: Path) -> list[tuple[Run, dict[str, Any]]]:
@@ -87,7 +100,8 @@ def load_records(runs: Sequence[Run], root: Path) -> list[tuple[Run, dict[str, A
 
 def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
     """Mean ± std over seeds per setting, the before row first; ``bar`` counts the seeds that
-    meet the quality bar, ``s`` is the mean unlearning wall time, ``steps`` the mean steps."""
+    meet the quality bar, ``s`` is the mean unlearning wall time (seconds, evaluation not
+    included), ``steps`` the mean steps."""
     kind = kind_of(dataset)
     cols = COLUMNS[kind]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -104,11 +118,53 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
         cells = [_mean_std([r["metrics"].get(c) for r in ok]) for c in cols]
         bar = sum(passes(kind, r.get("metrics"), r["before"]) for r in recs)
         div = len(recs) - len(ok)
-        steps = _mean_std([r.get("steps") for r in ok])
-        secs = _mean_std([r.get("unlearn_seconds") for r in recs])
+        steps = _mean_std([r.get("steps") for r in ok], 0)
+        secs = _mean_std([r.get("unlearn_seconds") for r in recs], 0)
         lines.append(f"| {name}{f' ({div} diverged)' if div else ''} | " + " | ".join(cells)
                      + f" | {bar}/{len(recs)} | {steps} | {secs} |")
     return "\n".join(lines)
+
+
+def _point(kind: str, rec: dict[str, Any]) -> tuple[float, float] | None:
+    """(forget metric, retain metric / before) of a run, or None (diverged)."""
+    m, b = rec.get("metrics"), rec["before"]
+    fx, ry = AXES[kind]
+    if not m or m.get(fx) is None or m.get(ry) is None:
+        return None
+    x = m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx]
+    return x, (m[ry] / b[ry] if b[ry] else m[ry])
+
+
+def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
+                    margin: float = 0.005) -> list[str]:
+    """Per seed and run length: whether a fixed-rate NGDiff run of the sweep (same base,
+    same settings but the rate) beats NGDiff + AutoLR — dominates it in (forget, retain)
+    by more than ``margin`` on one axis, or meets the quality bar where AutoLR misses."""
+    kind = kind_of(dataset)
+    lines = []
+    for run, rec in records:
+        if run.method != "ngdiff" or run.step == "fixed":
+            continue
+        same = {k: v for k, v in run.options.items() if k not in ("autolr_scale", "guard")}
+        fixed = [(r, x) for r, x in records if r.method == "ngdiff" and r.step == "fixed"
+                 and r.base == run.base and r.seed == run.seed and r.options == same]
+        if not fixed:
+            continue
+        auto, auto_ok = _point(kind, rec), passes(kind, rec.get("metrics"), rec["before"])
+        beaten = []
+        for r, x in fixed:
+            pt, ok = _point(kind, x), passes(kind, x.get("metrics"), x["before"])
+            if pt is None:
+                continue
+            dom = auto is None or (pt[0] <= auto[0] and pt[1] >= auto[1]
+                                   and (pt[0] < auto[0] - margin or pt[1] > auto[1] + margin))
+            if dom or (ok and not auto_ok):
+                beaten.append(f"lr={r.lr:g}")
+        lrs = ", ".join(f"{r.lr:g}" for r, _ in fixed)
+        lines.append(f"{group_key(run)} s{run.seed}: "
+                     + (f"WORSE than fixed {', '.join(beaten)}" if beaten
+                        else f"not worse than any fixed rate of the sweep ({lrs})"))
+    return lines
 
 
 def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
@@ -161,4 +217,6 @@ def report(runs: Sequence[Run], root: Path) -> None:
     for dataset, recs in by_dataset.items():
         print()
         print(table(dataset, recs))
+        for line in autolr_vs_fixed(dataset, recs):
+            print(f"- {line}")
         print(f"plot: {plot(dataset, recs, root / 'plots')}")
