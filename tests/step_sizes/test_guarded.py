@@ -14,6 +14,8 @@ from fastngd import NGDiffOptimizer
 from fastngd.autolr import GeNConfig
 from fastngd.step_sizes import STEP_SIZES, GuardConfig, GuardedGeNStep, get_step_size, guard_factor
 
+from .test_gen import _problem
+
 
 def _scripted(values: list[float], n: int = 4, seed: int = 0):
     """θ, a retain closure whose successive calls return ``values`` exactly (with the
@@ -232,16 +234,6 @@ def test_trust_region_bounds_every_change_of_the_rate(l0, data, guard, gen) -> N
             down = max(down, min(1.0, guard.min_scale / before))
         assert before * down * (1 - eps) <= after <= before * up * (1 + eps), (k, scales)
         assert guard.min_scale * (1 - eps) <= after <= guard.max_scale * (1 + eps)
-
-
-def _problem(seed: int = 0, n: int = 6):
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, n, generator=g, dtype=torch.float64)
-    a = a @ a.T + n * torch.eye(n, dtype=torch.float64)
-    c = torch.randn(n, generator=g, dtype=torch.float64)
-    b = torch.randn(n, generator=g, dtype=torch.float64)
-    theta = torch.nn.Parameter(torch.randn(n, generator=g, dtype=torch.float64))
-    return theta, (lambda: 0.5 * (theta - c) @ a @ (theta - c)), (lambda: b @ theta)
 
 
 @pytest.mark.parametrize("base", ["sgd", "adam"])
