@@ -129,7 +129,7 @@ def _config(run: Run) -> tuple[Any, list[Any]]:
     if run.step != "fixed":
         gen = GeNConfig(every=config.autolr_every, ema=config.autolr_ema,
                         clip=tuple(config.autolr_clip), scale=config.autolr_scale)
-        step = (GuardedGeNStep(gen, GuardConfig(**guard)) if run.step == "gen-guard"
+        step = (GuardedGeNStep(gen, GuardConfig(**guard)) if guard is not None
                 else get_step_size(run.step, gen))
         extra["step_size"] = step
     config = config.replace(optimizer_options={**extra, "base": run.base})
