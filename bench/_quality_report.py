@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _quality_grids import CHOSEN_RUN, GUARD
 from _quality_run import Run
+
+#: options that spell out ``UnlearnConfig``'s defaults (the screens ran them explicitly before
+#: they became the defaults): such runs are labelled, and averaged, as ``defaults``.
+DEFAULT_EQUIVALENTS = (CHOSEN_RUN, {"autolr_scale": 1.8, "guard": GUARD, **CHOSEN_RUN})
 
 #: per kind: (forget metric, retain metric) of the trade-off plot and the tables' columns.
 AXES = {
@@ -85,7 +90,8 @@ def _option_text(key: str, value: Any) -> str:
 def group_key(run: Run) -> str:
     """A short label of a run's settings but its seed (``defaults`` when no option is
     overridden)."""
-    text = ", ".join(_option_text(k, v) for k, v in sorted(run.options.items())) or "defaults"
+    opts = {} if run.options in DEFAULT_EQUIVALENTS else run.options
+    text = ", ".join(_option_text(k, v) for k, v in sorted(opts.items())) or "defaults"
     return f"{run.method} {run.step} {run.base} lr={run.lr:g} ({text})"
 
 
@@ -104,11 +110,12 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
     included), ``steps`` the mean steps."""
     kind = kind_of(dataset)
     cols = COLUMNS[kind]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_seed: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     befores = {}
     for run, rec in records:
-        groups[group_key(run)].append(rec)
+        by_seed[group_key(run)].setdefault(run.seed, rec)  # one record per setting and seed
         befores[run.seed] = rec["before"]
+    groups = {name: list(recs.values()) for name, recs in by_seed.items()}
     lines = [f"## {dataset}", "| setting | " + " | ".join(cols) + " | bar | steps | s |",
              "|---" * (len(cols) + 4) + "|"]
     lines.append("| before | " + " | ".join(_mean_std([b.get(c) for b in befores.values()])
