@@ -87,9 +87,15 @@ def _option_text(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value, sort_keys=True)}"
 
 
-def group_key(run: Run) -> str:
+def group_key(run: Run, rec: dict[str, Any] | None = None) -> str:
     """A short label of a run's settings but its seed (``defaults`` when no option is
-    overridden)."""
+    overridden). A record whose settings lack ``stop_rise`` predates the chosen defaults: its
+    unset options were the earlier defaults (30 epochs, no stopping rule), and the label says
+    so."""
+    if rec is not None and "stop_rise" not in rec.get("settings", {}):
+        old = {"epochs": 30, **run.options}
+        return group_key(Run(run.dataset, run.method, run.step, run.lr, run.seed, run.base,
+                             old)) + " [earlier defaults]"
     opts = {} if run.options in DEFAULT_EQUIVALENTS else run.options
     text = ", ".join(_option_text(k, v) for k, v in sorted(opts.items())) or "defaults"
     return f"{run.method} {run.step} {run.base} lr={run.lr:g} ({text})"
@@ -113,7 +119,7 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
     by_seed: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     befores = {}
     for run, rec in records:
-        by_seed[group_key(run)].setdefault(run.seed, rec)  # one record per setting and seed
+        by_seed[group_key(run, rec)].setdefault(run.seed, rec)  # one record per setting and seed
         befores[run.seed] = rec["before"]
     groups = {name: list(recs.values()) for name, recs in by_seed.items()}
     lines = [f"## {dataset}", "| setting | " + " | ".join(cols) + " | bar | steps | s |",
