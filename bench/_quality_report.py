@@ -92,7 +92,8 @@ def group_key(run: Run, rec: dict[str, Any] | None = None) -> str:
     overridden). A record whose settings lack ``stop_rise`` predates the chosen defaults: its
     unset options were the earlier defaults (30 epochs, no stopping rule), and the label says
     so."""
-    if rec is not None and "stop_rise" not in rec.get("settings", {}):
+    if (rec is not None and "stop_rise" not in rec.get("settings", {})
+            and run.options not in DEFAULT_EQUIVALENTS):
         old = {"epochs": 30, **run.options}
         return group_key(Run(run.dataset, run.method, run.step, run.lr, run.seed, run.base,
                              old)) + " [earlier defaults]"
