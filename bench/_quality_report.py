@@ -234,3 +234,29 @@ def report(runs: Sequence[Run], root: Path) -> None:
         for line in autolr_vs_fixed(dataset, recs):
             print(f"- {line}")
         print(f"plot: {plot(dataset, recs, root / 'plots')}")
+
+
+SCREENS = ("screen-sgd", "screen-sgd2", "screen-adam", "screen-adam2", "screen-final")
+
+
+def screen_table(root: Path) -> str:
+    """The screens on tofu-synthetic (seed 0) as one table: forget / retain ROUGE-L recall
+    per forget split, one row per setting."""
+    from _quality_grids import GRIDS
+
+    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    for grid in SCREENS:
+        for run, rec in load_records(GRIDS[grid](), root):
+            m = rec.get("metrics") or {}
+            if m.get("forget_rouge_l_recall") is not None:
+                split = run.dataset.partition("/")[2]
+                rows.setdefault(group_key(run, rec), {})[split] = (
+                    m["forget_rouge_l_recall"], m["retain_rouge_l_recall"])
+    splits = ("forget01", "forget05", "forget10")
+    lines = ["| setting (tofu-synthetic, seed 0; forget / retain ROUGE-L recall) | "
+             + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+    for name, cells in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cells[s][0]:.3f} / {cells[s][1]:.3f}" if s in cells else "–" for s in splits)
+            + " |")
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
     python bench/quality.py run GRID [--root runs/quality] [--only TEXT]   # run (resumable)
     python bench/quality.py report GRID [--root runs/quality]              # tables + plots
+    python bench/quality.py screens [--root runs/quality]                  # the screens, one table
     python bench/quality.py list                                           # the grids
 
 A grid (:mod:`_quality_grids`) is a list of runs (data set, method, step size, base, lr,
@@ -66,10 +67,15 @@ def main() -> None:
                        "contains this text (or one of these, comma-separated)")
         p.add_argument("--threads", type=int, default=1, help="torch threads")
     sub.add_parser("list")
+    sub.add_parser("screens").add_argument("--root", type=Path, default=Path("runs/quality"))
     args = ap.parse_args()
     if args.command == "list":
         for name, grid in sorted(GRIDS.items()):
             print(f"{name}: {len(grid())} runs — {(grid.__doc__ or '').strip().splitlines()[0]}")
+    elif args.command == "screens":
+        from _quality_report import screen_table
+
+        print(screen_table(args.root))
     elif args.command == "run":
         _run(args)
     else:
