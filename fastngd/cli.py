@@ -109,6 +109,9 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                    help=f"forget examples per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=None,
                    help=f"(initial) learning rate (default {d.lr:g})")
+    p.add_argument("--step-size", default=None, choices=["gen", "gen-guard"],
+                   help=f"AutoLR step-size rule: the paper's GeN, or GeN with a retain-loss "
+                        f"safeguard and a trust region (default {d.step_size})")
     p.add_argument("--autolr-every", type=int, default=None,
                    help=f"GeN refit period in steps (default {d.autolr_every})")
     p.add_argument("--autolr-scale", type=float, default=None,
@@ -151,11 +154,21 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
     method = get_method(getattr(args, "method", None) or UnlearnConfig().method).name
     autolr = args.autolr if args.autolr is not None else method == "ngdiff"
     given = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   autolr_every=args.autolr_every, autolr_scale=args.autolr_scale, **extra)
-    config = UnlearnConfig().replace(method=method, autolr=autolr,
-                                     optimizer_options=_optimizer_options(args), **given)
+                   step_size=args.step_size, autolr_every=args.autolr_every,
+                   autolr_scale=args.autolr_scale, **extra)
+    options = _optimizer_options(args)
+    config = _base_defaults(options).replace(method=method, autolr=autolr,
+                                             optimizer_options=options, **given)
     config.validate()
     return config
+
+
+def _base_defaults(options: dict[str, Any]) -> Any:
+    """``UnlearnConfig`` defaults for the base of ``options`` (its default rate,
+    :data:`fastngd.unlearn.BASE_LR`, where ``--lr`` is not given)."""
+    from fastngd.unlearn import UnlearnConfig
+
+    return UnlearnConfig.for_base(options.get("base", "sgd"))
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -420,7 +433,7 @@ def _add_eval_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- reproduce
 _REPRODUCE_FLAGS = {
     "digits": (["model", "benchmark", "data_dir", "forget", "jobs", "autolr_every",
-                "autolr_scale", "batch_size"], "to digits"),
+                "autolr_scale", "step_size", "batch_size"], "to digits"),
     "tofu": (["forget_class", "limit"], "to tofu (digits only)"),
     "muse": (["forget_class", "limit", "forget", "jobs"], "to muse"),
 }
@@ -443,14 +456,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
                          f"valid: {', '.join(valid[args.experiment])}")
     if args.experiment != "digits":
         check_data_dir(benchmark, args.data_dir)
-    settings = _given(epochs=args.epochs, batch_size=args.batch_size,
+    settings = _given(epochs=args.epochs, batch_size=args.batch_size, step_size=args.step_size,
                       autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
     options = _optimizer_options(args)
+    lr = args.lr
     if options:
         settings["optimizer_options"] = options
+        if lr is None and options.get("base", "sgd") != "sgd":  # the runs' rates are SGD's
+            lr = _base_defaults(options).lr
     run_experiment(Experiment(
         name=args.experiment, out=Path(args.out), seeds=tuple(args.seeds),
-        methods=args.methods, autolr=args.autolr, lr=args.lr, settings=settings,
+        methods=args.methods, autolr=args.autolr, lr=lr, settings=settings,
         model=args.model, benchmark=benchmark, data_dir=args.data_dir,
         forget=args.forget or "forget10", forget_class=args.forget_class or 0,
         limit=args.limit, jobs=args.jobs or 1, device=args.device, dtype=args.dtype,

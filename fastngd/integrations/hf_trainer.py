@@ -164,6 +164,7 @@ def _trainer_settings(
         settings["rule_options"] = dict(rule_options)
     if autolr is not None:
         settings["autolr"] = autolr
+        settings["step_size"] = base.step_size if autolr else "fixed"
     if autolr_every is not None:
         settings["autolr_every"] = autolr_every
     settings.update(extra or {})

@@ -28,8 +28,9 @@ __all__ = ["DEMO_LR", "DEMO_RUNS", "FULL_RUNS", "run_demo", "write_figures"]
 
 DEMO_LR = UnlearnConfig().lr
 """The (initial) learning rate of every demo run: :class:`fastngd.unlearn.UnlearnConfig`'s
-(the demo's other settings are that class's defaults too: 30 epochs × 5 steps = 150 steps
-on forget10, forget batches of 8, retain batches of 32)."""
+(the demo's other settings are that class's defaults too: at most 60 epochs × 5 steps = 300
+steps on forget10, stopping once the forget loss has risen by 30 nats after 60 steps, forget
+batches of 8, retain batches of 32)."""
 
 DEMO_RUNS: tuple[RunSpec, ...] = (
     RunSpec("ngdiff", "ngdiff", True, DEMO_LR),

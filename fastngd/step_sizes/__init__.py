@@ -3,7 +3,9 @@
 The optimizer's third layer, after the direction (:mod:`fastngd.rules`) and the base update
 (:mod:`fastngd.bases`): :class:`FixedStep` (``"fixed"``) keeps the group learning rates;
 :class:`GeNStep` (``"gen"``, the paper's GeN) refits them every few steps from two probes of
-the retain loss along the update. New rules subclass :class:`StepSize` and register a name
+the retain loss along the update; :class:`GuardedGeNStep` (``"gen-guard"``) is GeN with a
+safeguard on the retain-loss trend (never raises the rate while the retain loss climbs) and a
+trust region around the initial rate. New rules subclass :class:`StepSize` and register a name
 in :data:`STEP_SIZES`.
 """
 from __future__ import annotations
@@ -15,20 +17,26 @@ from fastngd.autolr import GeNConfig
 from ._base import StepContext, StepSize, StepSizeResult, UpdateRun
 from .fixed import FixedStep
 from .gen import GeNStep
+from .guarded import GuardConfig, GuardedGeNStep, guard_factor
 
 __all__ = [
     "STEP_SIZES",
     "FixedStep",
     "GeNStep",
+    "GuardConfig",
+    "GuardedGeNStep",
     "StepContext",
     "StepSize",
     "StepSizeResult",
     "UpdateRun",
     "get_step_size",
+    "guard_factor",
 ]
 
 #: step-size rules by name.
-STEP_SIZES: dict[str, type[StepSize]] = {"fixed": FixedStep, "gen": GeNStep}
+STEP_SIZES: dict[str, type[StepSize]] = {
+    "fixed": FixedStep, "gen": GeNStep, "gen-guard": GuardedGeNStep,
+}
 
 
 def get_step_size(name: str, gen_config: GeNConfig | None = None, **options: Any) -> StepSize:

@@ -58,8 +58,7 @@ class GeNStep(StepSize):
         scale, ok = ctx.lr_scale, ctx.ok
         run.advance(scale)
         probes = self._probe(run, ctx)
-        factor, accepted, _ = gen_rescale(ctx.loss_retain.to(probes.dtype), probes[0],
-                                          probes[1], self.config)
+        factor, accepted = self.rescale(ctx.loss_retain.to(probes.dtype), probes, ctx)
         accepted = accepted & ok
         blocked = ok & ~torch.isfinite(probes).all()
         one = torch.ones_like(scale)
@@ -78,6 +77,13 @@ class GeNStep(StepSize):
             outcome=outcome,
             probe_losses=probes,
         )
+
+    def rescale(self, l0: torch.Tensor, probes: torch.Tensor,
+                ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(factor, accepted)``: the paper's fit (:func:`fastngd.autolr.gen_rescale`) from
+        ``L₀`` and the probes ``[L₊, L₋]``; subclasses may change the factor."""
+        factor, accepted, _ = gen_rescale(l0, probes[0], probes[1], self.config)
+        return factor, accepted
 
     @staticmethod
     def _probe(run: UpdateRun, ctx: StepContext) -> torch.Tensor:

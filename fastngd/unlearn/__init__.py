@@ -15,6 +15,7 @@ from fastngd.unlearn.checkpoint import (
 )
 from fastngd.unlearn.config import (
     BASE_FLAGS,
+    BASE_LR,
     UnlearnConfig,
     base_options,
     check_base_options,
@@ -35,6 +36,7 @@ from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 
 __all__ = [
     "BASE_FLAGS",
+    "BASE_LR",
     "BEST_NAME",
     "CHECKPOINT_NAME",
     "FORGET_OBJECTIVES",

@@ -557,7 +557,9 @@ def unlearn(
         evaluate: ``evaluate(model)`` → metrics, recorded at step 0, every
             ``config.eval_every`` steps and at the end; with ``config.keep_best`` the best
             evaluation's model state is kept (:meth:`UnlearnResult.best_state`).
-        callbacks: called after every step with the step record; returning True stops.
+        callbacks: called after every step with the step record; returning True stops
+            (``config.stop_rise`` adds :class:`fastngd.unlearn.stopping.ForgetLossStop`; a
+            resumed run starts its smoothing afresh).
         checkpoint_dir, resume: whole-run checkpoints (every ``config.checkpoint_every``
             steps, default every epoch, and at the end). A folder that already holds a
             checkpoint is refused unless ``resume=True`` (which starts afresh when the
@@ -584,6 +586,11 @@ def unlearn(
         raise UsageError("resume=True needs checkpoint_dir")
     if resolved.keep_best is not None and evaluate is None:
         raise UsageError("keep_best needs an evaluate hook (evaluate=...) that returns its metric")
+    if resolved.stop_rise is not None:
+        from fastngd.unlearn.stopping import ForgetLossStop
+
+        callbacks = [*callbacks, ForgetLossStop(resolved.stop_rise,
+                                                min_steps=resolved.stop_min_steps)]
     run = _Run(model, forget, retain, resolved, evaluate, callbacks, checkpoint_dir, task,
                tokenizer)
     run.restore(resume)

@@ -113,3 +113,22 @@ def test_bad_base_flags_fail_before_the_work(tiny_model: str, tmp_path: Path, fl
     assert main(["reproduce", "tofu", "--model", tiny_model, *flags,
                  "--out", str(tmp_path / "y")]) == 2
     assert re.search(match, one_line_error(capsys.readouterr().err, "reproduce tofu"))
+
+
+@pytest.mark.parametrize("flags, lr, base", [
+    ([], 0.1, "sgd"),
+    (["--base", "adam"], 3e-4, "adam"),
+    (["--base", "adamw", "--weight-decay", "0.1"], 3e-4, "adamw"),
+    (["--base", "momentum"], 0.01, "momentum"),
+    (["--base", "adam", "--lr", "1e-3"], 1e-3, "adam"),
+])
+def test_base_without_lr_takes_that_bases_default_rate(flags: list[str], lr: float,
+                                                       base: str) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+    from fastngd.unlearn import BASE_LR
+
+    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    config = _config_from_args(args)
+    assert config.lr == pytest.approx(lr)
+    assert config.base == base
+    assert "--lr" in flags or config.lr == BASE_LR[base]

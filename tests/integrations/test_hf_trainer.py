@@ -321,3 +321,15 @@ def test_settings_come_from_the_config(setup, tmp_path) -> None:
     with pytest.raises(UsageError, match="forget_loss"):
         NGDiffTrainer(fresh_model(setup), make_args(tmp_path), train_dataset=setup["forget"],
                       retain_dataset=setup["retain"], config=UnlearnConfig(method="npo"))
+
+
+def test_autolr_argument_sets_the_step_size() -> None:
+    """``autolr=`` of the trainer overrides the config's step size both ways."""
+    from fastngd.integrations.hf_trainer import _trainer_settings
+
+    for name in ("gen", "gen-guard"):
+        config = UnlearnConfig(step_size=name)
+        assert _trainer_settings(config, None, None, None, None, None)["step_size"] == name
+        assert _trainer_settings(config, None, None, False, None, None)["step_size"] == "fixed"
+        assert _trainer_settings(config.replace(autolr=False), None, None, True, None,
+                                 None)["step_size"] == name

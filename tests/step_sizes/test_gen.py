@@ -121,7 +121,7 @@ def test_custom_step_size_by_instance_and_name_registry() -> None:
     opt = NGDiffOptimizer([theta], lr=0.01, step_size=Half(), backend="torch")
     stats = opt.step(retain, forget)
     assert stats.lr.item() == pytest.approx(0.005) and not opt.autolr
-    assert set(STEP_SIZES) == {"fixed", "gen"}
+    assert {"fixed", "gen"} <= set(STEP_SIZES)
     with pytest.raises(ValueError, match="valid"):
         get_step_size("gen-safeguarded")
     assert NGDiffOptimizer([theta], step_size="fixed").step_size.name == "fixed"

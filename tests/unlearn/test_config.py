@@ -16,7 +16,9 @@ def test_experiments_and_the_python_api_share_the_defaults() -> None:
     from fastngd.reproduce.demo import DEMO_LR
 
     config = UnlearnConfig()
-    assert (config.epochs, config.batch_size, config.retain_batch_size) == (30, 8, 32)
+    assert (config.epochs, config.batch_size, config.retain_batch_size) == (60, 8, 32)
+    assert (config.step_size, config.lr, config.stop_rise, config.stop_min_steps) == (
+        "gen-guard", 0.1, 30.0, 60)
     assert DEMO_LR == config.lr
     assert config.effective_retain_batch_size == 32
     assert config.replace(retain_batch_size=None).effective_retain_batch_size == 8
@@ -45,6 +47,8 @@ def test_replace_normalises_and_rejects_unknown_names() -> None:
     ({"lr": float("inf")}, "lr"),
     ({"autolr_scale": 2.0}, "autolr_scale"),
     ({"lora_rank": 0}, "lora_rank"),
+    ({"stop_rise": 0.0}, "stop_rise"),
+    ({"stop_min_steps": -1}, "stop_min_steps"),
     ({"eval_every": -1}, "eval_every"),
     ({"keep_best": "forget_rouge_l_recall"}, "METRIC:min"),
     ({"optimizer_options": {"lr": 1.0}}, "optimizer_options"),
@@ -120,3 +124,36 @@ def test_run_control_settings_may_change_on_resume(tmp_path) -> None:
     resumed = unlearn(model, forget, retain, config.replace(max_steps=None, checkpoint_every=3),
                       checkpoint_dir=tmp_path, resume=True)
     assert resumed.completed
+
+
+def test_step_size_reaches_the_optimizer() -> None:
+    """``step_size`` names the AutoLR rule; without AutoLR the step is fixed whatever it is."""
+    from fastngd import NGDiffOptimizer
+    from fastngd.step_sizes import STEP_SIZES
+
+    for name in ("gen", "gen-guard"):
+        config = UnlearnConfig(step_size=name)
+        kwargs = optimizer_kwargs(config)
+        assert kwargs["step_size"] == name
+        opt = NGDiffOptimizer([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+        assert type(opt.step_size) is STEP_SIZES[name]
+        assert optimizer_kwargs(config.replace(autolr=False))["step_size"] == "fixed"
+    with pytest.raises(UsageError, match="step_size"):
+        UnlearnConfig(step_size="magic").validate()
+
+
+def test_for_base_takes_the_base_rate() -> None:
+    from fastngd.unlearn import BASE_LR
+
+    own = {"sgd": {"weight_decay": 0.01}, "momentum": {"momentum": 0.8},
+           "adam": {"eps": 1e-6}, "adamw": {"eps": 1e-6}}
+    assert set(BASE_LR) == set(own)
+    for base, lr in BASE_LR.items():
+        config = UnlearnConfig.for_base(base, epochs=3, optimizer_options=own[base])
+        assert config.lr == lr and config.epochs == 3
+        assert config.optimizer_options == {"base": base, **own[base]}
+        config.validate()
+    assert UnlearnConfig.for_base("adam", lr=1e-3).lr == 1e-3
+    assert BASE_LR["sgd"] == UnlearnConfig().lr
+    with pytest.raises(UsageError, match="no default rate"):
+        UnlearnConfig.for_base("lion")

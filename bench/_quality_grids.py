@@ -1,0 +1,155 @@
+"""The grids of ``bench/quality.py``: named lists of :class:`Run`.
+
+Screens (``screen-*``) tune on ``tofu-synthetic`` only (one seed, forget01/05/10); the
+held-out sets (``people``, ``muse-synthetic``, ``chronicles``, ``digits``) appear only in the
+final grids, which use the defaults chosen on the screens.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from _quality_run import Run
+
+TOFU_SPLITS = ("tofu-synthetic/forget01", "tofu-synthetic/forget05", "tofu-synthetic/forget10")
+
+
+def _runs(datasets: tuple[str, ...], specs: list[tuple[str, str, float, dict[str, Any]]],
+          seeds: tuple[int, ...] = (0,), base: str = "sgd") -> list[Run]:
+    return [Run(d, method, step, lr, seed, base, options)
+            for d in datasets for seed in seeds for method, step, lr, options in specs]
+
+
+def screen_gen() -> list[Run]:
+    """Today's GeN against fixed rates and the guarded GeN, tofu-synthetic forget10."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, {}) for lr in (0.02, 0.05, 0.1, 0.2)
+    ]
+    specs += [("ngdiff", "gen", 0.05, {"autolr_scale": k}) for k in (1.0, 1.8)]
+    specs += [("ngdiff", "gen-guard", 0.05, {"guard": {}})]
+    return _runs(("tofu-synthetic/forget10",), specs)
+
+
+#: guard settings screened: a trust region [1/4, 4] × the initial rate and a back-off only
+#: once the retain-loss trend has risen by half its best level plus 0.1 nats (the retain loss
+#: of a memorised target is ~0.005: a purely relative tolerance fires on noise).
+GUARD = {"tol": 0.5, "tol_abs": 0.1, "max_scale": 4.0, "min_scale": 0.25}
+
+
+def screen_sgd() -> list[Run]:
+    """NGDiff with the SGD base on tofu-synthetic forget01/05/10: fixed rates, the paper's
+    GeN (κ = 1.8, every 2) and gen-guard from two initial rates."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)
+    ]
+    specs += [("ngdiff", "gen", 0.05, {"autolr_scale": 1.8})]
+    specs += [("ngdiff", "gen-guard", lr, {"autolr_scale": 1.8, "guard": GUARD})
+              for lr in (0.05, 0.1)]
+    return _runs(TOFU_SPLITS, specs)
+
+
+def screen_adam() -> list[Run]:
+    """NGDiff with the Adam base on tofu-synthetic forget10 and forget01: fixed rates."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, {}) for lr in (1e-4, 3e-4, 1e-3)
+    ]
+    return _runs(("tofu-synthetic/forget10", "tofu-synthetic/forget01"), specs, base="adam")
+
+
+GUARD_WIDE = {**GUARD, "tol_abs": 0.3, "min_scale": 0.5}
+"""A looser back-off (0.3 nats) and a higher floor (half the initial rate)."""
+
+
+def screen_sgd2() -> list[Run]:
+    """Round 2 (after ``screen-sgd``: forget ROUGE-L stays at 0.04–0.12 in 30 epochs):
+    more forgetting from gen-guard — a looser guard, 60 epochs, a higher initial rate — and
+    the fixed rate 0.1 at 60 epochs for comparison."""
+    g = {"autolr_scale": 1.8}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, {**g, "guard": GUARD_WIDE}),
+        ("ngdiff", "gen-guard", 0.1, {**g, "guard": GUARD, "epochs": 60}),
+        ("ngdiff", "gen-guard", 0.2, {**g, "guard": GUARD}),
+        ("ngdiff", "fixed", 0.1, {"epochs": 60}),
+    ]
+    return _runs(TOFU_SPLITS, specs)
+
+
+def screen_adam2() -> list[Run]:
+    """Round 2, Adam base: gen-guard from the two best fixed rates; forget05 fixed; and the
+    SGD base with 60 epochs and the forget-loss stopping rule."""
+    g = {"autolr_scale": 1.8, "guard": GUARD}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", lr, g) for lr in (1e-4, 3e-4)
+    ]
+    runs = _runs(TOFU_SPLITS, specs, base="adam")
+    runs += _runs(("tofu-synthetic/forget05",), [("ngdiff", "fixed", 3e-4, {})], base="adam")
+    stop = {**g, "epochs": 60, "stop": {"rise": 30.0, "min_steps": 60}}
+    return runs + _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, stop)])
+
+
+CHOSEN_RUN = {"epochs": 60, "stop": {"rise": 30.0, "min_steps": 60}}
+"""The run length chosen on the screens (now ``UnlearnConfig``'s defaults): at most 60
+epochs, stopping once the smoothed forget loss has risen by 30 nats after ≥ 60 steps."""
+
+
+def screen_final() -> list[Run]:
+    """The fixed-rate sweep at the chosen run length (SGD: 0.05/0.1/0.2; Adam: 1e-4/3e-4/1e-3)
+    next to gen-guard from the chosen rates, on tofu-synthetic forget01/05/10."""
+    g = {"autolr_scale": 1.8, "guard": GUARD, **CHOSEN_RUN}
+    sgd: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, CHOSEN_RUN) for lr in (0.05, 0.1, 0.2)
+    ] + [("ngdiff", "gen-guard", 0.1, g)]
+    adam: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "fixed", lr, CHOSEN_RUN) for lr in (1e-4, 3e-4, 1e-3)
+    ] + [("ngdiff", "gen-guard", 3e-4, g)]
+    return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
+
+
+HELDOUT = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic",
+           "chronicles", "digits")
+DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 0.1, {})]
+"""NGDiff + AutoLR with ``fastngd unlearn``'s defaults (SGD base; no option overridden)."""
+ADAM_DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 3e-4, {})]
+"""The same with the Adam base and its default rate (``UnlearnConfig.for_base("adam")``)."""
+
+
+def heldout() -> list[Run]:
+    """Held out, seed 0, defaults untouched: NGDiff + AutoLR (SGD and Adam bases) and the
+    fixed-rate sweep of NGDiff (SGD: 0.05/0.1/0.2)."""
+    sweep = [("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)]
+    return (_runs(HELDOUT, DEFAULTS + sweep) + _runs(HELDOUT, ADAM_DEFAULTS, base="adam"))
+
+
+def baselines() -> list[Run]:
+    """GDiff-0.5, NPO and SimNPO at the default rate (fixed, SGD base), seed 0, on every data
+    set (the tuned one included)."""
+    specs = [(m, "fixed", 0.1, {}) for m in ("gdiff-0.5", "npo", "simnpo")]
+    return _runs(TOFU_SPLITS + HELDOUT, specs)
+
+
+def seeds() -> list[Run]:
+    """NGDiff + AutoLR with the defaults (SGD base), seeds 0, 1, 2, on every data set."""
+    return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
+
+
+def results() -> list[Run]:
+    """Everything the README's Results section reports (the union of the grids above)."""
+    seen: dict[str, Run] = {}
+    for grid in (screen_final, heldout, baselines, seeds):
+        for run in grid():
+            seen.setdefault(run.key, run)
+    return list(seen.values())
+
+
+GRIDS: dict[str, Callable[[], list[Run]]] = {
+    "heldout": heldout,
+    "baselines": baselines,
+    "seeds": seeds,
+    "results": results,
+    "screen-final": screen_final,
+    "screen-sgd2": screen_sgd2,
+    "screen-adam2": screen_adam2,
+    "screen-gen": screen_gen,
+    "screen-sgd": screen_sgd,
+    "screen-adam": screen_adam,
+}

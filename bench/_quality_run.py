@@ -1,0 +1,174 @@
+"""One run of the quality experiments: unlearn a copy of a target, evaluate, record.
+
+A :class:`Run` is a data set, a method, a step size, a base, an initial rate, a seed and
+further :class:`fastngd.unlearn.UnlearnConfig` settings; its record (settings, metrics before
+and after, steps, wall times, the per-step history) is written as JSON to
+``ROOT/runs/<data set>/<label>-<key>.json`` where ``key`` hashes the settings, so a sweep
+that is interrupted resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _quality_targets import Target, load_target
+
+HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unlearning run.
+
+    Attributes:
+        dataset: a data set of :mod:`_quality_targets` (``"people/forget10"``...).
+        method: a method of :func:`fastngd.unlearn.get_method`.
+        step: the step size: ``"fixed"``, ``"gen"``, ``"gen-guard"``.
+        lr: the (initial) learning rate.
+        seed: data, target and unlearning seed.
+        base: the optimizer's base update (``"sgd"``, ``"adam"``...).
+        options: further ``UnlearnConfig`` settings (``epochs``, ``autolr_scale``...);
+            ``guard``: options of :class:`fastngd.step_sizes.GuardConfig`; ``stop``: options of
+            :class:`fastngd.unlearn.stopping.ForgetLossStop`.
+    """
+
+    dataset: str
+    method: str
+    step: str
+    lr: float
+    seed: int = 0
+    base: str = "sgd"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}-{self.step}-{self.base}-lr{self.lr:g}-s{self.seed}"
+
+    def path(self, root: Path) -> Path:
+        return root / "runs" / self.dataset.replace("/", "_") / f"{self.label}-{self.key}.json"
+
+
+class Targets:
+    """Targets loaded once per process, with their metrics before unlearning (cached on
+    disk next to the runs)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[tuple[str, int], Target] = {}
+
+    def get(self, dataset: str, seed: int) -> Target:
+        if (dataset, seed) not in self._cache:
+            self._cache.clear()  # one target at a time keeps the memory small
+            self._cache[(dataset, seed)] = load_target(dataset, seed, self.root)
+        return self._cache[(dataset, seed)]
+
+    def before(self, dataset: str, seed: int) -> dict[str, Any]:
+        path = self.root / "targets" / f"{dataset.replace('/', '_')}-s{seed}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        target = self.get(dataset, seed)
+        t0 = time.perf_counter()
+        metrics = target.evaluate(target.model)
+        record = {"metrics": metrics, "source": target.source,
+                  "eval_seconds": time.perf_counter() - t0}
+        _write(path, record)
+        return record
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=_plain))
+    tmp.replace(path)
+
+
+def _plain(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)
+
+
+def _settings(config: Any) -> dict[str, Any]:
+    """The resolved settings of a run, for its record: the config (the step-size object
+    replaced by its name and its GeN and guard settings)."""
+    out = config.record()
+    opts = dict(out.get("optimizer_options") or {})
+    step = opts.pop("step_size", None)
+    if step is not None:
+        out["step_size_settings"] = {"name": step.name, "gen": asdict(step.config),
+                                     **({"guard": asdict(step.guard)} if hasattr(step, "guard")
+                                        else {})}
+    out["optimizer_options"] = opts
+    return out
+
+
+def _config(run: Run) -> tuple[Any, list[Any]]:
+    """``(UnlearnConfig, callbacks)`` of a run."""
+    from fastngd.step_sizes import GuardConfig, GuardedGeNStep, get_step_size
+    from fastngd.autolr import GeNConfig
+    from fastngd.unlearn import UnlearnConfig
+    from fastngd.unlearn.stopping import ForgetLossStop
+
+    options = dict(run.options)
+    guard = options.pop("guard", None)
+    stop = options.pop("stop", None)
+    extra = dict(options.pop("optimizer_options", {}))
+    config = UnlearnConfig(method=run.method, autolr=run.step != "fixed", lr=run.lr,
+                           seed=run.seed).replace(**options)
+    if run.step != "fixed":
+        gen = GeNConfig(every=config.autolr_every, ema=config.autolr_ema,
+                        clip=tuple(config.autolr_clip), scale=config.autolr_scale)
+        step = (GuardedGeNStep(gen, GuardConfig(**guard)) if guard is not None
+                else get_step_size(run.step, gen))
+        extra["step_size"] = step
+    config = config.replace(optimizer_options={**extra, "base": run.base})
+    callbacks = [ForgetLossStop(**stop)] if stop else []
+    return config, callbacks
+
+
+def execute(run: Run, targets: Targets) -> dict[str, Any]:
+    """Run ``run`` (or read its cached record); returns the record."""
+    from fastngd.unlearn import UnlearningDiverged, unlearn
+
+    path = run.path(targets.root)
+    if path.exists():
+        return json.loads(path.read_text())
+    before = targets.before(run.dataset, run.seed)
+    target = targets.get(run.dataset, run.seed)
+    config, callbacks = _config(run)
+    model = copy.deepcopy(target.model)
+    record: dict[str, Any] = {"run": asdict(run), "settings": _settings(config),
+                              "before": before["metrics"], "source": target.source}
+    t0 = time.perf_counter()
+    try:
+        result = unlearn(model, target.forget, target.retain, config, callbacks=callbacks)
+    except UnlearningDiverged as exc:
+        record.update(diverged=True, message=str(exc), steps=exc.step,
+                      unlearn_seconds=time.perf_counter() - t0, metrics=None)
+        _write(path, record)
+        return record
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    metrics = target.evaluate(model)
+    history = {k: [h[k] for h in result.history] for k in HISTORY_KEYS}
+    record.update(diverged=False, metrics=metrics, steps=result.steps,
+                  completed=result.completed, unlearn_seconds=seconds,
+                  eval_seconds=time.perf_counter() - t1, history=history,
+                  final_lr=result.final_lr)
+    _write(path, record)
+    return record
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
