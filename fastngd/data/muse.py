@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from fastngd.data.files import read_local_split_located
-from fastngd.data.hub import load_hub_split
+from fastngd.data.hub import load_split_checked
 from fastngd.data.optional import load_optional
 from fastngd.data.schema import STRING, validate_rows
 
@@ -62,13 +61,7 @@ def validate_muse(
 def _load(
     corpus: str, config: str, split: str, data_dir: str | Path | None
 ) -> list[dict[str, Any]]:
-    if data_dir is None:
-        rows = load_hub_split(MUSE_CORPORA[corpus], config, split)
-        validate_muse(rows, config, split)
-    else:
-        rows, path, where = read_local_split_located(data_dir, config, split)
-        validate_muse(rows, config, split, source=path, locations=where)
-    return rows
+    return load_split_checked(MUSE_CORPORA[corpus], config, split, data_dir, validate_muse)
 
 
 @overload

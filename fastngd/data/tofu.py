@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from fastngd.data.files import read_local_split_located
-from fastngd.data.hub import load_hub_split
+from fastngd.data.hub import load_split_checked
 from fastngd.data.optional import load_optional
 from fastngd.data.schema import STRING, STRING_LIST, validate_rows
 
@@ -69,13 +68,7 @@ def validate_tofu(
 
 
 def _load(config: str, split: str, data_dir: str | Path | None) -> list[dict[str, Any]]:
-    if data_dir is None:
-        rows = load_hub_split(TOFU_HUB_ID, config, split)
-        validate_tofu(rows, config, split)
-    else:
-        rows, path, where = read_local_split_located(data_dir, config, split)
-        validate_tofu(rows, config, split, source=path, locations=where)
-    return rows
+    return load_split_checked(TOFU_HUB_ID, config, split, data_dir, validate_tofu)
 
 
 @overload
