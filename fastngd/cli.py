@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 _EXAMPLES = """examples:
-  fastngd demo --out demo-run                 # the main job, about 4 minutes on 2 CPU cores
+  fastngd demo --out demo-run                 # the main job, 5-8 minutes on 2 CPU cores
   fastngd unlearn --method ngdiff --out run1  # embedded model, tofu-synthetic forget10
   fastngd unlearn --model ./my-model --benchmark tofu --data-dir ./tofu --method npo --no-autolr --out run2
   fastngd unlearn --eval-every 10 --keep-best forget_rouge_l_recall:min --lora-rank 8 --out run3
@@ -204,7 +204,7 @@ def _add_demo_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "demo", parents=[parent],
         help="the main job: unlearn tofu-synthetic forget10 with NGDiff and baselines "
-             "(about 4 minutes on 2 CPU cores)",
+             "(5-8 minutes on 2 CPU cores from an empty cache)",
         description="Build (or reuse) the embedded target model, unlearn forget10 of "
                     "tofu-synthetic with NGDiff+AutoLR and the key baselines (GDiff c=0.9/0.5/"
                     "0.1, NPO, LossNorm) plus an AutoLR ablation, evaluate, print tables in "

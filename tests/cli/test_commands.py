@@ -24,7 +24,7 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
         assert "--autolr, --no-autolr" in text and "--seeds" in text
     if argv == []:
         # the demo takes minutes, not "about 10 minutes"
-        assert "about 4 minutes" in text and "10 minutes" not in text
+        assert "5-8 minutes" in text and "10 minutes" not in text
 
 
 def test_help_shows_the_config_defaults(capsys: pytest.CaptureFixture[str]) -> None:
