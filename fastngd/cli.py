@@ -116,7 +116,31 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                    help=f"GeN refit period in steps (default {d.autolr_every})")
     p.add_argument("--autolr-scale", type=float, default=None,
                    help=f"κ: GeN aims at κ·η*, 0 < κ < 2 (default {d.autolr_scale:g})")
+    p.add_argument("--stop-rise", type=_stop_rise, default=None, metavar="NATS|off",
+                   help=f"stop once the smoothed forget loss has risen by NATS (default "
+                        f"{d.stop_rise:g}); off: run every epoch")
+    p.add_argument("--stop-min-steps", type=int, default=None,
+                   help=f"the stopping rule never stops before this many steps "
+                        f"(default {d.stop_min_steps})")
     _add_base_args(p)
+
+
+def _stop_rise(text: str) -> float | str:
+    """``--stop-rise``: a number of nats, or ``off``."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {text!r}")
+
+
+def _stop_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``stop_rise``/``stop_min_steps`` of the flags that were given (``off`` → None)."""
+    out = _given(stop_min_steps=args.stop_min_steps)
+    if args.stop_rise is not None:
+        out["stop_rise"] = None if args.stop_rise == "off" else args.stop_rise
+    return out
 
 
 def _add_base_args(p: argparse.ArgumentParser) -> None:
@@ -156,6 +180,7 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
     given = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    step_size=args.step_size, autolr_every=args.autolr_every,
                    autolr_scale=args.autolr_scale, **extra)
+    given.update(_stop_settings(args))  # after _given: "off" is an explicit None
     options = _optimizer_options(args)
     config = _base_defaults(options).replace(method=method, autolr=autolr,
                                              optimizer_options=options, **given)
@@ -458,6 +483,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         check_data_dir(benchmark, args.data_dir)
     settings = _given(epochs=args.epochs, batch_size=args.batch_size, step_size=args.step_size,
                       autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
+    settings.update(_stop_settings(args))
     options = _optimizer_options(args)
     lr = args.lr
     if options:

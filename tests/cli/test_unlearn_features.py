@@ -132,3 +132,32 @@ def test_base_without_lr_takes_that_bases_default_rate(flags: list[str], lr: flo
     assert config.lr == pytest.approx(lr)
     assert config.base == base
     assert "--lr" in flags or config.lr == BASE_LR[base]
+
+
+@pytest.mark.parametrize("flags, rise, min_steps", [
+    ([], 30.0, 60),
+    (["--stop-rise", "off"], None, 60),
+    (["--stop-rise", "5", "--stop-min-steps", "10"], 5.0, 10),
+])
+def test_stop_flags_set_the_stopping_rule(flags: list[str], rise: float | None,
+                                          min_steps: int) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+
+    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    config = _config_from_args(args)
+    assert config.stop_rise == rise and config.stop_min_steps == min_steps
+
+
+@pytest.mark.parametrize("flags", [["--stop-rise", "-1"], ["--stop-min-steps", "-3"]])
+def test_bad_stop_flags_are_usage_errors(tiny_model: str, tmp_path: Path,
+                                         flags: list[str]) -> None:
+    assert main(["unlearn", "--model", tiny_model, *flags, "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_stop_rise_that_is_not_a_number_is_refused_by_the_parser(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["unlearn", "--stop-rise", "soon", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    assert "a number of nats or 'off'" in capsys.readouterr().err
