@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from bench._gpu_harness import EXPERIMENT_ONLY
-from fastngd.backends.triton_version import MIN_TRITON, version_tuple
+from fastngd.backends.triton_version import triton_version_supported
 
-__all__ = ["MIN_TRITON", "run_preflight", "version_tuple"]
+__all__ = ["run_preflight"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def versions_item(device: torch.device) -> dict[str, Any]:
         except Exception as exc:
             out[name] = f"unavailable: {type(exc).__name__}: {exc}"
     triton = machine.get("triton")
-    out["triton_supported"] = bool(triton) and version_tuple(triton) >= MIN_TRITON
+    out["triton_supported"] = bool(triton) and triton_version_supported(triton)
     ok = out["triton_supported"] and out["package"]["fastngd_kernels"] is not None
     out["ok"] = ok
     out["summary"] = (f"torch {machine['torch']}, triton {triton}, "

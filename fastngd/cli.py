@@ -182,18 +182,19 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
                    autolr_scale=args.autolr_scale, **extra)
     given.update(_stop_settings(args))  # after _given: "off" is an explicit None
     options = _optimizer_options(args)
-    config = _base_defaults(options).replace(method=method, autolr=autolr,
-                                             optimizer_options=options, **given)
+    given.setdefault("lr", _base_lr(options))
+    config = UnlearnConfig().replace(method=method, autolr=autolr, optimizer_options=options,
+                                     **given)
     config.validate()
     return config
 
 
-def _base_defaults(options: dict[str, Any]) -> Any:
-    """``UnlearnConfig`` defaults for the base of ``options`` (its default rate,
-    :data:`fastngd.unlearn.BASE_LR`, where ``--lr`` is not given)."""
-    from fastngd.unlearn import UnlearnConfig
+def _base_lr(options: dict[str, Any]) -> float:
+    """The default rate of the base in ``options`` (:data:`fastngd.unlearn.BASE_LR`), used
+    where ``--lr`` is not given."""
+    from fastngd.unlearn import BASE_LR
 
-    return UnlearnConfig.for_base(options.get("base", "sgd"))
+    return BASE_LR[options.get("base", "sgd")]
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -489,7 +490,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if options:
         settings["optimizer_options"] = options
         if lr is None and options.get("base", "sgd") != "sgd":  # the runs' rates are SGD's
-            lr = _base_defaults(options).lr
+            lr = _base_lr(options)
     run_experiment(Experiment(
         name=args.experiment, out=Path(args.out), seeds=tuple(args.seeds),
         methods=args.methods, autolr=args.autolr, lr=lr, settings=settings,

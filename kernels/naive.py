@@ -72,7 +72,7 @@ def base_update(
     raise ValueError(f"unknown base {kind!r}")
 
 
-def _per_tensor(
+def advance(
     params: Sequence[Tensor],
     retain: Sequence[Retain],
     forget: Sequence[Tensor],
@@ -80,20 +80,17 @@ def _per_tensor(
     hyper: Tensor,
     weights: Tensor,
     kind: str,
-    mode: str,
-) -> tuple[list[Tensor], list[list[Tensor]], Tensor, list[bool]]:
-    """``u_i``, the new state and ``[Σ r·u, Σ f·u]``; skipped rows (lr 0) keep their state
-    and get ``u = 0``."""
+    mode: str = "linear",
+) -> tuple[list[Tensor], list[list[Tensor]], Tensor]:
+    """What :meth:`Backend.advance_and_backup` computes: ``(u, new state, [Σ r·u, Σ f·u])``
+    in float64 (``u = 0`` and the state kept on skipped rows, those with lr 0)."""
     hyper64, w64 = hyper.double().cpu(), weights.double().cpu()
     us: list[Tensor] = []
     new_state: list[list[Tensor]] = [[] for _ in state]
     products = torch.zeros(2, dtype=torch.float64)
-    live = []
     for i, (p, r, f) in enumerate(zip(params, retain, forget)):
         old = [s[i] for s in state]
-        ok = float(hyper64[i, 0]) != 0.0
-        live.append(ok)
-        if not ok:
+        if float(hyper64[i, 0]) == 0.0:
             us.append(torch.zeros_like(p, dtype=torch.float64))
             for k, s in enumerate(old):
                 new_state[k].append(s.double().clone())
@@ -104,7 +101,7 @@ def _per_tensor(
         for k, s in enumerate(s_new):
             new_state[k].append(s)
         products += torch.stack([(dense(r) * u).sum(), (f.double() * u).sum()]).cpu()
-    return us, new_state, products, live
+    return us, new_state, products
 
 
 def step(
@@ -118,34 +115,11 @@ def step(
     mode: str = "linear",
 ) -> tuple[list[Tensor], list[list[Tensor]], Tensor]:
     """What :meth:`Backend.step` computes: ``(new params, new state, [Σ r·u, Σ f·u])``, all
-    float64 (``p − lr·u``; skipped rows unchanged)."""
-    us, new_state, products, live = _per_tensor(
-        params, retain, forget, state, hyper, weights, kind, mode
-    )
+    float64 (``p − lr·u``; skipped rows, with lr 0 and ``u = 0``, unchanged)."""
+    us, new_state, products = advance(params, retain, forget, state, hyper, weights, kind, mode)
     lrs = hyper.double().cpu()[:, 0].tolist()
-    new_params = [
-        p.double() - lr * u if ok else p.double().clone()
-        for p, u, lr, ok in zip(params, us, lrs, live)
-    ]
+    new_params = [p.double() - lr * u for p, u, lr in zip(params, us, lrs)]
     return new_params, new_state, products
-
-
-def advance(
-    params: Sequence[Tensor],
-    retain: Sequence[Retain],
-    forget: Sequence[Tensor],
-    state: Sequence[Sequence[Tensor]],
-    hyper: Tensor,
-    weights: Tensor,
-    kind: str,
-    mode: str = "linear",
-) -> tuple[list[Tensor], list[list[Tensor]], Tensor]:
-    """What :meth:`Backend.advance_and_backup` computes: ``(u, new state, [Σ r·u, Σ f·u])``
-    in float64 (``u = 0`` and the state kept on skipped rows)."""
-    us, new_state, products, _ = _per_tensor(
-        params, retain, forget, state, hyper, weights, kind, mode
-    )
-    return us, new_state, products
 
 
 def perturb(

@@ -1,4 +1,5 @@
-"""Loading a split from the Hugging Face hub through ``datasets``."""
+"""Loading a split from the Hugging Face hub through ``datasets``, and the checked loader of a
+split from the hub or a local folder."""
 
 from __future__ import annotations
 
