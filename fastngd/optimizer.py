@@ -145,8 +145,9 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         if first is None:
             raise ValueError("NGDiffOptimizer got no parameters (every group is empty)")
         self._device = fdist.local_view(first.detach()).device
-        get_backend(backend, self._device)  # fail early on an unusable backend
-        self._backends: dict[torch.device, Backend] = {}
+        # built now: an unusable backend fails at construction, and the first step reuses it
+        self._backends: dict[torch.device, Backend] = {
+            self._device: get_backend(backend, self._device)}
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(int(seed))
         self._global: dict[str, Any] = {
