@@ -97,7 +97,7 @@ def test_summaries_carry_forget_quality_and_the_open_unlearning_metrics(tiny_mod
     assert len(summary["model_utility_components"]) == 9
     for key in ("extraction_strength", "exact_memorization", "privleak"):
         assert isinstance(summary[key], float), key
-    assert "forget_truth_ratio_logspace" not in summary
+    assert not any("logspace" in key for key in summary)
     changed = run_tofu(model, tokenizer, data, [], reference_model=(other, tokenizer), **common)
     assert changed["no_unlearn"]["forget_quality"] < 0.5
     assert run_tofu(model, tokenizer, data, [], **common)["no_unlearn"]["forget_quality"] is None
