@@ -12,7 +12,9 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional
 
 import torch
@@ -22,7 +24,7 @@ from bench._common import count_ops, numel, sync
 from fastngd.backends import state_names
 from fastngd.rules import get_rule
 
-__all__ = ["BackendProvider", "Composite", "Naive", "Provider", "State", "TritonProvider",
+__all__ = ["BackendProvider", "Composite", "Naive", "Provider", "State", "TorchOpsProvider", "TritonProvider",
            "ADAM_HYPER", "LR"]
 
 LR = 1e-4
@@ -179,6 +181,39 @@ class BackendProvider(Provider):
                                                   st.base_state(self.base), hyper, w, self.base)
         for factor in (-1.0, 1.0, -1.0):  # probe −, probe + (forwards stubbed out), final
             self.backend.perturb(st.params, b, u, hyper[:, 0] * factor)
+
+
+class TorchOpsProvider(BackendProvider):
+    """The torch backend with its native CPU loop turned off (``FASTNGD_NATIVE=0``): every
+    item through torch ops (:mod:`fastngd.backends._fused`), to compare with the loop."""
+
+    def __init__(self, mode: str, base: str = "sgd") -> None:
+        from fastngd.backends import TorchBackend
+
+        super().__init__(TorchBackend(), mode, base)
+        self.name = "torch-ops"
+
+    def step(self, st: State, kept: Any) -> None:
+        with native_off():
+            super().step(st, kept)
+
+    def gen(self, st: State, kept: Any) -> None:
+        with native_off():
+            super().gen(st, kept)
+
+
+@contextlib.contextmanager
+def native_off() -> Iterator[None]:
+    """``FASTNGD_NATIVE=0`` for the duration (restored after)."""
+    old = os.environ.get("FASTNGD_NATIVE")
+    os.environ["FASTNGD_NATIVE"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FASTNGD_NATIVE"]
+        else:
+            os.environ["FASTNGD_NATIVE"] = old
 
 
 class TritonProvider(BackendProvider):

@@ -28,7 +28,9 @@ so that a change of machine load hits all of them alike:
   kernel launch on a GPU).
 
 Providers (``bench/_step_providers.py``): ``naive`` (NGDiff + SGD by hand), ``torch`` and
-``triton`` (through the same backend calls as :class:`fastngd.NGDiffOptimizer`), each backend
+``triton`` (through the same backend calls as :class:`fastngd.NGDiffOptimizer`; on the CPU
+``torch`` runs its native loop, :mod:`fastngd.backends.native`, when it builds), ``torch-ops``
+(the torch backend with that loop turned off: every item through torch ops), each backend
 in ``exact`` and ``compact`` (``retain_storage="int8"``) mode and for each base of
 ``--bases`` (keys ``torch-exact+adamw`` etc.), and for ``adamw`` the ``composite``: NGDiff's
 direction formed with ``foreach`` ops into the forget gradient's buffer, then
@@ -75,6 +77,7 @@ from bench._step_providers import (
     Naive,
     Provider,
     State,
+    TorchOpsProvider,
     TritonProvider,
 )
 from fastngd.backends import state_names
@@ -140,11 +143,13 @@ def make_providers(names: Sequence[str], modes: Sequence[str], bases: Sequence[s
                 from fastngd.backends import TorchBackend
 
                 out += [BackendProvider(TorchBackend(), m, base) for m in modes]
+            elif name == "torch-ops":
+                out += [TorchOpsProvider(m, base) for m in modes]
             elif name == "triton" and triton_be is not None:
                 out += [TritonProvider(triton_be, m, base) for m in modes]
             elif name == "composite" and base == "adamw":
                 out += [Composite(fused=False), Composite(fused=True)]
-            elif name not in ("naive", "torch", "triton", "composite"):
+            elif name not in ("naive", "torch", "torch-ops", "triton", "composite"):
                 raise SystemExit(f"unknown provider {name!r}")
     return out
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from fastngd.compact import BLOCK_SIZE, QuantizedTensor, encode_blocks, num_blocks, quantize_blockwise
 
-from . import _fused
+from . import _fused, native
 from ._items import Item, plan, read, region, write
 from ._workers import run_items
 from .base import BASE_KINDS, Backend, accumulation_dtype, scalar_dtype, state_names
@@ -253,6 +253,7 @@ class TorchBackend(Backend):
         lists = [params, retain, forget, *state]
         items, sizes = plan(lists, size, keys=keys, skip=skip if outputs is None else None)
         partials: list[tuple[float, float]] = [(0.0, 0.0)] * len(items)
+        dll = native.library() if device.type == "cpu" and mode == "linear" else None
 
         def work(j: int, it: Item) -> None:
             i0 = it[0][0]
@@ -262,6 +263,10 @@ class TorchBackend(Backend):
                 return
             p, r, f = (read(t, it, acc) for t in (params, retain, forget))
             st = [read(s, it, acc) for s in state]
+            if dll is not None and native.applies(p, [r, f, *st], [*rows[i0], *ws[i0]]):
+                partials[j] = _native_item(dll, kind, it, p, r, f, st, rows[i0], ws[i0],
+                                           params, retain, forget, state, outputs)
+                return
             u, k = _fused.advance(kind, mode, p, r, f, st, rows[i0], ws[i0])  # update k·u
             partials[j] = (k * _fused.dot(r, u), k * _fused.dot(f, u))
             for s_list, s_val in zip(state, st):
@@ -350,6 +355,33 @@ class TorchBackend(Backend):
             write(params, it, value)
 
         run_items(items, sizes, device, work)
+
+
+def _native_item(dll: Any, kind: str, it: Item, p: Tensor, r: Tensor, f: Tensor,
+                 st: Sequence[Tensor], row: Sequence[float], w: Sequence[float],
+                 params: Sequence[Tensor], retain: Sequence[Any], forget: Sequence[Tensor],
+                 state: Sequence[Sequence[Tensor]],
+                 outputs: tuple[list[Tensor], list[Tensor]] | None) -> tuple[float, float]:
+    """One item through the native loop (:mod:`.native`): the operands ``p, r, f, st`` as
+    :func:`read` gave them, written back where they are temporaries. In
+    :meth:`TorchBackend.advance_and_backup`, ``u`` goes over the operand whose buffer is the
+    update's (``r`` for exact storage, ``f`` for compact) and θ over ``f`` when the forget
+    buffer is the backup."""
+    i0 = it[0][0]
+    if outputs is None:
+        products = native.step_item(dll, kind, p, r, f, st, row, w)
+        write(params, it, p)
+    else:
+        update, backup = outputs
+        u = r if update[i0] is retain[i0] else f
+        theta = f if backup[i0] is forget[i0] else None
+        products = native.step_item(dll, kind, p, r, f, st, row, w, u_out=u, backup_out=theta)
+        write(update, it, u)
+        if theta is not None:
+            write(backup, it, theta)
+    for s_list, s_val in zip(state, st):
+        write(s_list, it, s_val)
+    return products
 
 
 def _sub_range(it: Item) -> tuple[Any, Any]:

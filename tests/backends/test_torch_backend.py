@@ -237,11 +237,12 @@ def test_plain_sgd_takes_its_products_from_the_gram_pass(dtype, advance, monkeyp
     n = len(p)
     hyper, w = _hyper(n), _weights(n, per_tensor=True)
     hyper[:, 1] = 0.0  # no weight decay
-    from fastngd.backends import _fused
+    from fastngd.backends import _fused, native
 
     calls = []
-    general = _fused.advance
+    general, loop = _fused.advance, native.step_item
     monkeypatch.setattr(_fused, "advance", lambda *a: calls.append(1) or general(*a))
+    monkeypatch.setattr(native, "step_item", lambda *a, **k: calls.append(1) or loop(*a, **k))
     for touch in (False, True):
         be = TorchBackend()
         pp, rr, ff = ([t.clone() for t in x] for x in (p, r, f))
