@@ -526,6 +526,7 @@ class _Products:
                         and all(float(g.get("weight_decay", 0.0)) == 0.0
                                 for b in sharded for g in b.groups))
         self.pending = self.world > 1 and bool(sharded) and not self.derived
+        self.from_gram = self.world > 1 and bool(sharded) and self.derived
 
     def reduce_probes(self, probes: Tensor) -> Tensor:
         """The GeN probe losses averaged over ranks, with the sharded products summed in the
@@ -541,7 +542,7 @@ class _Products:
     def total(self) -> Tensor:
         """The reduced products (one collective of 2 numbers if still pending)."""
         run = self.run
-        if self.world > 1 and any(b.sharded for b in self.buckets) and self.derived:
+        if self.from_gram:
             return run.products_local + self._from_gram()
         if self.pending:
             run.products_sharded = fdist.all_reduce_sum(run.products_sharded.clone())

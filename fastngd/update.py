@@ -138,8 +138,9 @@ class UpdatePass:
         """``(lr, [wd, β₁, β₂, ε, bc₁, bc₂])`` of a bucket on its device (the group learning
         rates, and the columns that do not depend on the step size)."""
         sd = scalar_dtype(b.device)
-        host = torch.tensor([[float(g["lr"]), *self.base.hyper(g)] for g in b.groups],
-                            dtype=torch.float64)
+        rows: dict[int, list[float]] = {}  # one read per group, not per tensor
+        host = torch.tensor([rows.setdefault(id(g), [float(g["lr"]), *self.base.hyper(g)])
+                             for g in b.groups], dtype=torch.float64)
         dev = host.to(device=b.device, dtype=sd, non_blocking=True)
         if self.base.counts_steps:
             t = torch.stack(b.steps).to(device=b.device, dtype=sd) + 1

@@ -9,21 +9,28 @@ float64** when the float32 result could be wrong: not finite (an overflow of squ
 gradients ≳ 1e19) or below :data:`TINY` = 2⁻¹⁰⁰ (where squares of gradients ≲ 1e-23 may have
 underflowed; the float32 products lost below 2⁻¹⁴⁹ each are then at most 2⁻³¹ of the result).
 Float32/bf16/fp16 values squared in float64 neither overflow nor underflow, so the Gram
-scalars and products are right for every finite input of those dtypes. Float64 tensors are
+scalars and products are right for every finite input of those dtypes.
+
+On accelerators (:func:`deferred`) a host read per dot product would synchronise each time:
+the Gram rows stay on the device until one copy at the end of the call
+(:func:`gram_row_deferred`, :func:`settle_rows`, which recomputes the doubtful rows in
+float64 from the unchanged operands), and the update's products are formed in float64 on
+the device directly (:func:`dot_exact`: their operands are overwritten by the update). Float64 tensors are
 summed in float64 directly (right while the sums themselves are representable:
 norms between about 1e-154 and 1e154).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from fastngd.rules.elementwise import combine
 
-__all__ = ["TINY", "advance", "dot", "gram_row"]
+__all__ = ["TINY", "advance", "deferred", "dot", "dot_exact", "gram_row", "gram_row_deferred",
+           "settle_rows"]
 
 #: float32 dot products below this are recomputed in float64 (see the module docstring).
 TINY = 2.0 ** -100
@@ -55,6 +62,45 @@ def gram_row(r: Tensor, f: Tensor) -> tuple[float, float, float]:
         return rr, ff, rf
     r64, f64 = r.double(), f.double()
     return _dot(r64, r64), _dot(f64, f64), _dot(r64, f64)
+
+
+def deferred(device: torch.device) -> bool:
+    """Whether scalars stay on the device until the end of a backend call: on accelerators
+    (reading each one on the host would synchronise once per dot product), not on the CPU."""
+    return device.type != "cpu"
+
+
+def gram_row_deferred(r: Tensor, f: Tensor) -> Tensor:
+    """``[r·r, f·f, r·f]`` in the accumulation dtype, left on the device (no host
+    synchronisation); :func:`settle_rows` checks them and recomputes the doubtful ones."""
+    r, f = r.reshape(-1), f.reshape(-1)
+    return torch.stack([torch.dot(r, r), torch.dot(f, f), torch.dot(r, f)])
+
+
+def settle_rows(rows: Sequence[Tensor], recompute: Callable[[int], tuple[float, float, float]],
+                ) -> list[list[float]]:
+    """The rows of :func:`gram_row_deferred` on the host with one copy, each one kept when
+    :func:`gram_row`'s check passes and otherwise replaced by ``recompute(k)`` (its float64
+    value)."""
+    if not rows:
+        return []
+    wide = rows[0].dtype == torch.float64
+    host = torch.stack(rows).double().cpu().tolist()
+    return [row if wide or (_good(row[0]) and _good(row[1]) and math.isfinite(row[2]))
+            else list(recompute(k)) for k, row in enumerate(host)]
+
+
+def dot_exact(a: Tensor, b: Tensor, chunk: int = 1 << 22) -> Tensor:
+    """``a·b`` as a float64 0-d tensor on the device, formed in float64 by chunks of ``chunk``
+    elements (bounded temporaries; right for every finite float32/bf16/fp16 input, no host
+    synchronisation). Devices without float64 (MPS) get the float32 dot."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    if a.dtype == torch.float64 or a.device.type == "mps":
+        return torch.dot(a, b)
+    if a.numel() <= chunk:
+        return torch.dot(a.double(), b.double())
+    return torch.stack([torch.dot(a[s:s + chunk].double(), b[s:s + chunk].double())
+                        for s in range(0, a.numel(), chunk)]).sum()
 
 
 def _split(w: float, dtype: torch.dtype) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["Item", "SMALL", "plan", "read", "region", "write"]
+__all__ = ["Item", "SMALL", "bounds", "plan", "read", "region", "write"]
 
 #: tensors with fewer elements are batched into groups instead of sliced.
 SMALL = 1 << 13
@@ -89,8 +89,9 @@ def region(t: Any, s: Optional[int], e: Optional[int], dtype: Optional[torch.dty
     return t.dequantize_slice(s, e, dtype)
 
 
-def _sub(item: Item, k: int) -> tuple[Optional[int], Optional[int]]:
-    """The region of the ``k``-th tensor of ``item``."""
+def bounds(item: Item) -> tuple[Optional[int], Optional[int]]:
+    """``(start, stop)`` of the item's region in each of its tensors: the slice of a
+    single-tensor item, ``(None, None)`` (whole tensors) for a group."""
     idx, s, e = item
     return (s, e) if len(idx) == 1 else (None, None)
 
@@ -101,7 +102,7 @@ def read(ts: Sequence[Any], item: Item, acc: torch.dtype) -> Tensor:
     is concatenated, flat)."""
     idx = item[0]
     if len(idx) == 1:
-        s, e = _sub(item, 0)
+        s, e = bounds(item)
         x = region(ts[idx[0]], s, e, acc)
         return x if x.dtype == acc else x.to(acc)
     return torch.cat([region(ts[i], None, None, acc).reshape(-1).to(acc) for i in idx])
@@ -112,7 +113,7 @@ def write(ts: Sequence[Tensor], item: Item, value: Tensor) -> None:
     ``ts``, rounded once to their dtype; nothing to do when ``value`` is that region."""
     idx = item[0]
     if len(idx) == 1:
-        s, e = _sub(item, 0)
+        s, e = bounds(item)
         dst = region(ts[idx[0]], s, e)
         if not (dst.dtype == value.dtype and dst.data_ptr() == value.data_ptr()
                 and dst.shape == value.shape and dst.stride() == value.stride()):

@@ -38,7 +38,7 @@ from torch import Tensor
 from fastngd.compact import BLOCK_SIZE, QuantizedTensor, encode_blocks, num_blocks, quantize_blockwise
 
 from . import _fused, native
-from ._items import Item, plan, read, region, write
+from ._items import Item, bounds, plan, read, region, write
 from ._workers import run_items
 from .base import BASE_KINDS, Backend, accumulation_dtype, scalar_dtype, state_names
 
@@ -191,21 +191,30 @@ class TorchBackend(Backend):
         compact = not all(isinstance(r, Tensor) for r in retain)
         fast = _in_place(forget[0].dtype, retain)
         items, sizes = plan([retain, forget], _item_size(device, fast, 2, compact))
-        rows: list[Any] = [None] * len(items)
+        # one row per (item, tensor): a group's tensors each get their own
+        parts = [(i, it if len(it[0]) == 1 else ([i], None, None)) for it in items for i in it[0]]
+        starts = [0]
+        for it in items:
+            starts.append(starts[-1] + len(it[0]))
+        rows: list[Any] = [None] * len(parts)
+        row_of = _fused.gram_row_deferred if _fused.deferred(device) else _fused.gram_row
 
         def work(j: int, it: Item) -> None:
-            if len(it[0]) > 1:  # a group: one row per tensor
-                rows[j] = [_fused.gram_row(read(retain, ([i], None, None), acc),
-                                           read(forget, ([i], None, None), acc))
-                           for i in it[0]]
-            else:
-                rows[j] = [_fused.gram_row(read(retain, it, acc), read(forget, it, acc))]
+            for k in range(starts[j], starts[j + 1]):
+                sub = parts[k][1]
+                rows[k] = row_of(read(retain, sub, acc), read(forget, sub, acc))
+
+        def exact(k: int) -> tuple[float, float, float]:
+            sub = parts[k][1]
+            return _fused.gram_row(read(retain, sub, acc).double(), read(forget, sub, acc).double())
 
         run_items(items, sizes, device, work)
-        out = torch.zeros(len(forget), 3, dtype=torch.float64)
-        for it, row in zip(items, rows):  # a fixed order of summation
-            for i, values in zip(it[0], row):
-                out[i] += torch.tensor(values, dtype=torch.float64)
+        if _fused.deferred(device):
+            rows = _fused.settle_rows(rows, exact)
+        sums = [[0.0, 0.0, 0.0] for _ in forget]
+        for (i, _), values in zip(parts, rows):  # a fixed order of summation
+            sums[i] = [a + b for a, b in zip(sums[i], values)]
+        out = torch.tensor(sums, dtype=torch.float64)
         self._memo.store(retain, forget, out)
         result = out if per_tensor else out.sum(0)
         return result.to(device=device, dtype=scalar_dtype(device))
@@ -252,14 +261,15 @@ class TorchBackend(Backend):
         keys = [tuple(r) + tuple(w) for r, w in zip(rows, ws)]
         lists = [params, retain, forget, *state]
         items, sizes = plan(lists, size, keys=keys, skip=skip if outputs is None else None)
-        partials: list[tuple[float, float]] = [(0.0, 0.0)] * len(items)
-        dll = native.library() if device.type == "cpu" and mode == "linear" else None
+        partials: list[Any] = [None] * len(items)
+        lazy = _fused.deferred(device)
+        dll = native.library() if device.type == "cpu" and not lazy and mode == "linear" else None
 
         def work(j: int, it: Item) -> None:
             i0 = it[0][0]
             if skip[i0]:  # advance_and_backup of a skipped row: u = 0, backup written
                 for i in it[0]:
-                    _skipped_row(params[i], outputs, i, _sub_range(it))  # type: ignore[arg-type]
+                    _skipped_row(params[i], outputs, i, bounds(it))  # type: ignore[arg-type]
                 return
             p, r, f = (read(t, it, acc) for t in (params, retain, forget))
             st = [read(s, it, acc) for s in state]
@@ -268,7 +278,10 @@ class TorchBackend(Backend):
                                            params, retain, forget, state, outputs)
                 return
             u, k = _fused.advance(kind, mode, p, r, f, st, rows[i0], ws[i0])  # update k·u
-            partials[j] = (k * _fused.dot(r, u), k * _fused.dot(f, u))
+            if lazy:  # products stay on the device (r or f may be overwritten below)
+                partials[j] = torch.stack([_fused.dot_exact(r, u), _fused.dot_exact(f, u)]) * k
+            else:
+                partials[j] = (k * _fused.dot(r, u), k * _fused.dot(f, u))
             for s_list, s_val in zip(state, st):
                 write(s_list, it, s_val)
             if outputs is None:
@@ -281,7 +294,13 @@ class TorchBackend(Backend):
                     write(backup, it, read(params, it, params[i0].dtype))
 
         run_items(items, sizes, device, work)
-        total = torch.tensor(partials, dtype=torch.float64).sum(0) if partials else torch.zeros(2, dtype=torch.float64)
+        done = [x for x in partials if x is not None]
+        if not done:
+            return torch.zeros(2, dtype=scalar_dtype(device), device=device)
+        if lazy:
+            total = torch.stack([x.to(scalar_dtype(device)) for x in done]).sum(0)
+        else:
+            total = torch.tensor(done, dtype=torch.float64).sum(0)
         return total.to(device=device, dtype=scalar_dtype(device))
 
     def _plain_sgd(self, params: Sequence[Tensor], retain: Sequence[Tensor],
@@ -306,7 +325,7 @@ class TorchBackend(Backend):
                             skip=skip if outputs is None else None)
 
         def work(j: int, it: Item) -> None:
-            idx, rng = it[0], _sub_range(it)
+            idx, rng = it[0], bounds(it)
             if skip[idx[0]]:
                 for i in idx:
                     _skipped_row(params[i], outputs, i, rng)  # type: ignore[arg-type]
@@ -345,10 +364,10 @@ class TorchBackend(Backend):
             if s_i == 0.0:  # bit-exact restore
                 write(params, it, read(backup, it, params[0].dtype))
                 return
-            if fast and len(it[0]) == 1 and region(params[it[0][0]], *_sub_range(it)).is_contiguous():
-                dst = region(params[it[0][0]], *_sub_range(it))
-                torch.add(region(backup[it[0][0]], *_sub_range(it)),
-                          region(direction[it[0][0]], *_sub_range(it)), alpha=s_i, out=dst)
+            if fast and len(it[0]) == 1 and region(params[it[0][0]], *bounds(it)).is_contiguous():
+                dst = region(params[it[0][0]], *bounds(it))
+                torch.add(region(backup[it[0][0]], *bounds(it)),
+                          region(direction[it[0][0]], *bounds(it)), alpha=s_i, out=dst)
                 return
             value = read(backup, it, acc)
             value = value.add(read(direction, it, acc), alpha=s_i)
@@ -382,10 +401,6 @@ def _native_item(dll: Any, kind: str, it: Item, p: Tensor, r: Tensor, f: Tensor,
     for s_list, s_val in zip(state, st):
         write(s_list, it, s_val)
     return products
-
-
-def _sub_range(it: Item) -> tuple[Any, Any]:
-    return (it[1], it[2]) if len(it[0]) == 1 else (None, None)
 
 
 def _skipped_row(p: Tensor, outputs: tuple[list[Tensor], list[Tensor]], i: int,

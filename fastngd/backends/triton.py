@@ -333,10 +333,8 @@ class TritonBackend(Backend):
     def store_retain(self, grads: Sequence[Tensor], storage: str = "exact") -> list:
         """``"exact"``: the tensors themselves; ``"int8"``: blockwise codes made by one
         quantize launch (bit-identical to :func:`fastngd.compact.quantize_blockwise`)."""
-        if storage == "exact":
-            return list(grads)
         if storage != "int8":
-            raise ValueError(f"unknown retain storage {storage!r}; valid: 'exact', 'int8'")
+            return super().store_retain(grads, storage)
         if not grads:
             return []
         device, dtype = self._bucket("grads", grads)
