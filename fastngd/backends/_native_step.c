@@ -20,6 +20,15 @@
 
 enum { SGD = 0, MOMENTUM = 1, ADAM = 2, ADAMW = 3 };
 
+/* The end of every element: the products, then the step or the outputs. */
+#define FINISH(u)                                                         \
+    do {                                                                  \
+        dr += (double)ri * (double)(u);                                   \
+        df += (double)fi * (double)(u);                                   \
+        if (write_p) p[i] = pi - rate * (u);                              \
+        else { u_out[i] = (u); if (backup_out) backup_out[i] = pi; }      \
+    } while (0)
+
 int fastngd_native_version(void) { return 1; }
 
 void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float *s1,
@@ -38,10 +47,7 @@ void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float
         for (int64_t i = 0; i < n; ++i) {
             const float ri = r[i], fi = f[i], pi = p[i];
             const float u = a * ri - b * fi + decay * pi;
-            dr += (double)ri * (double)u;
-            df += (double)fi * (double)u;
-            if (write_p) p[i] = pi - rate * u;
-            else { u_out[i] = u; if (backup_out) backup_out[i] = pi; }
+            FINISH(u);
         }
         break;
     case MOMENTUM:
@@ -50,10 +56,7 @@ void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float
             const float ri = r[i], fi = f[i], pi = p[i];
             const float u = b1 * s1[i] + (a * ri - b * fi + decay * pi);
             s1[i] = u;
-            dr += (double)ri * (double)u;
-            df += (double)fi * (double)u;
-            if (write_p) p[i] = pi - rate * u;
-            else { u_out[i] = u; if (backup_out) backup_out[i] = pi; }
+            FINISH(u);
         }
         break;
     case ADAM:
@@ -68,10 +71,7 @@ void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float
             s1[i] = m;
             s2[i] = v;
             const float u = k * m / (sqrtf(v) + eroot) + dw * pi;
-            dr += (double)ri * (double)u;
-            df += (double)fi * (double)u;
-            if (write_p) p[i] = pi - rate * u;
-            else { u_out[i] = u; if (backup_out) backup_out[i] = pi; }
+            FINISH(u);
         }
         break;
     }
