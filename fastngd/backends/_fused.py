@@ -54,10 +54,12 @@ def dot(a: Tensor, b: Tensor) -> float:
     return _dot(a.double(), b.double())
 
 
-def gram_row(r: Tensor, f: Tensor) -> tuple[float, float, float]:
+def gram_row(r: Tensor, f: Tensor, first: tuple[float, float, float] | None = None,
+             ) -> tuple[float, float, float]:
     """``(r·r, f·f, r·f)`` of one item, right for every finite input: recomputed in float64
-    when a float32 square sum is not finite or below :data:`TINY` (zero included)."""
-    rr, ff, rf = _dot(r, r), _dot(f, f), _dot(r, f)
+    when a float32 square sum is not finite or below :data:`TINY` (zero included). ``first``:
+    the float32 sums already formed (by the native loop), else three torch dots."""
+    rr, ff, rf = first if first is not None else (_dot(r, r), _dot(f, f), _dot(r, f))
     if r.dtype == torch.float64 or (_good(rr) and _good(ff) and math.isfinite(rf)):
         return rr, ff, rf
     r64, f64 = r.double(), f.double()

@@ -81,3 +81,20 @@ void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float
     dots[0] = dr;
     dots[1] = df;
 }
+
+/* [r·r, f·f, r·f] of one float32 item in one pass, summed in float32 like a BLAS dot (the
+ * caller recomputes in float64 a row that is not finite or too small to be exact, as for
+ * the torch ops: fastngd/backends/_fused.py). */
+void fastngd_gram_f32(int64_t n, const float *r, const float *f, double *out) {
+    float rr = 0.0f, ff = 0.0f, rf = 0.0f;
+#pragma omp simd reduction(+ : rr, ff, rf)
+    for (int64_t i = 0; i < n; ++i) {
+        const float ri = r[i], fi = f[i];
+        rr += ri * ri;
+        ff += fi * fi;
+        rf += ri * fi;
+    }
+    out[0] = rr;
+    out[1] = ff;
+    out[2] = rf;
+}

@@ -1,4 +1,5 @@
-"""The native CPU update: one C loop per work item (``_native_step.c``), built on first use.
+"""The native CPU update: one C loop per work item (``_native_step.c``), built on first use;
+and the Gram pass's three dot products in one loop (:func:`gram_item`).
 
 On the CPU, torch's ops make the fused Adam step compute-bound: forming ``d``, the moments,
 ``u``, the step and the two products take about ten passes over an item that is hot in cache.
@@ -36,7 +37,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["NativeBuildWarning", "available", "build", "library", "step_item"]
+__all__ = ["NativeBuildWarning", "applies", "available", "build", "gram_item", "library", "step_item"]
 
 SOURCE = Path(__file__).with_name("_native_step.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared")
@@ -118,6 +119,9 @@ def _load(path: Path) -> ctypes.CDLL:
     fn.argtypes = [ctypes.c_int64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ctypes.c_int,
                    dbl, dbl, dbl, dbl, dbl, dbl, dbl, dbl, dbl, ptr]
     fn.restype = None
+    gram = dll.fastngd_gram_f32
+    gram.argtypes = [ctypes.c_int64, ptr, ptr, ptr]
+    gram.restype = None
     return dll
 
 
@@ -161,6 +165,15 @@ def applies(p: Tensor, operands: Sequence[Tensor], scalars: Sequence[float]) -> 
     return (p.device.type == "cpu" and all(
         t.dtype == torch.float32 and t.is_contiguous() and t.numel() == n and t.device == p.device
         for t in (p, *operands)) and all(_normal32(float(s)) for s in scalars))
+
+
+def gram_item(dll: ctypes.CDLL, r: Tensor, f: Tensor) -> tuple[float, float, float]:
+    """``(r·r, f·f, r·f)`` of one float32 item in one pass, summed in float32 (the caller
+    applies :func:`fastngd.backends._fused.gram_row`'s check and float64 recomputation);
+    ``r`` and ``f`` pass :func:`applies`."""
+    out = (ctypes.c_double * 3)()
+    dll.fastngd_gram_f32(r.numel(), r.data_ptr(), f.data_ptr(), out)
+    return out[0], out[1], out[2]
 
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:

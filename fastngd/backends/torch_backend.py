@@ -28,8 +28,9 @@ tensor-sized temporary.
 """
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import torch
@@ -197,7 +198,11 @@ class TorchBackend(Backend):
         for it in items:
             starts.append(starts[-1] + len(it[0]))
         rows: list[Any] = [None] * len(parts)
-        row_of = _fused.gram_row_deferred if _fused.deferred(device) else _fused.gram_row
+        row_of: Callable[[Tensor, Tensor], Any] = _fused.gram_row
+        if _fused.deferred(device):
+            row_of = _fused.gram_row_deferred
+        elif device.type == "cpu" and (dll := native.library()) is not None:
+            row_of = functools.partial(_native_gram_row, dll)
 
         def work(j: int, it: Item) -> None:
             for k in range(starts[j], starts[j + 1]):
@@ -374,6 +379,13 @@ class TorchBackend(Backend):
             write(params, it, value)
 
         run_items(items, sizes, device, work)
+
+
+def _native_gram_row(dll: Any, r: Tensor, f: Tensor) -> tuple[float, float, float]:
+    """:func:`_fused.gram_row` with the float32 sums from one pass of the native loop."""
+    if not native.applies(r, [f], []):
+        return _fused.gram_row(r, f)
+    return _fused.gram_row(r, f, native.gram_item(dll, r, f))
 
 
 def _native_item(dll: Any, kind: str, it: Item, p: Tensor, r: Tensor, f: Tensor,

@@ -96,6 +96,17 @@ def test_item_matches_the_reference_for_any_hyper_parameters(dll, n, kind, seed,
     assert all(abs(a - b) <= 1e-4 * scale for a, b in zip(dots, dots_ref))
 
 
+@pytest.mark.parametrize("n", SIZES + [100_003])
+def test_gram_item_matches_the_float64_reference(dll, n) -> None:
+    _, r, f, _ = _operands(n, "sgd", seed=n)
+    got = native.gram_item(dll, r, f)
+    r64, f64 = r.double(), f.double()
+    ref = (float(r64 @ r64), float(f64 @ f64), float(r64 @ f64))
+    scale = float(r64.norm() * f64.norm())
+    assert abs(got[0] - ref[0]) <= 1e-5 * ref[0] and abs(got[1] - ref[1]) <= 1e-5 * ref[1]
+    assert abs(got[2] - ref[2]) <= 1e-5 * scale
+
+
 def test_applies_only_to_what_the_loop_handles() -> None:
     x = torch.zeros(8)
     assert native.applies(x, [x.clone(), x.clone()], [0.1, 0.0, 1e-8, 1e30])
