@@ -51,6 +51,9 @@ CHUNK = 1 << 16
 #: bytes of operands per work item on the in-place paths (the operands of one item stay in
 #: the per-core cache between the operations on it).
 STREAM_BYTES = 3 << 20
+#: elements per work item of the in-place update when the native loop runs it (one pass per
+#: element, so items need not fit in cache: larger items mean fewer calls).
+NATIVE_ITEM = 1 << 20
 #: elements per work item of the in-place Gram pass (two float32 operands).
 STREAM = STREAM_BYTES // 12
 #: elements per work item when quantizing (about 35 bytes of temporaries per element).
@@ -191,7 +194,11 @@ class TorchBackend(Backend):
         acc = accumulation_dtype(forget[0].dtype)
         compact = not all(isinstance(r, Tensor) for r in retain)
         fast = _in_place(forget[0].dtype, retain)
-        items, sizes = plan([retain, forget], _item_size(device, fast, 2, compact))
+        dll = native.library() if device.type == "cpu" and not _fused.deferred(device) else None
+        size = _item_size(device, fast, 2, compact)
+        if dll is not None and fast:
+            size = max(size, NATIVE_ITEM)
+        items, sizes = plan([retain, forget], size)
         # one row per (item, tensor): a group's tensors each get their own
         parts = [(i, it if len(it[0]) == 1 else ([i], None, None)) for it in items for i in it[0]]
         starts = [0]
@@ -201,7 +208,7 @@ class TorchBackend(Backend):
         row_of: Callable[[Tensor, Tensor], Any] = _fused.gram_row
         if _fused.deferred(device):
             row_of = _fused.gram_row_deferred
-        elif device.type == "cpu" and (dll := native.library()) is not None:
+        elif dll is not None:
             row_of = functools.partial(_native_gram_row, dll)
 
         def work(j: int, it: Item) -> None:
@@ -262,13 +269,15 @@ class TorchBackend(Backend):
                 return done
         compact = not all(isinstance(r, Tensor) for r in retain)
         skip = [row[0] == 0.0 for row in rows]
+        lazy = _fused.deferred(device)
+        dll = native.library() if device.type == "cpu" and not lazy and mode == "linear" else None
         size = _item_size(device, fast, 4 + len(state), compact, mode)
+        if dll is not None and fast:  # one pass per element: no cache to fit, fewer calls
+            size = max(size, NATIVE_ITEM)
         keys = [tuple(r) + tuple(w) for r, w in zip(rows, ws)]
         lists = [params, retain, forget, *state]
         items, sizes = plan(lists, size, keys=keys, skip=skip if outputs is None else None)
         partials: list[Any] = [None] * len(items)
-        lazy = _fused.deferred(device)
-        dll = native.library() if device.type == "cpu" and not lazy and mode == "linear" else None
 
         def work(j: int, it: Item) -> None:
             i0 = it[0][0]

@@ -19,6 +19,7 @@ SHAPES = [(0,), (1,), (7,), (3, 5), (2, 0), (4, 4, 3), (5000,), (70, 30), (1500,
 @pytest.fixture(autouse=True)
 def small_items(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tb, "STREAM_BYTES", 1 << 14)
+    monkeypatch.setattr(tb, "NATIVE_ITEM", 1 << 10)
     monkeypatch.setattr(tb, "CHUNK", 1 << 11)
     monkeypatch.setattr(tb, "CAST_CHUNK", 1 << 12)
     monkeypatch.setattr(tb, "COMPACT_CHUNK", 1 << 12)
