@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from fastngd.data.loading import QA_BENCHMARKS
 from fastngd.data.registry import get_benchmark, load_benchmark
 from fastngd.eval.muse_protocol import evaluate_muse
 from fastngd.eval.tofu_protocol import TOFU_RETAIN_SPLITS, evaluate_tofu, holdout_split_for
@@ -27,9 +28,6 @@ __all__ = [
     "load_tofu_eval_data",
     "tofu_eval_configs",
 ]
-
-QA_BENCHMARKS: tuple[str, ...] = ("tofu", "tofu-synthetic")
-"""Benchmarks evaluated with the TOFU protocol; the others use the MUSE protocol."""
 
 MUSE_EVAL_SPLITS: dict[tuple[str, str], bool] = {
     ("verbmem", "forget"): True,
@@ -125,8 +123,8 @@ def evaluate_benchmark(
     """Evaluate ``model`` on ``benchmark`` and return the common layout, plus
     ``"benchmark"``.
 
-    TOFU-style benchmarks (:data:`QA_BENCHMARKS`): :func:`evaluate_tofu` on
-    :func:`load_tofu_eval_data` with ``forget_split``, ``retain_split`` (the whole retain
+    TOFU-style benchmarks (:data:`fastngd.data.loading.QA_BENCHMARKS`): :func:`evaluate_tofu`
+    on :func:`load_tofu_eval_data` with ``forget_split``, ``retain_split`` (the whole retain
     split, e.g. ``"retain90"``), ``reference`` (forget quality) and ``loaded`` (configs read
     already, not read again). MUSE-style ones: :func:`evaluate_muse` on
     :func:`load_muse_eval_data` with the corpus's PrivLeak reference AUC; ``forget_split``,

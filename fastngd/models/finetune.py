@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fastngd.atomic import write_folder
+from fastngd.data.loading import QA_BENCHMARKS
 from fastngd.errors import UsageError
 from fastngd.models.target import is_embedded, load_target_model
 from fastngd.models.training import (
@@ -41,8 +42,9 @@ __all__ = [
     "finetune",
 ]
 
-FINETUNE_QA_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "tofu")
-"""Benchmarks whose QA splits a given ``--model`` can be fine-tuned on."""
+FINETUNE_QA_BENCHMARKS: tuple[str, ...] = QA_BENCHMARKS
+"""Benchmarks whose QA splits a given ``--model`` can be fine-tuned on: the QA benchmarks
+(:data:`fastngd.data.loading.QA_BENCHMARKS`)."""
 
 PRETRAINED_RECIPE = TrainingRecipe(epochs=5, lr=1e-5, batch_size=16)
 """The defaults of fine-tuning a given (pretrained) model; the embedded model has its own
