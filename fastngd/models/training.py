@@ -29,8 +29,8 @@ from fastngd.models.tokenizer import build_word_tokenizer
 
 __all__ = [
     "BENCHMARKS",
-    "Corpus",
     "SYNTHETIC_BENCHMARKS",
+    "Corpus",
     "TrainingRecipe",
     "benchmark_corpus",
     "check_embedded_data",

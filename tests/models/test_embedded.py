@@ -87,8 +87,7 @@ def test_a_users_files_are_keyed_by_content_not_path(
 def test_a_users_files_are_read_once_per_call(
     tmp_path: Path, fast_default: TrainingRecipe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastngd.data import export_benchmark
-    from fastngd.data import loading
+    from fastngd.data import export_benchmark, loading
 
     data = tmp_path / "data"
     export_benchmark("tofu-synthetic", data)
