@@ -261,21 +261,12 @@ def _add_demo_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- finetune
 def _cmd_finetune(args: argparse.Namespace) -> int:
     """``fastngd finetune``: train the embedded model, or fine-tune ``--model`` on QA."""
-    from fastngd.data.loading import check_data_dir, load_split
-    from fastngd.models.finetune import check_finetune_args, finetune
-    from fastngd.models.loading import resolve_device, resolve_dtype
-    from fastngd.models.target import is_embedded
+    from fastngd.models.finetune import finetune
     from fastngd.reproduce.io import output_folder
 
     _set_threads(args)
-    check_finetune_args(args.model, args.benchmark, split=args.split, data_dir=args.data_dir)
-    check_data_dir(args.benchmark, args.data_dir)
-    resolve_dtype(args.dtype)
-    resolve_device(args.device)
-    with output_folder(args.out, args.overwrite) as out:
-        rows = None if is_embedded(args.model) else load_split(
-            args.benchmark, args.split, data_dir=args.data_dir, seed=args.seed)
-        finetune(out, model=args.model, benchmark=args.benchmark, rows=rows, seed=args.seed,
+    with output_folder(args.out, args.overwrite) as out:  # removed again if refused
+        finetune(out, model=args.model, benchmark=args.benchmark, seed=args.seed,
                  split=args.split, data_dir=args.data_dir, epochs=args.epochs, lr=args.lr,
                  batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                  cache_dir=args.cache_dir)

@@ -41,7 +41,6 @@ __all__ = [
     "RankFailed",
     "all_ranks_agree",
     "all_reduce_sum",
-    "barrier",
     "broadcast_from_rank0",
     "gather_on_rank0",
     "init_from_env",
@@ -122,12 +121,6 @@ def rank() -> int:
 def is_main() -> bool:
     """True on rank 0 (and in a process without a process group)."""
     return rank() == 0
-
-
-def barrier() -> None:
-    """Wait for every rank (nothing to do without a process group)."""
-    if world_size() > 1:
-        dist.barrier()
 
 
 def sum_over_ranks(t: Tensor) -> Tensor:

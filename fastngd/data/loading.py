@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 QA_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "tofu")
-"""Benchmarks of question-answer rows (TOFU layout)."""
+"""Benchmarks of question-answer rows (TOFU layout): unlearned, evaluated (the TOFU
+protocol; the others use the MUSE protocol) and fine-tuned on as QA pairs."""
 
 TEXT_BENCHMARKS: tuple[str, ...] = ("muse-synthetic", "muse-news", "muse-books")
 """Benchmarks of raw texts (MUSE layout)."""

@@ -9,11 +9,13 @@ then None (or, for KnowMem, zero-shot), see ``docs/eval_layout.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from fastngd.data.loading import QA_BENCHMARKS
 from fastngd.data.registry import get_benchmark, load_benchmark
 from fastngd.eval.muse_protocol import evaluate_muse
 from fastngd.eval.tofu_protocol import TOFU_RETAIN_SPLITS, evaluate_tofu, holdout_split_for
@@ -26,9 +28,6 @@ __all__ = [
     "load_tofu_eval_data",
     "tofu_eval_configs",
 ]
-
-QA_BENCHMARKS: tuple[str, ...] = ("tofu", "tofu-synthetic")
-"""Benchmarks evaluated with the TOFU protocol; the others use the MUSE protocol."""
 
 MUSE_EVAL_SPLITS: dict[tuple[str, str], bool] = {
     ("verbmem", "forget"): True,
@@ -64,22 +63,28 @@ def load_tofu_eval_data(
     retain_split: str | None = None,
     data_dir: str | Path | None = None,
     seed: int = 0,
+    loaded: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Config → rows for :func:`evaluate_tofu` on ``benchmark`` (:func:`tofu_eval_configs`).
 
     Required configs raise like :func:`fastngd.data.load_benchmark`; optional ones the
     benchmark does not define are left out, and missing or broken ones are left out with a
-    :class:`~fastngd.data.MissingDataWarning`. Raises ``ValueError`` when the benchmark has
-    no required config.
+    :class:`~fastngd.data.MissingDataWarning`. ``loaded`` holds configs the caller has read
+    already: they are used as they are, not read again. Raises ``ValueError`` when the
+    benchmark has no required config.
     """
     bench = get_benchmark(benchmark)
     kwargs: dict[str, Any] = {"seed": seed}
     if not bench.synthetic:
         kwargs["data_dir"] = data_dir
     required, optional = tofu_eval_configs(forget_split, retain_split)
-    data = {config: load_benchmark(benchmark, config, **kwargs) for config in required}
+    given = loaded or {}
+    data = {config: given[config] if config in given
+            else load_benchmark(benchmark, config, **kwargs) for config in required}
     for config in optional:
-        if config in bench.splits:
+        if config in given:
+            data[config] = given[config]
+        elif config in bench.splits:
             rows = load_benchmark(benchmark, config, optional=True, **kwargs)
             if rows is not None:
                 data[config] = rows
@@ -112,21 +117,24 @@ def evaluate_benchmark(
     data_dir: str | Path | None = None,
     seed: int = 0,
     reference: Any = None,
+    loaded: Mapping[str, list[dict[str, Any]]] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``benchmark`` and return the common layout, plus
     ``"benchmark"``.
 
-    TOFU-style benchmarks (:data:`QA_BENCHMARKS`): :func:`evaluate_tofu` on
-    :func:`load_tofu_eval_data` with ``forget_split``, ``retain_split`` (the whole retain
-    split, e.g. ``"retain90"``) and ``reference`` (forget quality). MUSE-style ones:
-    :func:`evaluate_muse` on :func:`load_muse_eval_data` with the corpus's PrivLeak
-    reference AUC; ``forget_split``, ``retain_split`` and ``reference`` must then be left at
-    their defaults. Other keyword arguments go to the protocol.
+    TOFU-style benchmarks (:data:`fastngd.data.loading.QA_BENCHMARKS`): :func:`evaluate_tofu`
+    on :func:`load_tofu_eval_data` with ``forget_split``, ``retain_split`` (the whole retain
+    split, e.g. ``"retain90"``), ``reference`` (forget quality) and ``loaded`` (configs read
+    already, not read again). MUSE-style ones: :func:`evaluate_muse` on
+    :func:`load_muse_eval_data` with the corpus's PrivLeak reference AUC; ``forget_split``,
+    ``retain_split``, ``reference`` and ``loaded`` must then be left at their defaults. Other
+    keyword arguments go to the protocol.
     """
     if benchmark in QA_BENCHMARKS:
         data = load_tofu_eval_data(
-            benchmark, forget_split, retain_split=retain_split, data_dir=data_dir, seed=seed
+            benchmark, forget_split, retain_split=retain_split, data_dir=data_dir, seed=seed,
+            loaded=loaded,
         )
         result = evaluate_tofu(
             model,
@@ -138,10 +146,11 @@ def evaluate_benchmark(
             **kwargs,
         )
     else:
-        if retain_split is not None or reference is not None or forget_split != "forget10":
+        if (retain_split is not None or reference is not None or loaded is not None
+                or forget_split != "forget10"):
             raise ValueError(
-                f"{benchmark} uses the MUSE protocol: forget_split, retain_split and reference "
-                "(TOFU's forget quality) do not apply"
+                f"{benchmark} uses the MUSE protocol: forget_split, retain_split, reference "
+                "(TOFU's forget quality) and loaded (TOFU configs) do not apply"
             )
         muse_data = load_muse_eval_data(benchmark, data_dir=data_dir, seed=seed)
         kwargs.setdefault("corpus", benchmark)

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from fastngd.models.config import TINY_LLAMA_DEFAULTS
 from fastngd.models.loading import load_model
 from fastngd.models.training import (
+    Corpus,
     TrainingRecipe,
     benchmark_corpus,
     default_recipe,
@@ -39,7 +40,7 @@ def default_cache_dir() -> Path:
 
 def embedded_model_key(
     benchmark: str, seed: int = 0, recipe: TrainingRecipe | None = None, *,
-    split: str = "full", data_dir: str | Path | None = None,
+    split: str = "full", data_dir: str | Path | None = None, corpus: Corpus | None = None,
 ) -> str:
     """Cache key of an embedded model: ``"{benchmark}-seed{seed}-{hash}"`` for the target
     model (``split="full"``), ``"{benchmark}-{split}-seed{seed}-{hash}"`` for a retain-only
@@ -50,10 +51,13 @@ def embedded_model_key(
     defaults, the split (when not ``"full"``) and the full training corpus of
     :func:`benchmark_corpus` (with ``data_dir``: the content of the user's files, not their
     path), so any change to data, sizes or training gives a new key and the same files give
-    the same model wherever they are.
+    the same model wherever they are. ``corpus``: that corpus when the caller has it already
+    (it is then not built, nor the user's files read, again).
     """
     recipe = recipe or default_recipe(benchmark)
-    qa, texts, vocab = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
+    if corpus is None:
+        corpus = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
+    qa, texts, vocab = corpus
     document: dict[str, object] = {
         "version": EMBEDDED_FORMAT_VERSION,
         "recipe": asdict(recipe),
@@ -90,14 +94,17 @@ def get_embedded_model(
     :func:`embedded_model_key` (default cache :func:`default_cache_dir`). When that directory
     is absent the model is trained first with :func:`train_target_model`; later calls only
     load it with :func:`load_model` (float32, on ``device``, eval mode). When another
-    process finishes the same model first, its copy is used.
+    process finishes the same model first, its copy is used. The training corpus
+    (:func:`benchmark_corpus`; a user's files) is built, and read, once.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    path = root / embedded_model_key(benchmark, seed, recipe, split=split, data_dir=data_dir)
+    corpus = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
+    path = root / embedded_model_key(benchmark, seed, recipe, split=split, data_dir=data_dir,
+                                     corpus=corpus)
     if not path.exists():
         try:
             train_target_model(benchmark, seed=seed, out_dir=path, progress=progress,
-                               recipe=recipe, split=split, data_dir=data_dir)
+                               recipe=recipe, split=split, data_dir=data_dir, corpus=corpus)
         except (FileExistsError, OSError):
             if not path.exists():
                 raise

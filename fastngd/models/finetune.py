@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from fastngd.atomic import write_folder
+from fastngd.data.loading import QA_BENCHMARKS, check_data_dir, load_split
 from fastngd.errors import UsageError
+from fastngd.models.loading import resolve_device, resolve_dtype
 from fastngd.models.target import is_embedded, load_target_model
 from fastngd.models.training import (
     BENCHMARKS,
@@ -41,8 +43,9 @@ __all__ = [
     "finetune",
 ]
 
-FINETUNE_QA_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "tofu")
-"""Benchmarks whose QA splits a given ``--model`` can be fine-tuned on."""
+FINETUNE_QA_BENCHMARKS: tuple[str, ...] = QA_BENCHMARKS
+"""Benchmarks whose QA splits a given ``--model`` can be fine-tuned on: the QA benchmarks
+(:data:`fastngd.data.loading.QA_BENCHMARKS`)."""
 
 PRETRAINED_RECIPE = TrainingRecipe(epochs=5, lr=1e-5, batch_size=16)
 """The defaults of fine-tuning a given (pretrained) model; the embedded model has its own
@@ -125,11 +128,19 @@ def finetune(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train the embedded model of ``benchmark``/``split`` (``data_dir``: a user's files)
-    into ``out``, or fine-tune ``model`` on ``rows`` (the benchmark's ``split`` QA rows) for
-    ``epochs``, ``lr``, ``batch_size`` (:data:`PRETRAINED_RECIPE` by default) and save it
-    there. Files of ``out`` that this does not write are never touched; those it writes
-    replace their namesakes. Returns ``out``."""
+    into ``out``, or fine-tune ``model`` on ``rows`` (default: the benchmark's ``split`` QA
+    rows, read here) for ``epochs``, ``lr``, ``batch_size`` (:data:`PRETRAINED_RECIPE` by
+    default) and save it there. Files of ``out`` that this does not write are never touched;
+    those it writes replace their namesakes. Returns ``out``.
+
+    The arguments are checked before any work: :func:`check_finetune_args`, ``data_dir``
+    (:func:`fastngd.data.loading.check_data_dir`), ``dtype`` and ``device``; a bad
+    combination is a :class:`fastngd.errors.UsageError` naming the flag.
+    """
     check_finetune_args(model, benchmark, split=split, data_dir=data_dir)
+    check_data_dir(benchmark, data_dir)
+    resolve_dtype(dtype)
+    resolve_device(device)
     if is_embedded(model):
         from fastngd.models.embedded import get_embedded_model
 
@@ -142,6 +153,8 @@ def finetune(
         return out
     from fastngd.data import QADataset
 
+    if rows is None:
+        rows = load_split(benchmark, split, data_dir=data_dir, seed=seed)
     loaded, tokenizer, _ = load_target_model(model, benchmark=benchmark, seed=seed,
                                              device=device, dtype=dtype)
     recipe = _overridden(PRETRAINED_RECIPE, epochs, lr, batch_size)

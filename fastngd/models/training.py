@@ -30,6 +30,7 @@ from fastngd.models.tokenizer import build_word_tokenizer
 __all__ = [
     "BENCHMARKS",
     "SYNTHETIC_BENCHMARKS",
+    "Corpus",
     "TrainingRecipe",
     "benchmark_corpus",
     "check_embedded_data",
@@ -49,6 +50,10 @@ BENCHMARKS: tuple[str, ...] = (*SYNTHETIC_BENCHMARKS, "tofu", "muse-news", "muse
 
 #: Name of the JSON file written beside the weights with the training record.
 TRAINING_RECORD = "fastngd_training.json"
+
+#: ``(qa_rows, text_rows, vocabulary_texts)``: the training material of an embedded model
+#: (:func:`benchmark_corpus`).
+Corpus = tuple[list[dict[str, str]], list[dict[str, str]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 def benchmark_corpus(
     benchmark: str, seed: int = 0, *, split: str = "full", data_dir: str | Path | None = None,
-) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
+) -> Corpus:
     """The training material of ``benchmark``'s embedded model.
 
     Returns ``(qa_rows, text_rows, vocabulary_texts)``: QA pairs trained with answer-only
@@ -188,7 +193,7 @@ def benchmark_corpus(
 
 def user_corpus(
     benchmark: str, *, split: str = "full", data_dir: str | Path | None = None,
-) -> tuple[list[dict[str, str]], list[dict[str, str]], list[str]]:
+) -> Corpus:
     """:func:`benchmark_corpus` of a user's data in the TOFU (``tofu``) or MUSE
     (``muse-news``, ``muse-books``) layout: every split present in ``data_dir`` is read once
     (:func:`fastngd.data.loading.load_all_splits`)."""
@@ -254,13 +259,15 @@ def train_target_model(
     overwrite: bool = False,
     split: str = "full",
     data_dir: str | Path | None = None,
+    corpus: Corpus | None = None,
 ) -> Path:
     """Train the embedded model of ``benchmark`` from scratch and save it to ``out_dir``.
 
     ``split`` selects the training material (:func:`benchmark_corpus`): ``"full"`` for the
     target model, a retain split (``"retain90"``; MUSE layout: ``"retain"``) for the
     retain-only reference model of forget quality; ``data_dir`` holds a user's files of a
-    hub benchmark (``tofu``, ``muse-news``, ``muse-books``).
+    hub benchmark (``tofu``, ``muse-news``, ``muse-books``); ``corpus``, that material when
+    the caller has built it already (it is then not read again).
 
     A word-level tokenizer (:func:`fastngd.models.build_word_tokenizer`) is built on
     :func:`benchmark_corpus`'s vocabulary texts and a Llama model of
@@ -287,8 +294,9 @@ def train_target_model(
         recipe = TrainingRecipe(**{**asdict(recipe), "epochs": epochs})
     if recipe.epochs < 1:
         raise ValueError(f"train_target_model: epochs must be >= 1, got {recipe.epochs}")
-    qa_rows, text_rows, vocab_texts = benchmark_corpus(benchmark, seed, split=split,
-                                                       data_dir=data_dir)
+    if corpus is None:
+        corpus = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
+    qa_rows, text_rows, vocab_texts = corpus
     tokenizer = build_word_tokenizer(vocab_texts)
     model = _init_model(tokenizer, recipe, seed)
     datasets: list[Dataset[Any]] = []

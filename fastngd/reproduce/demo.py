@@ -86,19 +86,6 @@ def write_figures(results: Mapping[str, Any], out: Path, headline: str = "ngdiff
     return paths
 
 
-def _demo_model(seed: int, cache_dir: str | Path | None, model_path: str | Path | None,
-                device: str, progress: bool, split: str = "full") -> tuple[Any, Any, Path]:
-    """The embedded tofu-synthetic model of ``split`` (``"full"``: the target,
-    ``"retain90"``: the retain-only reference), or the saved model at ``model_path``."""
-    from fastngd.models import get_embedded_model, load_model
-
-    if model_path is None:
-        return get_embedded_model("tofu-synthetic", seed=seed, cache_dir=cache_dir,
-                                  device=device, progress=progress, split=split)
-    model, tokenizer = load_model(str(model_path), dtype="float32", device=device)
-    return model, tokenizer, Path(str(model_path))
-
-
 def _train_worker(seed: int, cache_dir: str | None, split: str) -> None:
     """Train (into the cache) the embedded tofu-synthetic model of ``split``, one thread."""
     from fastngd.models import get_embedded_model
@@ -171,6 +158,8 @@ def run_demo(
     :class:`fastngd.unlearn.UnlearnConfig`'s defaults; ``jobs`` worker processes (one torch
     thread each) share the unlearning runs.
     """
+    from fastngd.models.target import load_target_model
+
     start = time.perf_counter()
     config = UnlearnConfig().replace(**dict(unlearn_options or {}))
     config.validate()
@@ -180,7 +169,9 @@ def run_demo(
             log("building (or loading) the embedded target model of tofu-synthetic ...")
             if jobs > 1:
                 background = _train_in_background(seed, cache_dir, "retain90")
-        model, tokenizer, path = _demo_model(seed, cache_dir, model_path, device, progress)
+        model, tokenizer, path = load_target_model(
+            None if model_path is None else str(model_path), benchmark="tofu-synthetic",
+            seed=seed, device=device, cache_dir=cache_dir, progress=progress)
         if background is not None:
             background.join()  # its model is then loaded from the cache
         log(f"target model: {path} ({sum(p.numel() for p in model.parameters()):,} "
@@ -188,17 +179,18 @@ def run_demo(
         reference, reference_path = None, None
         if model_path is None or retain_model_path is not None:
             log("building (or loading) the retain-only reference model (retain90) ...")
-            ref_model, ref_tok, reference_path = _demo_model(
-                seed, cache_dir, retain_model_path, device, progress, split="retain90")
+            ref_model, ref_tok, reference_path = load_target_model(
+                None if retain_model_path is None else str(retain_model_path),
+                benchmark="tofu-synthetic", seed=seed, device=device, cache_dir=cache_dir,
+                progress=progress, split="retain90")
             reference = (ref_model, ref_tok)
         model_seconds = time.perf_counter() - start
         results = run_tofu(model, tokenizer, tofu_synthetic(seed), runs,
                            forget_split="forget10", seed=seed, config=config, jobs=jobs,
-                           model_path=str(path), reference_model=reference,
+                           model_path=path, reference_model=reference,
                            progress=progress, log=log)
         curves = results.pop("curves")
-        results.update(model=str(path), reference_model=str(reference_path)
-                       if reference_path is not None else None, model_seconds=model_seconds,
+        results.update(model=path, reference_model=reference_path, model_seconds=model_seconds,
                        unlearn_options=config.shared_options(),
                        torch_threads=torch.get_num_threads(), jobs=jobs,
                        wall_seconds=time.perf_counter() - start)

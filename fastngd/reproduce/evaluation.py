@@ -55,14 +55,16 @@ def model_label(model: str | None, benchmark: str) -> str:
     return f"embedded {benchmark}" if is_embedded(model) else str(model)
 
 
-def _reference(req: EvalRequest) -> Any:
-    """The reference truth ratios of forget quality (None without a retain-only model)."""
+def _reference(req: EvalRequest) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+    """The reference truth ratios of forget quality (None without a retain-only model), and
+    the configs read to compute them (``{forgetNN_perturbed: rows}`` with
+    ``--retain-model``), which the evaluation then does not read again."""
     from fastngd.eval import load_reference_truth_ratios, reference_truth_ratios
 
     if req.reference_file is not None:
-        return load_reference_truth_ratios(req.reference_file)
+        return load_reference_truth_ratios(req.reference_file), {}
     if req.retain_model is None:
-        return None
+        return None, {}
     from fastngd.data.loading import load_split, tofu_configs
     from fastngd.models.target import load_target_model
 
@@ -72,10 +74,10 @@ def _reference(req: EvalRequest) -> Any:
         dtype=req.dtype, cache_dir=req.cache_dir, data_dir=req.data_dir, split=configs.retain)
     rows = load_split(req.benchmark, configs.forget_perturbed, data_dir=req.data_dir,
                       seed=req.seed) or []
-    if req.max_examples is not None:
-        rows = rows[: req.max_examples]
-    return reference_truth_ratios(model, tokenizer, rows, forget_split=req.forget,
-                                  model_name=source, max_length=EVAL_MAX_LENGTH)
+    scored = rows if req.max_examples is None else rows[: req.max_examples]
+    reference = reference_truth_ratios(model, tokenizer, scored, forget_split=req.forget,
+                                       model_name=source, max_length=EVAL_MAX_LENGTH)
+    return reference, {configs.forget_perturbed: rows}
 
 
 def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
@@ -97,7 +99,7 @@ def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
 
     label = req.label or model_label(req.model, req.benchmark)
     qa = req.benchmark in QA_BENCHMARKS
-    reference = _reference(req) if qa else None
+    reference, read = _reference(req) if qa else (None, {})
     loaded, tokenizer, source = load_target_model(
         req.model, benchmark=req.benchmark, seed=req.seed, device=req.device, dtype=req.dtype,
         cache_dir=req.cache_dir, data_dir=req.data_dir)
@@ -105,7 +107,7 @@ def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
     if qa:
         options.update(forget_split=req.forget, retain_split=req.retain_split,
                        reference=reference, max_new_tokens=req.max_new_tokens or 200,
-                       max_length=EVAL_MAX_LENGTH)
+                       max_length=EVAL_MAX_LENGTH, loaded=read)
     result = evaluate_benchmark(loaded, tokenizer, req.benchmark, data_dir=req.data_dir,
                                 seed=req.seed, **options)
     if qa:

@@ -65,25 +65,31 @@ class Experiment:
     overwrite: bool = False
 
 
-def _digits_seed(exp: Experiment, seed: int) -> dict[str, Any]:
-    from fastngd.reproduce.digits import DIGITS_METHODS, run_digits
+def _digits_methods(exp: Experiment) -> list[str]:
+    """The digits methods of ``--methods`` (default: all of them)."""
+    from fastngd.reproduce.digits import DIGITS_METHODS
 
-    methods = ([m.strip() for m in exp.methods.split(",") if m.strip()] if exp.methods
-               else list(DIGITS_METHODS))
+    return ([m.strip() for m in exp.methods.split(",") if m.strip()] if exp.methods
+            else list(DIGITS_METHODS))
+
+
+def _digits_seed(exp: Experiment, methods: list[str], seed: int) -> dict[str, Any]:
+    from fastngd.reproduce.digits import run_digits
+
     return run_digits(methods, seed=seed, autolr=True if exp.autolr is None else exp.autolr,
                       epochs=exp.settings.get("epochs") or 5, lr=exp.lr or 0.05,
                       forget_class=exp.forget_class, limit=exp.limit,
                       optimizer_options=exp.settings.get("optimizer_options"))
 
 
-def _lm_seed(exp: Experiment, seed: int, root: Path) -> dict[str, Any]:
-    """One seed of the TOFU or MUSE experiment; writes its curves (and TOFU figures)."""
+def _lm_seed(exp: Experiment, runs: list[RunSpec], config: UnlearnConfig, seed: int,
+             root: Path) -> dict[str, Any]:
+    """One seed of the TOFU or MUSE experiment (``runs`` from ``config``); writes its curves
+    (and TOFU figures)."""
     from fastngd.models.target import load_target_model
-    from fastngd.reproduce.demo import FULL_RUNS, write_figures
+    from fastngd.reproduce.demo import write_figures
     from fastngd.reproduce.io import write_json
 
-    runs = select_runs(exp.methods, exp.autolr, exp.lr, FULL_RUNS)
-    config = UnlearnConfig().replace(**exp.settings)
     model, tokenizer, source = load_target_model(
         exp.model, benchmark=exp.benchmark, seed=seed, device=exp.device, dtype=exp.dtype,
         cache_dir=exp.cache_dir, data_dir=exp.data_dir)
@@ -129,12 +135,22 @@ def run_experiment(exp: Experiment, log: Log = print) -> dict[str, Any]:
     from fastngd.reproduce.io import output_folder, write_json, write_text
     from fastngd.reproduce.tables import SEED_TABLE_KEYS
 
-    UnlearnConfig().replace(**exp.settings).validate()
+    config = UnlearnConfig().replace(**exp.settings)
+    config.validate()
+    methods: list[str] = []
+    runs: list[RunSpec] = []
+    if exp.name == "digits":
+        methods = _digits_methods(exp)
+    else:
+        from fastngd.reproduce.demo import FULL_RUNS
+
+        runs = select_runs(exp.methods, exp.autolr, exp.lr, FULL_RUNS)
     keys = SEED_TABLE_KEYS[exp.name]
     with output_folder(exp.out, exp.overwrite) as root:
         per_seed = []
         for seed in exp.seeds:
-            res = _digits_seed(exp, seed) if exp.name == "digits" else _lm_seed(exp, seed, root)
+            res = (_digits_seed(exp, methods, seed) if exp.name == "digits"
+                   else _lm_seed(exp, runs, config, seed, root))
             write_json(root / f"seed{seed}.json", res)
             per_seed.append(res)
         aggregate = aggregate_seeds(per_seed, [k for k, _ in keys])

@@ -59,17 +59,19 @@ def _remove_empty(folders: list[Path]) -> None:
             pass
 
 
-def prepare_out_dir(path: str | Path, overwrite: bool = False) -> Path:
+def prepare_out_dir(path: str | Path, overwrite: bool = False, *, resume: bool = False) -> Path:
     """Create ``path`` or accept an empty existing folder, and check it is writable.
 
     A folder that already holds files is refused with FileExistsError unless ``overwrite``
-    (then its files may be replaced, others are left alone); a file at ``path`` is refused
-    with NotADirectoryError; a folder that cannot be created or written is an InputError.
+    (then its files may be replaced, others are left alone) or ``resume`` (it may hold the
+    run being resumed); a file at ``path`` is refused with NotADirectoryError; a folder that
+    cannot be created or written is an InputError.
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+        with_resume = " (with --resume)" if resume else ""
+        raise NotADirectoryError(f"--out {out} exists and is not a folder{with_resume}")
+    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
         raise FileExistsError(
             f"output folder {out} already exists and is not empty; choose another --out or "
             "pass --overwrite"
@@ -89,16 +91,7 @@ def output_folder(path: str | Path, overwrite: bool = False, *, resume: bool = F
     nothing was written into them."""
     out = Path(path)
     created = _missing_ancestors(out)
-    if resume:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(f"--out {out} exists and is not a folder (with --resume)")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create --out {out} ({_why(exc)})") from exc
-        check_writable(out)
-    else:
-        prepare_out_dir(out, overwrite)
+    prepare_out_dir(out, overwrite, resume=resume)
     try:
         yield out
     except BaseException:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from fastngd.data.loading import tofu_configs
 from fastngd.data.tokenize import QADataset, format_prompt
 from fastngd.eval import (
     ReferenceTruthRatios,
@@ -184,13 +185,6 @@ class _Settings:
     reference: ReferenceTruthRatios | None = None
 
 
-def _retain_split(forget_split: str) -> str:
-    pct = forget_split.replace("forget", "")
-    if not pct.isdigit():
-        raise KeyError(f"forget split must look like forget01/05/10, got {forget_split!r}")
-    return f"retain{100 - int(pct):02d}"
-
-
 def _evaluate_final(model: Any, tokenizer: Any, data: Mapping[str, Any],
                     settings: _Settings) -> dict[str, Any]:
     """:func:`summarise_tofu` of the TOFU protocol on the forget split, the retain-type
@@ -326,7 +320,9 @@ def run_tofu(
     """Unlearn ``forget_split`` from copies of ``model`` with every run of ``runs``.
 
     ``data`` maps TOFU config names to rows (e.g. :func:`fastngd.data.tofu_synthetic`); the
-    retain set is ``retain{100 − p}`` for ``forget{p}``. Every run starts from ``config``
+    retain set is ``retain{100 − p}`` for ``forget{p}``
+    (:func:`fastngd.data.loading.tofu_configs`, a UsageError for a name not of that form).
+    Every run starts from ``config``
     (default :class:`fastngd.unlearn.UnlearnConfig`) with ``unlearn_options`` applied, then
     its own method, AutoLR, lr and ``options``; ``seed`` is every run's seed. Learning
     curves hold about ``curve_points`` evaluations per run. A run that diverges is reported
@@ -342,7 +338,7 @@ def run_tofu(
     Returns ``{"no_unlearn": summary, "methods": {name: summary + run info}, "curves":
     {name: {"evals", "history"}}, "seed"}``; ``model`` itself is not modified.
     """
-    retain_split = _retain_split(forget_split)
+    retain_split = tofu_configs(forget_split).retain
     if forget_split not in data or retain_split not in data:
         raise KeyError(
             f"need configs {forget_split!r} and {retain_split!r} (configs: {sorted(data)})"

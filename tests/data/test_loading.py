@@ -98,3 +98,14 @@ def test_all_splits_reads_only_the_files_present(exported, tmp_path) -> None:
     (data / "full" / "train.jsonl").write_text('{"question": 3}\n')
     with pytest.raises(InputError, match="full"):
         loading.load_all_splits("tofu", data_dir=data)
+
+
+def test_the_qa_benchmarks_are_defined_once() -> None:
+    import fastngd.eval
+    from fastngd.data.registry import BENCHMARKS
+    from fastngd.models.finetune import FINETUNE_QA_BENCHMARKS
+
+    assert fastngd.eval.QA_BENCHMARKS is loading.QA_BENCHMARKS
+    assert FINETUNE_QA_BENCHMARKS is loading.QA_BENCHMARKS
+    assert set(loading.QA_BENCHMARKS) | set(loading.TEXT_BENCHMARKS) <= set(BENCHMARKS)
+    assert not set(loading.QA_BENCHMARKS) & set(loading.TEXT_BENCHMARKS)

@@ -51,6 +51,18 @@ def test_tofu_eval_data_from_local_files_skips_broken_optional_ones(tmp_path: Pa
         load_tofu_eval_data("tofu", "forget10", data_dir=tmp_path)
 
 
+def test_configs_read_already_are_not_read_again(tmp_path: Path) -> None:
+    export_benchmark("tofu-synthetic", tmp_path)
+    rows = [{"question": "q", "answer": "a"}]
+    (tmp_path / "forget10" / "train.jsonl").unlink()  # would fail if it were read
+    data = load_tofu_eval_data("tofu", "forget10", data_dir=tmp_path,
+                               loaded={"forget10": rows, "forget10_perturbed": rows,
+                                       "forget05": rows})
+    assert data["forget10"] is rows and data["forget10_perturbed"] is rows
+    assert "forget05" not in data  # not a config of forget10
+    assert data["holdout10"] == tofu_synthetic(0)["holdout10"]
+
+
 def test_evaluate_benchmark_both_protocols(tmp_path: Path) -> None:
     tok = build_word_tokenizer(benchmark_corpus("tofu-synthetic", 0)[2])
     result = evaluate_benchmark(
@@ -93,3 +105,5 @@ def test_evaluate_benchmark_both_protocols(tmp_path: Path) -> None:
     assert muse["settings"]["knowmem_icl_examples"] == {"forget_qa": 3, "retain_qa": 0}
     with pytest.raises(ValueError, match="do not apply"):
         evaluate_benchmark(make_model(mtok), mtok, "muse-synthetic", retain_split="retain90")
+    with pytest.raises(ValueError, match="do not apply"):
+        evaluate_benchmark(make_model(mtok), mtok, "muse-synthetic", loaded={})

@@ -82,3 +82,26 @@ def test_a_users_files_are_keyed_by_content_not_path(
     path = second / "world_facts" / "train.jsonl"
     path.write_text(path.read_text().replace("the", "a", 1))
     assert key != embedded_model_key("tofu", 0, data_dir=second)
+
+
+def test_a_users_files_are_read_once_per_call(
+    tmp_path: Path, fast_default: TrainingRecipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastngd.data import export_benchmark, loading
+
+    data = tmp_path / "data"
+    export_benchmark("tofu-synthetic", data)
+    reads: list[object] = []
+    real = loading.load_all_splits
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_all_splits", counting)
+    _, _, path = get_embedded_model("tofu", data_dir=data, cache_dir=tmp_path / "c",
+                                    progress=False)
+    assert len(reads) == 1  # the key and the training share one corpus
+    _, _, again = get_embedded_model("tofu", data_dir=data, cache_dir=tmp_path / "c",
+                                     progress=False)
+    assert again == path and len(reads) == 2  # cached: read once, for the key

@@ -48,3 +48,46 @@ def test_embedded_model_of_a_hub_layout_needs_the_users_files() -> None:
         load_target_model("embedded", benchmark="tofu")
     with pytest.raises(UsageError, match="embedded model exists only"):
         load_target_model("embedded", benchmark="digits")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model": "embedded", "benchmark": "tofu"}, "--data-dir"),
+    ({"model": "./m", "benchmark": "muse-synthetic"}, "QA benchmarks"),
+    ({"model": None, "benchmark": "tofu-synthetic", "data_dir": "."}, "--data-dir does not apply"),
+    ({"model": "./m", "benchmark": "tofu-synthetic", "dtype": "float8"}, "unknown dtype"),
+    ({"model": "./m", "benchmark": "tofu-synthetic", "device": "tpu"}, "--device tpu"),
+])
+def test_finetune_checks_its_arguments_before_any_work(
+        kwargs, match, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastngd.models import finetune as finetune_module
+
+    def no_work(*args, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing is read or loaded before the checks")
+
+    for name in ("load_split", "load_target_model", "fit"):
+        monkeypatch.setattr(finetune_module, name, no_work)
+    with pytest.raises(UsageError, match=match):
+        finetune_module.finetune(tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetune_reads_the_split_it_is_not_given(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastngd.models import finetune as finetune_module
+    from tests.reproduce.conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "m")
+    reads: list[tuple[str, str]] = []
+    real = finetune_module.load_split
+
+    def counting(benchmark: str, config: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append((benchmark, config))
+        return real(benchmark, config, *args, **kwargs)[:8]
+
+    monkeypatch.setattr(finetune_module, "load_split", counting)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert finetune_module.finetune(out, model=str(model), benchmark="tofu-synthetic",
+                                    split="retain90", epochs=1, log=lambda s: None) == out
+    assert reads == [("tofu-synthetic", "retain90")]
+    assert (out / "config.json").exists()

@@ -47,6 +47,11 @@ def test_resume_accepts_a_folder_with_a_run(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="--resume"), \
             output_folder(tmp_path / "summary.json", resume=True):
         pass
+    assert prepare_out_dir(tmp_path, resume=True) == tmp_path
+    assert (tmp_path / "summary.json").read_text() == "{}"
+    with pytest.raises(NotADirectoryError) as refused:
+        prepare_out_dir(tmp_path / "summary.json")
+    assert "--resume" not in str(refused.value)
 
 
 def test_unwritable_places_are_input_errors(tmp_path: Path, monkeypatch) -> None:

@@ -45,6 +45,13 @@ def test_eval_data_needs_forget_split() -> None:
         tofu_eval_data(tofu_synthetic(0), "forget99")
 
 
+def test_run_tofu_refuses_a_malformed_forget_split() -> None:
+    from fastngd.errors import UsageError
+
+    with pytest.raises(UsageError, match="forget01/forget05/forget10, got 'forget'"):
+        run_tofu(None, None, tofu_synthetic(0), [], forget_split="forget")
+
+
 def test_run_tofu_rejects_unknown_method(tiny_model_dir) -> None:
     model, tokenizer = load_model(str(tiny_model_dir))
     with pytest.raises(ValueError, match="valid methods"):
