@@ -105,6 +105,23 @@ def screen_final() -> list[Run]:
     return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
 
 
+def screen_example() -> list[Run]:
+    """The per-example stopping rule (:class:`fastngd.unlearn.ExampleLossStop`) on
+    tofu-synthetic forget01/05/10, seed 0, NGDiff + gen-guard from the defaults: with the
+    mean rule as a floor (60 or 120 epochs), and alone (no minimum step count, 120 epochs)
+    at rises of 10 and 30 nats, q = 0 and q = 0.1."""
+    floor = {"stop_example_rise": 30.0}
+    alone = {"stop_rise": None, "stop_min_steps": 0, "epochs": 120}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, floor),
+        ("ngdiff", "gen-guard", 0.1, {**floor, "epochs": 120}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 30.0}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 10.0}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 30.0, "stop_quantile": 0.1}),
+    ]
+    return _runs(TOFU_SPLITS, specs)
+
+
 HELDOUT = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic",
            "chronicles", "digits")
 DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 0.1, {})]
@@ -147,6 +164,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "seeds": seeds,
     "results": results,
     "screen-final": screen_final,
+    "screen-example": screen_example,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
