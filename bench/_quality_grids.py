@@ -122,6 +122,21 @@ def screen_example() -> list[Run]:
     return _runs(TOFU_SPLITS, specs)
 
 
+EXAMPLE_FLOOR = {"stop_example_rise": 30.0}
+"""The per-example rule (every forget example risen by 30 nats) on top of the mean rule."""
+
+
+def screen_example_seeds() -> list[Run]:
+    """The two candidates of ``screen-example`` that keep the mean rule as a floor (60 and
+    120 epochs) and the defaults, on tofu-synthetic seeds 1 and 2 (the tuned set's other
+    seeds; the held-out sets stay untouched)."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, EXAMPLE_FLOOR),
+        ("ngdiff", "gen-guard", 0.1, {**EXAMPLE_FLOOR, "epochs": 120}),
+    ]
+    return _runs(TOFU_SPLITS, specs + DEFAULTS, seeds=(1, 2))
+
+
 HELDOUT = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic",
            "chronicles", "digits")
 DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 0.1, {})]
@@ -165,6 +180,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "results": results,
     "screen-final": screen_final,
     "screen-example": screen_example,
+    "screen-example-seeds": screen_example_seeds,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
