@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["ExampleLossStop", "ForgetLossStop", "quantile"]
 
@@ -49,10 +49,10 @@ class ForgetLossStop:
     rise: float
     ema: float = 0.9
     min_steps: int = 0
-    max_steps: Optional[int] = None
-    start: Optional[float] = field(default=None, init=False)
-    smoothed: Optional[float] = field(default=None, init=False)
-    stopped_at: Optional[int] = field(default=None, init=False)
+    max_steps: int | None = None
+    start: float | None = field(default=None, init=False)
+    smoothed: float | None = field(default=None, init=False)
+    stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)
@@ -116,11 +116,11 @@ class ExampleLossStop:
     rise: float
     quantile: float = 0.0
     min_steps: int = 0
-    max_steps: Optional[int] = None
-    floor: Optional[ForgetLossStop] = None
+    max_steps: int | None = None
+    floor: ForgetLossStop | None = None
     first: dict[int, float] = field(default_factory=dict, init=False)
     latest: dict[int, float] = field(default_factory=dict, init=False)
-    stopped_at: Optional[int] = field(default=None, init=False)
+    stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)

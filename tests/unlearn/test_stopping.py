@@ -1,12 +1,18 @@
-"""Stopping rules: ForgetLossStop against its definition, and inside unlearn()."""
+"""Stopping rules: ForgetLossStop and ExampleLossStop against their definitions, and inside
+unlearn()."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastngd.unlearn import unlearn
-from fastngd.unlearn.stopping import ForgetLossStop
+from fastngd.errors import UsageError
+from fastngd.unlearn import UnlearnConfig, stopping_rule, unlearn
+from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop, quantile
 
 from .conftest import make_classifier_data
 
@@ -75,14 +81,6 @@ def test_config_stop_rise_adds_the_rule() -> None:
 
 
 # ---------------------------------------------------------------------- ExampleLossStop
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from fastngd.errors import UsageError  # noqa: E402
-from fastngd.unlearn import UnlearnConfig, stopping_rule  # noqa: E402
-from fastngd.unlearn.stopping import ExampleLossStop, quantile  # noqa: E402
 
 
 @given(values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=30), q=st.floats(0.0, 1.0))
