@@ -164,10 +164,23 @@ def seeds() -> list[Run]:
     return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
 
 
+EXAMPLE_CHOSEN: dict[str, Any] = EXAMPLE_FLOOR
+"""The per-example candidate carried to the held-out sets (after ``screen-example-seeds``)."""
+
+
+def example_heldout() -> list[Run]:
+    """The per-example candidate next to the defaults on the held-out sets that are cheap
+    (people forget01/05/10, muse-synthetic, digits), seeds 0, 1, 2."""
+    sets = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic", "digits")
+    return _runs(sets, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CHOSEN)] + DEFAULTS,
+                 seeds=(0, 1, 2))
+
+
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
-    for grid in (screen_final, heldout, baselines, seeds):
+    for grid in (screen_final, heldout, baselines, seeds, screen_example, screen_example_seeds,
+                 example_heldout):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -181,6 +194,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "screen-final": screen_final,
     "screen-example": screen_example,
     "screen-example-seeds": screen_example_seeds,
+    "example-heldout": example_heldout,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
