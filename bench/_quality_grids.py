@@ -164,6 +164,18 @@ def seeds() -> list[Run]:
     return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
 
 
+EXAMPLE_CAP = {**EXAMPLE_FLOOR, "objective_options": {"cap": 40.0}}
+"""The per-example rule with the capped forget cross-entropy (an example stops pushing once
+its token-mean loss reaches 40 nats)."""
+
+
+def screen_cap() -> list[Run]:
+    """The per-example rule with the capped forget objective (``cap`` = 40 nats per token)
+    on tofu-synthetic forget01/05/10, seeds 0, 1, 2 (after ``screen-example-seeds``: the
+    examples that survive barely rise while the forgotten ones climb to hundreds of nats)."""
+    return _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CAP)], seeds=(0, 1, 2))
+
+
 EXAMPLE_CHOSEN: dict[str, Any] = EXAMPLE_FLOOR
 """The per-example candidate carried to the held-out sets (after ``screen-example-seeds``)."""
 
@@ -180,7 +192,7 @@ def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
     for grid in (screen_final, heldout, baselines, seeds, screen_example, screen_example_seeds,
-                 example_heldout):
+                 screen_cap, example_heldout):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -195,6 +207,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "screen-example": screen_example,
     "screen-example-seeds": screen_example_seeds,
     "example-heldout": example_heldout,
+    "screen-cap": screen_cap,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,
