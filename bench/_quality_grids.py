@@ -176,6 +176,18 @@ def screen_cap() -> list[Run]:
     return _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CAP)], seeds=(0, 1, 2))
 
 
+def example_tofu() -> list[Run]:
+    """What the README reports for the per-example rule on tofu-synthetic, seeds 0, 1, 2: the
+    defaults, the rule with the mean floor (60 and 120 epochs) and the rule with the capped
+    objective."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, EXAMPLE_FLOOR),
+        ("ngdiff", "gen-guard", 0.1, {**EXAMPLE_FLOOR, "epochs": 120}),
+    ]
+    seed0 = [r for r in screen_final() if r.step == "gen-guard" and r.base == "sgd"]
+    return seed0 + _runs(TOFU_SPLITS, specs) + screen_example_seeds() + screen_cap()
+
+
 EXAMPLE_CHOSEN: dict[str, Any] = EXAMPLE_FLOOR
 """The per-example candidate carried to the held-out sets (after ``screen-example-seeds``)."""
 
@@ -208,6 +220,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "screen-example-seeds": screen_example_seeds,
     "example-heldout": example_heldout,
     "screen-cap": screen_cap,
+    "example-tofu": example_tofu,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,

@@ -84,6 +84,8 @@ def _option_text(key: str, value: Any) -> str:
         return f"stop {value['rise']:g} nats ≥{value.get('min_steps', 0)} steps"
     if key == "stop_example_rise":
         return f"every example +{value:g} nats"
+    if key == "objective_options" and set(value) == {"cap"}:
+        return f"forget CE capped at {value['cap']:g} nats"
     if key == "stop_quantile":
         return f"q={value:g}"
     if key == "stop_rise" and value is None:
