@@ -105,6 +105,38 @@ def screen_final() -> list[Run]:
     return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
 
 
+def screen_example() -> list[Run]:
+    """The per-example stopping rule (:class:`fastngd.unlearn.ExampleLossStop`) on
+    tofu-synthetic forget01/05/10, seed 0, NGDiff + gen-guard from the defaults: with the
+    mean rule as a floor (60 or 120 epochs), and alone (no minimum step count, 120 epochs)
+    at rises of 10 and 30 nats, q = 0 and q = 0.1."""
+    floor = {"stop_example_rise": 30.0}
+    alone = {"stop_rise": None, "stop_min_steps": 0, "epochs": 120}
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, floor),
+        ("ngdiff", "gen-guard", 0.1, {**floor, "epochs": 120}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 30.0}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 10.0}),
+        ("ngdiff", "gen-guard", 0.1, {**alone, "stop_example_rise": 30.0, "stop_quantile": 0.1}),
+    ]
+    return _runs(TOFU_SPLITS, specs)
+
+
+EXAMPLE_FLOOR = {"stop_example_rise": 30.0}
+"""The per-example rule (every forget example risen by 30 nats) on top of the mean rule."""
+
+
+def screen_example_seeds() -> list[Run]:
+    """The two candidates of ``screen-example`` that keep the mean rule as a floor (60 and
+    120 epochs) and the defaults, on tofu-synthetic seeds 1 and 2 (the tuned set's other
+    seeds; the held-out sets stay untouched)."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, EXAMPLE_FLOOR),
+        ("ngdiff", "gen-guard", 0.1, {**EXAMPLE_FLOOR, "epochs": 120}),
+    ]
+    return _runs(TOFU_SPLITS, specs + DEFAULTS, seeds=(1, 2))
+
+
 HELDOUT = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic",
            "chronicles", "digits")
 DEFAULTS: list[tuple[str, str, float, dict[str, Any]]] = [("ngdiff", "gen-guard", 0.1, {})]
@@ -132,10 +164,47 @@ def seeds() -> list[Run]:
     return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
 
 
+EXAMPLE_CAP = {**EXAMPLE_FLOOR, "objective_options": {"cap": 40.0}}
+"""The per-example rule with the capped forget cross-entropy (an example stops pushing once
+its token-mean loss reaches 40 nats)."""
+
+
+def screen_cap() -> list[Run]:
+    """The per-example rule with the capped forget objective (``cap`` = 40 nats per token)
+    on tofu-synthetic forget01/05/10, seeds 0, 1, 2 (after ``screen-example-seeds``: the
+    examples that survive barely rise while the forgotten ones climb to hundreds of nats)."""
+    return _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CAP)], seeds=(0, 1, 2))
+
+
+def example_tofu() -> list[Run]:
+    """What the README reports for the per-example rule on tofu-synthetic, seeds 0, 1, 2: the
+    defaults, the rule with the mean floor (60 and 120 epochs) and the rule with the capped
+    objective."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        ("ngdiff", "gen-guard", 0.1, EXAMPLE_FLOOR),
+        ("ngdiff", "gen-guard", 0.1, {**EXAMPLE_FLOOR, "epochs": 120}),
+    ]
+    seed0 = [r for r in screen_final() if r.step == "gen-guard" and r.base == "sgd"]
+    return seed0 + _runs(TOFU_SPLITS, specs) + screen_example_seeds() + screen_cap()
+
+
+EXAMPLE_CHOSEN: dict[str, Any] = EXAMPLE_FLOOR
+"""The per-example candidate carried to the held-out sets (after ``screen-example-seeds``)."""
+
+
+def example_heldout() -> list[Run]:
+    """The per-example candidate next to the defaults on the held-out sets that are cheap
+    (people forget01/05/10, muse-synthetic, digits), seeds 0, 1, 2."""
+    sets = ("people/forget01", "people/forget05", "people/forget10", "muse-synthetic", "digits")
+    return _runs(sets, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CHOSEN)] + DEFAULTS,
+                 seeds=(0, 1, 2))
+
+
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
-    for grid in (screen_final, heldout, baselines, seeds):
+    for grid in (screen_final, heldout, baselines, seeds, screen_example, screen_example_seeds,
+                 screen_cap, example_heldout):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -147,6 +216,11 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "seeds": seeds,
     "results": results,
     "screen-final": screen_final,
+    "screen-example": screen_example,
+    "screen-example-seeds": screen_example_seeds,
+    "example-heldout": example_heldout,
+    "screen-cap": screen_cap,
+    "example-tofu": example_tofu,
     "screen-sgd2": screen_sgd2,
     "screen-adam2": screen_adam2,
     "screen-gen": screen_gen,

@@ -82,6 +82,16 @@ def _option_text(key: str, value: Any) -> str:
         return f"{value} ep"
     if key == "stop":
         return f"stop {value['rise']:g} nats ≥{value.get('min_steps', 0)} steps"
+    if key == "stop_example_rise":
+        return f"every example +{value:g} nats"
+    if key == "objective_options" and set(value) == {"cap"}:
+        return f"forget CE capped at {value['cap']:g} nats"
+    if key == "stop_quantile":
+        return f"q={value:g}"
+    if key == "stop_rise" and value is None:
+        return "no mean rule"
+    if key == "stop_min_steps":
+        return f"≥{value} steps"
     if key == "guard":
         return "guard " + "/".join(f"{k}={v:g}" for k, v in sorted(value.items()))
     return f"{key}={json.dumps(value, sort_keys=True)}"
@@ -202,7 +212,8 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
         x = m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx]
         y = m[ry] / b[ry] if b[ry] else m[ry]
         name = run.method + ("+autolr" if run.step != "fixed" else "") + (
-            f" ({run.base})" if run.base != "sgd" else "")
+            f" ({run.base})" if run.base != "sgd" else "") + (
+            " [per-example stop]" if "stop_example_rise" in run.options else "")
         by_method[name].append((x, y))
     for name, pts in sorted(by_method.items()):
         star = name.startswith(headline + "+")

@@ -137,6 +137,18 @@ def _config(run: Run) -> tuple[Any, list[Any]]:
     return config, callbacks
 
 
+def example_rises(history: list[dict[str, Any]]) -> list[float]:
+    """Each forget example's rise ``r_i`` (latest − first token-mean loss seen) at the end of
+    a run, as :class:`fastngd.unlearn.ExampleLossStop` computes it."""
+    from fastngd.unlearn import ExampleLossStop
+
+    rule = ExampleLossStop(rise=1.0)
+    for entry in history:
+        if "forget_losses" in entry:
+            rule.observe(entry)
+    return rule.rises()
+
+
 def execute(run: Run, targets: Targets) -> dict[str, Any]:
     """Run ``run`` (or read its cached record); returns the record."""
     from fastngd.unlearn import UnlearningDiverged, unlearn
@@ -165,7 +177,7 @@ def execute(run: Run, targets: Targets) -> dict[str, Any]:
     record.update(diverged=False, metrics=metrics, steps=result.steps,
                   completed=result.completed, unlearn_seconds=seconds,
                   eval_seconds=time.perf_counter() - t1, history=history,
-                  final_lr=result.final_lr)
+                  final_lr=result.final_lr, forget_rises=example_rises(result.history))
     _write(path, record)
     return record
 

@@ -122,6 +122,15 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
     p.add_argument("--stop-min-steps", type=int, default=None,
                    help=f"the stopping rule never stops before this many steps "
                         f"(default {d.stop_min_steps})")
+    ex = "off" if d.stop_example_rise is None else f"{d.stop_example_rise:g}"
+    p.add_argument("--stop-example-rise", type=_stop_rise, default=None, metavar="NATS|off",
+                   help=f"stop only once the --stop-quantile quantile of the forget examples' "
+                        f"loss rises (each example's token-mean loss, latest minus first "
+                        f"seen) has reached NATS; with --stop-rise the mean rule must fire "
+                        f"too (default {ex})")
+    p.add_argument("--stop-quantile", type=float, default=None, metavar="Q",
+                   help=f"the quantile of --stop-example-rise, in [0, 1); 0: every example "
+                        f"(default {d.stop_quantile:g})")
     _add_base_args(p)
 
 
@@ -136,10 +145,13 @@ def _stop_rise(text: str) -> float | str:
 
 
 def _stop_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``stop_rise``/``stop_min_steps`` of the flags that were given (``off`` → None)."""
-    out = _given(stop_min_steps=args.stop_min_steps)
-    if args.stop_rise is not None:
-        out["stop_rise"] = None if args.stop_rise == "off" else args.stop_rise
+    """``stop_rise``/``stop_min_steps``/``stop_example_rise``/``stop_quantile`` of the flags
+    that were given (``off`` → None)."""
+    out = _given(stop_min_steps=args.stop_min_steps, stop_quantile=args.stop_quantile)
+    for key in ("stop_rise", "stop_example_rise"):
+        value = getattr(args, key)
+        if value is not None:
+            out[key] = None if value == "off" else value
     return out
 
 

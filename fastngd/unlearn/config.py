@@ -149,6 +149,12 @@ class UnlearnConfig:
             first value (:class:`fastngd.unlearn.stopping.ForgetLossStop`), after at least
             ``stop_min_steps`` steps; ``None``: run every epoch.
         stop_min_steps: the stopping rule never stops before this many steps.
+        stop_example_rise: stop only once the ``stop_quantile``-quantile of the forget
+            examples' rises ``r_i = ℓ_i,latest − ℓ_i,first`` (``ℓ_i`` the example's token-mean
+            cross-entropy, first and latest value seen) has reached this many nats
+            (:class:`fastngd.unlearn.stopping.ExampleLossStop`); with ``stop_rise`` set the
+            mean rule must have fired as well (a floor). ``None``: the mean rule alone.
+        stop_quantile: ``q`` in [0, 1) of ``stop_example_rise`` (0: every example).
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
         lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.
@@ -184,6 +190,8 @@ class UnlearnConfig:
     epochs: int = 60
     stop_rise: float | None = 30.0
     stop_min_steps: int = 60
+    stop_example_rise: float | None = None
+    stop_quantile: float = 0.0
     batch_size: int = 8
     retain_batch_size: int | None = 32
     lr: float = 0.1
@@ -219,8 +227,12 @@ class UnlearnConfig:
                      "max_steps"):
             _positive_int(name, getattr(self, name), optional=True)
         _finite("lr", self.lr)
-        if self.stop_rise is not None:
-            _finite("stop_rise", self.stop_rise)
+        for name in ("stop_rise", "stop_example_rise"):
+            if getattr(self, name) is not None:
+                _finite(name, getattr(self, name))
+        q = self.stop_quantile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q < 1.0:
+            raise UsageError(f"stop_quantile must be a number in [0, 1), got {q!r}")
         if isinstance(self.stop_min_steps, bool) or not isinstance(self.stop_min_steps, int) \
                 or self.stop_min_steps < 0:
             raise UsageError(f"stop_min_steps must be an integer >= 0, got {self.stop_min_steps!r}")

@@ -70,7 +70,8 @@ from fastngd.unlearn.state import (
 )
 from fastngd.unlearn.tasks import Task, infer_task
 
-__all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
+__all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "stopping_rule",
+           "unlearn"]
 
 StepCallback = Callable[[dict[str, Any]], Optional[bool]]
 """``callback(step_record)``, called after every step; returning True stops the run."""
@@ -111,7 +112,9 @@ class UnlearnResult:
         history: one record per step: ``step`` (1-based), ``epoch``, ``loss_retain``,
             ``loss_forget`` (the forget closure's value), ``norm_retain``, ``norm_forget``,
             ``cosine``, ``weight_retain``, ``weight_forget``, ``lr``, ``lr_scale``,
-            ``lr_updated``.
+            ``lr_updated``, ``forget_indices`` (the forget batch, indices into the forget
+            set) and ``forget_losses`` (each of those examples' token-mean cross-entropy
+            ``nll_i / n_i`` before the step, NaN without a target token).
         evals: ``{"step": s, **metrics}`` from ``evaluate`` at step 0, every ``eval_every``
             steps and at the end.
         steps: steps done in total (resumed ones included).
@@ -221,13 +224,15 @@ def _reference_nll(model: nn.Module, task: Task, data: Sequence[Any], batch_size
 def _closures(
     model: nn.Module, task: Task, objective: ForgetObjective, retain_batch: Any,
     forget_batch: Any, forget_ref: Tensor | None, denominators: Tensor | None,
+    sink: dict[str, Tensor] | None = None,
 ) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
     """The two closures of one step: retain CE, and the forget objective's value.
 
     ``denominators`` (``[forget, retain]``, under ``torchrun``) replace each rank's token
     count in the token means (see :func:`mean_nll`). Each closure starts by resharding
     FSDP2 modules (a no-op otherwise), so that a forward after a GeN probe never reads stale
-    gathered parameters.
+    gathered parameters. The forget closure leaves the per-example token-mean losses
+    ``nll_i / n_i`` of its batch (detached; NaN where ``n_i = 0``) in ``sink["forget"]``.
     """
     d_forget = None if denominators is None else denominators[0]
     d_retain = None if denominators is None else denominators[1]
@@ -240,6 +245,8 @@ def _closures(
     def closure_forget() -> Tensor:
         reshard_fsdp(model)
         nll, n = task.nll(model, forget_batch)
+        if sink is not None:
+            sink["forget"] = nll.detach() / n.detach()
         return objective(nll, n, forget_ref, d_forget)
 
     return closure_retain, closure_forget
@@ -372,24 +379,38 @@ class _Run:
         """One optimizer step on the next pair of batches; returns its history record.
         Raises UnlearningDiverged when the optimizer skipped the step (non-finite values)."""
         epoch, position = divmod(self.step_count, self.per_epoch)
-        f_idx, r_idx = self._plan(epoch)[position]
+        batch_idx, r_idx = self._plan(epoch)[position]
+        f_idx = batch_idx
         if self.world > 1:  # this rank's equal share of both batches
-            f_idx = rank_share(f_idx, self.rank, self.world)
+            f_idx = rank_share(batch_idx, self.rank, self.world)
             r_idx = rank_share(r_idx, self.rank, self.world)
         f_batch = self.task.collate([self.forget[i] for i in f_idx])
         r_batch = self.task.collate([self.retain[i] for i in r_idx])
         f_ref = self.ref_nll[torch.tensor(f_idx)] if self.ref_nll is not None else None
+        sink: dict[str, Tensor] = {}
         closures = _closures(self.model, self.task, self.objective, r_batch, f_batch, f_ref,
-                             self._denominators(f_batch, r_batch))
+                             self._denominators(f_batch, r_batch), sink)
         stats = self.optimizer.step(*closures).as_dict()
         reshard_fsdp(self.model)
         if stats["skipped"]:
             self._diverged(stats, epoch)
         self.step_count += 1
         entry = {"step": self.step_count, "epoch": epoch + 1,
-                 **{k: stats[k] for k in _HISTORY_KEYS}}
+                 **{k: stats[k] for k in _HISTORY_KEYS},
+                 "forget_indices": [int(i) for i in batch_idx],
+                 "forget_losses": self._batch_losses(sink["forget"], len(batch_idx))}
         self.history.append(entry)
         return entry
+
+    def _batch_losses(self, local: Tensor, size: int) -> list[float]:
+        """The per-example forget losses of the whole batch (``size`` examples): this
+        rank's share ``rank::W`` gathered over the ranks under ``torchrun`` (one
+        all_reduce of ``size`` numbers)."""
+        if self.world == 1:
+            return [float(v) for v in local.float().cpu().tolist()]
+        full = torch.zeros(size, dtype=torch.float32, device=local.device)
+        full[self.rank::self.world] = local.float()
+        return [float(v) for v in fdist.sum_over_ranks(full).cpu().tolist()]
 
     def _diverged(self, stats: Mapping[str, Any], epoch: int) -> None:
         folder = self.checkpoint_dir
@@ -558,8 +579,8 @@ def unlearn(
             ``config.eval_every`` steps and at the end; with ``config.keep_best`` the best
             evaluation's model state is kept (:meth:`UnlearnResult.best_state`).
         callbacks: called after every step with the step record; returning True stops
-            (``config.stop_rise`` adds :class:`fastngd.unlearn.stopping.ForgetLossStop`; a
-            resumed run starts its smoothing afresh).
+            (the stopping rule of ``config``, :func:`stopping_rule`, is added; on resume
+            it is replayed over the saved history first).
         checkpoint_dir, resume: whole-run checkpoints (every ``config.checkpoint_every``
             steps, default every epoch, and at the end). A folder that already holds a
             checkpoint is refused unless ``resume=True`` (which starts afresh when the
@@ -586,12 +607,29 @@ def unlearn(
         raise UsageError("resume=True needs checkpoint_dir")
     if resolved.keep_best is not None and evaluate is None:
         raise UsageError("keep_best needs an evaluate hook (evaluate=...) that returns its metric")
-    if resolved.stop_rise is not None:
-        from fastngd.unlearn.stopping import ForgetLossStop
-
-        callbacks = [*callbacks, ForgetLossStop(resolved.stop_rise,
-                                                min_steps=resolved.stop_min_steps)]
+    rule = stopping_rule(resolved)
+    if rule is not None:
+        callbacks = [*callbacks, rule]
     run = _Run(model, forget, retain, resolved, evaluate, callbacks, checkpoint_dir, task,
                tokenizer)
     run.restore(resume)
+    if rule is not None:  # a resumed run's rule continues from the saved history
+        for entry in run.history:
+            rule(entry)
     return run.execute(progress)
+
+
+def stopping_rule(config: UnlearnConfig) -> StepCallback | None:
+    """The stopping rule of ``config``: :class:`~fastngd.unlearn.stopping.ExampleLossStop`
+    when ``stop_example_rise`` is set (with the mean rule of ``stop_rise`` as its floor
+    when that is set too), else :class:`~fastngd.unlearn.stopping.ForgetLossStop` when
+    ``stop_rise`` is set, else None (every epoch runs)."""
+    from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop
+
+    mean = None
+    if config.stop_rise is not None:
+        mean = ForgetLossStop(config.stop_rise, min_steps=config.stop_min_steps)
+    if config.stop_example_rise is None:
+        return mean
+    return ExampleLossStop(config.stop_example_rise, quantile=config.stop_quantile,
+                           min_steps=config.stop_min_steps, floor=mean)

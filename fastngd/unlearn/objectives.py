@@ -6,6 +6,10 @@ tokens) and ``n_i = |y_i|`` (see :mod:`fastngd.unlearn.tasks`):
 
 * retain, and the ``"ce"`` forget objective: the token-mean cross-entropy
   ``CE = Σ_i nll_i / Σ_i n_i`` (ascending it on the forget batch is gradient ascent);
+  with the option ``cap`` = C (nats per token), ``CE_C = Σ_i min(nll_i, C·n_i) / Σ_i n_i``:
+  an example whose token-mean loss ``nll_i / n_i`` has reached C adds a constant and no
+  gradient, so the ascent works on the examples not yet forgotten instead of pushing the
+  forgotten ones further;
 * ``"npo"``: ``L_NPO = mean_i −(2/β)·log σ(−β·(log π(y_i|x_i) − log π_ref(y_i|x_i)))`` on
   sequence-summed log-probabilities, π_ref the frozen model before unlearning (β = 0.1).
   Minimising ``L_NPO`` unlearns, so the forget closure returns ``−L_NPO``;
@@ -23,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -31,6 +36,7 @@ from fastngd.errors import UsageError
 __all__ = [
     "FORGET_OBJECTIVES",
     "ForgetObjective",
+    "capped_mean_nll",
     "get_objective",
     "mean_nll",
     "npo_loss",
@@ -54,6 +60,14 @@ def mean_nll(nll: Tensor, n: Tensor, denominator: Tensor | None = None) -> Tenso
     if not bool(total > 0):
         raise ValueError("the batch has no target token (every label is -100)")
     return nll.sum() / total
+
+
+def capped_mean_nll(nll: Tensor, n: Tensor, cap: float,
+                    denominator: Tensor | None = None) -> Tensor:
+    """``Σ_i min(nll_i, cap·n_i) / Σ_i n_i``: the token-mean cross-entropy with each
+    example's contribution capped at ``cap`` nats per token (zero gradient above it).
+    ``denominator`` as in :func:`mean_nll`."""
+    return mean_nll(torch.minimum(nll, cap * n.to(nll)), n, denominator)
 
 
 def npo_loss(nll: Tensor, ref_nll: Tensor, beta: float = 0.1) -> Tensor:
@@ -105,6 +119,8 @@ class ForgetObjective:
         as they are (every rank holds the same number of examples).
         """
         if self.name == "ce":
+            if "cap" in self.options:
+                return capped_mean_nll(nll, n, self.options["cap"], denominator)
             return mean_nll(nll, n, denominator)
         if self.name == "npo":
             if ref_nll is None:
@@ -129,6 +145,9 @@ FORGET_OBJECTIVES: dict[str, dict[str, float]] = {
 }
 """Forget objectives by name, with their default options."""
 
+_OPTIONAL: dict[str, tuple[str, ...]] = {"ce": ("cap",)}
+"""Options an objective takes without a default (absent: not applied)."""
+
 
 def get_objective(name: str, **options: Any) -> ForgetObjective:
     """The forget objective ``name`` with its defaults overridden by ``options``.
@@ -142,12 +161,14 @@ def get_objective(name: str, **options: Any) -> ForgetObjective:
     for key, value in options.items():
         if value is None:
             continue
-        if key not in merged:
+        valid = sorted([*merged, *_OPTIONAL.get(name, ())])
+        if key not in valid:
             raise UsageError(
-                f"forget objective {name!r} takes no option {key!r}; valid: {sorted(merged)}"
+                f"forget objective {name!r} takes no option {key!r}; valid: {valid}"
             )
         merged[key] = float(value)
-    beta = merged.get("beta")
-    if beta is not None and not (math.isfinite(beta) and beta > 0):
-        raise UsageError(f"{name}: beta must be a finite positive number, got {beta}")
+    for key in ("beta", "cap"):
+        value = merged.get(key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{name}: {key} must be a finite positive number, got {value}")
     return ForgetObjective(name, merged)

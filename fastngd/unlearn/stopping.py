@@ -9,15 +9,29 @@ the forget closure's value, the cross-entropy of the forget batch for the CE met
 and stops after the first step ``k ≥ min_steps`` with ``S_k ≥ L_F,1 + rise``: the smoothed
 forget loss has risen by ``rise`` nats above its value at the start. ``max_steps`` ends the
 run in any case (the loop's ``epochs`` is the other bound).
+
+:class:`ExampleLossStop` looks at every forget example instead of the batch mean. The loop
+records, per step, the indices of the forget batch (``forget_indices``) and each example's
+token-mean cross-entropy ``ℓ_i = nll_i / n_i`` (``forget_losses``, whatever the forget
+objective). For each example seen so far it keeps its first value ``a_i`` and its latest
+value ``b_i``; with ``r_i = b_i − a_i`` (0 for an example seen once) it stops after the first
+step ``k ≥ min_steps`` with
+
+    Q_q({r_i}) ≥ rise        (Q_q: the q-quantile, linear interpolation; q = 0 is the minimum)
+
+i.e. all but a fraction q of the examples seen have risen by ``rise`` nats above their own
+first value, and, when it has a ``floor`` (a :class:`ForgetLossStop`), once that rule has
+fired as well. A mean that has risen far can hide a few examples the model still answers;
+this rule waits for them.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-__all__ = ["ForgetLossStop"]
+__all__ = ["ExampleLossStop", "ForgetLossStop", "quantile"]
 
 
 @dataclass
@@ -35,10 +49,10 @@ class ForgetLossStop:
     rise: float
     ema: float = 0.9
     min_steps: int = 0
-    max_steps: Optional[int] = None
-    start: Optional[float] = field(default=None, init=False)
-    smoothed: Optional[float] = field(default=None, init=False)
-    stopped_at: Optional[int] = field(default=None, init=False)
+    max_steps: int | None = None
+    start: float | None = field(default=None, init=False)
+    smoothed: float | None = field(default=None, init=False)
+    stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)
@@ -55,6 +69,90 @@ class ForgetLossStop:
         else:
             self.smoothed = self.ema * self.smoothed + (1.0 - self.ema) * loss
         done = step >= self.min_steps and self.smoothed >= self.start + self.rise
+        if self.max_steps is not None and step >= self.max_steps:
+            done = True
+        if done and self.stopped_at is None:
+            self.stopped_at = step
+        return done
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile of ``values`` with linear interpolation between order statistics
+    (numpy's default): with ``v_(0) ≤ … ≤ v_(m−1)`` and ``h = q·(m − 1)``,
+    ``Q_q = v_(⌊h⌋) + (h − ⌊h⌋)·(v_(⌊h⌋+1) − v_(⌊h⌋))``; ``q = 0`` is the minimum, ``q = 1``
+    the maximum. Raises ValueError for an empty sequence or q outside [0, 1]."""
+    if not values:
+        raise ValueError("the quantile of no values")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    ordered = sorted(values)
+    h = q * (len(ordered) - 1)
+    low = math.floor(h)
+    if low + 1 >= len(ordered):
+        return ordered[-1]
+    return ordered[low] + (h - low) * (ordered[low + 1] - ordered[low])
+
+
+@dataclass
+class ExampleLossStop:
+    """Stop once (nearly) every forget example's loss has risen by ``rise`` nats above its
+    own first value (a step callback: returns True to stop; see the module docstring).
+
+    Reads ``forget_indices`` and ``forget_losses`` of each step record (the loop of
+    :func:`fastngd.unlearn.unlearn` writes them); non-finite losses (an example without a
+    target token) are not tracked.
+
+    Attributes:
+        rise: the rise ``r`` each example's token-mean loss must reach, in nats (> 0).
+        quantile: ``q`` in [0, 1): the q-quantile of the rises must reach ``rise``
+            (0: every example seen; 0.1: all but the lowest 10 %).
+        min_steps: never stop before this many steps.
+        max_steps: stop after this many steps (None: no bound here).
+        floor: a :class:`ForgetLossStop` that must have fired too (it sees every record;
+            None: the per-example condition alone).
+        first, latest: ``a_i`` and ``b_i`` by example index.
+    """
+
+    rise: float
+    quantile: float = 0.0
+    min_steps: int = 0
+    max_steps: int | None = None
+    floor: ForgetLossStop | None = None
+    first: dict[int, float] = field(default_factory=dict, init=False)
+    latest: dict[int, float] = field(default_factory=dict, init=False)
+    stopped_at: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)
+                and self.rise > 0):
+            raise ValueError(f"rise must be a finite number > 0, got {self.rise!r}")
+        if not (isinstance(self.quantile, (int, float)) and 0.0 <= self.quantile < 1.0):
+            raise ValueError(f"quantile must be in [0, 1), got {self.quantile!r}")
+
+    def rises(self) -> list[float]:
+        """``r_i = b_i − a_i`` of every tracked example (in index order)."""
+        return [self.latest[i] - self.first[i] for i in sorted(self.first)]
+
+    def observe(self, record: Mapping[str, Any]) -> None:
+        """Update ``a_i``/``b_i`` from one step record."""
+        indices, losses = record["forget_indices"], record["forget_losses"]
+        if len(indices) != len(losses):
+            raise ValueError(f"forget_indices ({len(indices)}) and forget_losses "
+                             f"({len(losses)}) differ in length")
+        for index, loss in zip(indices, losses):
+            value = float(loss)
+            if not math.isfinite(value):
+                continue
+            self.first.setdefault(int(index), value)
+            self.latest[int(index)] = value
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        self.observe(record)
+        step = int(record["step"])
+        floor_done = True if self.floor is None else bool(self.floor(record))
+        rises = self.rises()
+        done = (step >= self.min_steps and floor_done and bool(rises)
+                and quantile(rises, self.quantile) >= self.rise)
         if self.max_steps is not None and step >= self.max_steps:
             done = True
         if done and self.stopped_at is None:

@@ -148,7 +148,27 @@ def test_stop_flags_set_the_stopping_rule(flags: list[str], rise: float | None,
     assert config.stop_rise == rise and config.stop_min_steps == min_steps
 
 
-@pytest.mark.parametrize("flags", [["--stop-rise", "-1"], ["--stop-min-steps", "-3"]])
+@pytest.mark.parametrize("flags, rise, q", [
+    ([], None, 0.0),
+    (["--stop-example-rise", "12", "--stop-quantile", "0.1"], 12.0, 0.1),
+    (["--stop-example-rise", "off"], None, 0.0),
+])
+def test_example_stop_flags_set_the_per_example_rule(flags: list[str], rise: float | None,
+                                                     q: float) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+    from fastngd.unlearn import UnlearnConfig
+
+    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    config = _config_from_args(args)
+    default = UnlearnConfig()
+    want_rise = rise if flags else default.stop_example_rise
+    want_q = q if flags else default.stop_quantile
+    assert (config.stop_example_rise, config.stop_quantile) == (want_rise, want_q)
+    assert config.stop_rise == default.stop_rise
+
+
+@pytest.mark.parametrize("flags", [["--stop-rise", "-1"], ["--stop-min-steps", "-3"],
+                                   ["--stop-example-rise", "0"], ["--stop-quantile", "1"]])
 def test_bad_stop_flags_are_usage_errors(tiny_model: str, tmp_path: Path,
                                          flags: list[str]) -> None:
     assert main(["unlearn", "--model", tiny_model, *flags, "--out", str(tmp_path / "x")]) == 2

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fastngd.unlearn import get_objective, mean_nll, npo_loss, simnpo_loss
 
@@ -72,3 +74,33 @@ def test_objective_errors() -> None:
         get_objective("npo", beta=-1.0)
     with pytest.raises(ValueError, match="reference"):
         get_objective("npo")(torch.ones(1), torch.ones(1), None)
+
+
+@given(nll=st.lists(st.floats(0.0, 200.0), min_size=1, max_size=8),
+       cap=st.floats(0.1, 50.0), data=st.data())
+def test_capped_ce_against_a_float64_reference(nll, cap, data) -> None:
+    """``Σ min(nll_i, C·n_i) / Σ n_i`` (float64), and no gradient from a capped example."""
+    counts = data.draw(st.lists(st.integers(1, 20), min_size=len(nll), max_size=len(nll)))
+    want = sum(min(v, cap * c) for v, c in zip(nll, counts)) / sum(counts)
+    x = torch.tensor(nll, dtype=torch.float64, requires_grad=True)
+    n = torch.tensor(counts, dtype=torch.float64)
+    value = get_objective("ce", cap=cap)(x, n)
+    assert value.item() == pytest.approx(want, rel=1e-12, abs=1e-12)
+    value.backward()
+    for v, c, g in zip(nll, counts, x.grad.tolist()):
+        if v > cap * c:
+            assert g == 0.0
+        elif v < cap * c:
+            assert g == pytest.approx(1.0 / sum(counts))
+
+
+def test_ce_without_cap_is_unchanged_and_bad_caps_are_refused() -> None:
+    nll, n = torch.tensor([500.0, 1.0]), torch.tensor([2.0, 2.0])
+    assert get_objective("ce")(nll, n).item() == pytest.approx(501.0 / 4)
+    assert get_objective("ce").describe() == "ce"
+    assert get_objective("ce", cap=3.0).describe() == "ce(cap=3)"
+    for cap in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="cap"):
+            get_objective("ce", cap=cap)
+    with pytest.raises(ValueError, match="no option"):
+        get_objective("npo", cap=3.0)

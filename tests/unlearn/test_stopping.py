@@ -1,12 +1,18 @@
-"""Stopping rules: ForgetLossStop against its definition, and inside unlearn()."""
+"""Stopping rules: ForgetLossStop and ExampleLossStop against their definitions, and inside
+unlearn()."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastngd.unlearn import unlearn
-from fastngd.unlearn.stopping import ForgetLossStop
+from fastngd.errors import UsageError
+from fastngd.unlearn import UnlearnConfig, stopping_rule, unlearn
+from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop, quantile
 
 from .conftest import make_classifier_data
 
@@ -72,3 +78,176 @@ def test_config_stop_rise_adds_the_rule() -> None:
     assert runs[(0.5, 40)].steps >= 40 and runs[(0.5, 40)].steps > early.steps
     full = runs[(None, 0)]
     assert full.completed and full.steps > runs[(0.5, 40)].steps
+
+
+# ---------------------------------------------------------------------- ExampleLossStop
+
+
+@given(values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=30), q=st.floats(0.0, 1.0))
+def test_quantile_matches_numpy(values, q) -> None:
+    assert quantile(values, q) == pytest.approx(float(np.quantile(np.array(values), q)),
+                                                rel=1e-9, abs=1e-6)
+
+
+def test_quantile_of_nothing_or_outside_the_unit_interval() -> None:
+    with pytest.raises(ValueError):
+        quantile([], 0.5)
+    with pytest.raises(ValueError):
+        quantile([1.0], 1.5)
+
+
+_steps = st.lists(
+    st.lists(st.tuples(st.integers(0, 5), st.floats(0.0, 40.0)), min_size=1, max_size=4),
+    min_size=1, max_size=30,
+)
+
+
+def _records(steps):
+    return [{"step": k, "forget_indices": [i for i, _ in batch],
+             "forget_losses": [v for _, v in batch]} for k, batch in enumerate(steps, start=1)]
+
+
+@given(steps=_steps, rise=st.floats(0.1, 30.0), min_steps=st.integers(0, 10))
+def test_with_q0_it_stops_exactly_when_every_seen_example_has_risen(steps, rise, min_steps) -> None:
+    """q = 0: never stop while a tracked example is below its first value + rise; stop at
+    the first step (≥ min_steps) where none is."""
+    rule = ExampleLossStop(rise=rise, min_steps=min_steps)
+    first: dict[int, float] = {}
+    latest: dict[int, float] = {}
+    want = None
+    for record in _records(steps):
+        for i, v in zip(record["forget_indices"], record["forget_losses"]):
+            first.setdefault(i, v)
+            latest[i] = v
+        every = all(latest[i] - first[i] >= rise for i in first)
+        decision = rule(record)
+        assert decision == (record["step"] >= min_steps and every)
+        if decision and want is None:
+            want = record["step"]
+    assert rule.stopped_at == want
+
+
+@given(steps=_steps, rise=st.floats(0.1, 30.0), q=st.floats(0.0, 0.99))
+def test_a_quantile_stops_when_its_share_of_examples_has_risen(steps, rise, q) -> None:
+    """Against the float64 quantile of the rises (numpy): stop iff it reaches ``rise``."""
+    rule = ExampleLossStop(rise=rise, quantile=q)
+    first: dict[int, float] = {}
+    latest: dict[int, float] = {}
+    for record in _records(steps):
+        for i, v in zip(record["forget_indices"], record["forget_losses"]):
+            first.setdefault(i, v)
+            latest[i] = v
+        rises = np.array([latest[i] - first[i] for i in sorted(first)], dtype=np.float64)
+        level = float(np.quantile(rises, q))
+        decision = rule(record)
+        if abs(level - rise) > 1e-9:  # away from the boundary, where rounding may differ
+            assert decision == (level >= rise)
+
+
+def test_an_example_that_stays_put_blocks_the_minimum_but_not_a_quantile() -> None:
+    rule_min = ExampleLossStop(rise=1.0)
+    rule_q = ExampleLossStop(rise=1.0, quantile=0.2)
+    for step in range(1, 4):  # ten examples, nine rise by 2 nats a step, number 0 stays
+        record = {"step": step, "forget_indices": list(range(10)),
+                  "forget_losses": [0.0] + [2.0 * step] * 9}
+        stop_min, stop_q = rule_min(record), rule_q(record)
+    assert not stop_min and stop_q and rule_q.stopped_at == 2
+
+
+def test_the_floor_must_fire_too_and_max_steps_ends_it() -> None:
+    floor = ForgetLossStop(rise=5.0, ema=0.0)
+    rule = ExampleLossStop(rise=1.0, floor=floor, max_steps=6)
+    out = []
+    for step, mean in enumerate([0.0, 2.0, 4.0, 6.0], start=1):
+        out.append(rule({"step": step, "loss_forget": mean, "forget_indices": [0],
+                         "forget_losses": [mean]}))
+    assert out == [False, False, False, True] and floor.stopped_at == 4
+    never = ExampleLossStop(rise=1.0, max_steps=2)
+    record = {"step": 1, "forget_indices": [0], "forget_losses": [0.0]}
+    assert [never(record), never({**record, "step": 2})] == [False, True]
+
+
+def test_non_finite_losses_are_not_tracked() -> None:
+    rule = ExampleLossStop(rise=1.0)
+    rule({"step": 1, "forget_indices": [0, 1], "forget_losses": [0.0, math.nan]})
+    assert rule({"step": 2, "forget_indices": [0, 1], "forget_losses": [3.0, math.nan]})
+    assert sorted(rule.first) == [0]
+
+
+@pytest.mark.parametrize("kwargs", [{"rise": 0.0}, {"rise": math.inf}, {"rise": 1.0, "quantile": 1.0},
+                                    {"rise": 1.0, "quantile": -0.1}])
+def test_example_rule_bad_settings(kwargs) -> None:
+    with pytest.raises(ValueError):
+        ExampleLossStop(**kwargs)
+
+
+def test_mismatched_record_is_refused() -> None:
+    with pytest.raises(ValueError, match="differ"):
+        ExampleLossStop(rise=1.0)({"step": 1, "forget_indices": [0, 1], "forget_losses": [0.0]})
+
+
+def test_stopping_rule_of_a_config() -> None:
+    assert stopping_rule(UnlearnConfig(stop_rise=None)) is None
+    mean = stopping_rule(UnlearnConfig(stop_rise=3.0, stop_min_steps=7))
+    assert isinstance(mean, ForgetLossStop) and (mean.rise, mean.min_steps) == (3.0, 7)
+    both = stopping_rule(UnlearnConfig(stop_rise=3.0, stop_example_rise=2.0, stop_quantile=0.1))
+    assert isinstance(both, ExampleLossStop) and isinstance(both.floor, ForgetLossStop)
+    assert (both.rise, both.quantile, both.floor.rise) == (2.0, 0.1, 3.0)
+    alone = stopping_rule(UnlearnConfig(stop_rise=None, stop_example_rise=2.0))
+    assert isinstance(alone, ExampleLossStop) and alone.floor is None
+
+
+@pytest.mark.parametrize("changes", [{"stop_example_rise": 0.0}, {"stop_example_rise": math.nan},
+                                     {"stop_quantile": 1.0}, {"stop_quantile": -0.5},
+                                     {"stop_quantile": True}])
+def test_config_refuses_bad_example_settings(changes) -> None:
+    with pytest.raises(UsageError):
+        UnlearnConfig(**changes).validate()
+
+
+def test_the_loop_records_each_forget_examples_loss_before_the_step() -> None:
+    """``forget_losses`` of step k are the per-example cross-entropies of the model before
+    step k (float64 recomputation), for the indices ``forget_indices``."""
+    model, forget, retain = make_classifier_data()
+    seen: list[tuple[list[int], list[float]]] = []
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def check(record):
+        seen.append((record["forget_indices"], record["forget_losses"]))
+
+    result = unlearn(model, forget, retain, "ngdiff", epochs=2, batch_size=4, lr=0.5,
+                     autolr=False, stop_rise=None, callbacks=[check])
+    ref = make_classifier_data()[0].double()
+    for p, q in zip(ref.parameters(), before):
+        assert torch.equal(p.float(), q)
+    idx, losses = seen[0]
+    x = torch.stack([forget[i][0] for i in idx]).double()
+    y = torch.stack([forget[i][1] for i in idx]).long()
+    want = torch.nn.functional.cross_entropy(ref(x), y, reduction="none")
+    assert losses == pytest.approx(want.tolist(), rel=1e-5, abs=1e-6)
+    per_epoch = math.ceil(len(forget) / 4)
+    assert sorted(i for h in result.history[:per_epoch] for i in h["forget_indices"]) \
+        == list(range(len(forget)))
+
+
+def test_config_stop_example_rise_stops_where_the_rule_says() -> None:
+    model, forget, retain = make_classifier_data()
+    ran = unlearn(model, forget, retain, "ngdiff", epochs=30, batch_size=4, lr=0.5,
+                  autolr=False, stop_rise=None, stop_example_rise=1.0, stop_min_steps=0)
+    rule = ExampleLossStop(rise=1.0)
+    replay = [rule(h) for h in ran.history]
+    assert not ran.completed and replay.index(True) + 1 == ran.steps
+    assert min(rule.rises()) >= 1.0
+
+
+def test_a_resumed_run_stops_where_an_uninterrupted_one_does(tmp_path) -> None:
+    settings = {"epochs": 30, "batch_size": 4, "lr": 0.5, "autolr": False, "stop_rise": None,
+                "stop_example_rise": 1.0, "stop_min_steps": 0}
+    model, forget, retain = make_classifier_data()
+    whole = unlearn(model, forget, retain, "ngdiff", **settings)
+    model, forget, retain = make_classifier_data()
+    unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, max_steps=whole.steps - 2,
+            **settings)
+    resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
+                      **settings)
+    assert resumed.steps == whole.steps > 3
