@@ -24,8 +24,17 @@ from bench._common import count_ops, numel, sync
 from fastngd.backends import state_names
 from fastngd.rules import get_rule
 
-__all__ = ["BackendProvider", "Composite", "Naive", "Provider", "State", "TorchOpsProvider", "TritonProvider",
-           "ADAM_HYPER", "LR"]
+__all__ = [
+    "ADAM_HYPER",
+    "LR",
+    "BackendProvider",
+    "Composite",
+    "Naive",
+    "Provider",
+    "State",
+    "TorchOpsProvider",
+    "TritonProvider",
+]
 
 LR = 1e-4
 #: the AdamW settings of the benchmark (torch's defaults, weight decay 1e-2), at step 10.

@@ -87,7 +87,7 @@ def settle_rows(rows: Sequence[Tensor], recompute: Callable[[int], tuple[float, 
     if not rows:
         return []
     wide = rows[0].dtype == torch.float64
-    host = torch.stack(rows).double().cpu().tolist()
+    host = torch.stack(list(rows)).double().cpu().tolist()
     return [row if wide or (_good(row[0]) and _good(row[1]) and math.isfinite(row[2]))
             else list(recompute(k)) for k, row in enumerate(host)]
 

@@ -36,7 +36,13 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from fastngd.compact import BLOCK_SIZE, QuantizedTensor, encode_blocks, num_blocks, quantize_blockwise
+from fastngd.compact import (
+    BLOCK_SIZE,
+    QuantizedTensor,
+    encode_blocks,
+    num_blocks,
+    quantize_blockwise,
+)
 
 from . import _fused, native
 from ._items import Item, bounds, plan, read, region, write
@@ -308,13 +314,13 @@ class TorchBackend(Backend):
                     write(backup, it, read(params, it, params[i0].dtype))
 
         run_items(items, sizes, device, work)
-        done = [x for x in partials if x is not None]
-        if not done:
+        parts = [x for x in partials if x is not None]
+        if not parts:
             return torch.zeros(2, dtype=scalar_dtype(device), device=device)
         if lazy:
-            total = torch.stack([x.to(scalar_dtype(device)) for x in done]).sum(0)
+            total = torch.stack([x.to(scalar_dtype(device)) for x in parts]).sum(0)
         else:
-            total = torch.tensor(done, dtype=torch.float64).sum(0)
+            total = torch.tensor(parts, dtype=torch.float64).sum(0)
         return total.to(device=device, dtype=scalar_dtype(device))
 
     def _plain_sgd(self, params: Sequence[Tensor], retain: Sequence[Tensor],

@@ -7,11 +7,11 @@ import os
 
 import pytest
 import torch
+from fastngd.kernels import naive
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastngd.backends import TorchBackend, native
-from fastngd.kernels import naive
 
 from .test_torch_backend import KINDS, _close, _hyper, _state, _tensors, _weights, small_items  # noqa: F401
 
@@ -28,7 +28,7 @@ def dll():
 
 def _reference(kind, p, r, f, state, row, w):
     """Float64 transcription of the per-element formulas of fastngd.backends.base."""
-    lr, wd, b1, b2, eps, bc1, bc2 = row
+    _, wd, b1, b2, eps, bc1, bc2 = row
     p, r, f = p.double(), r.double(), f.double()
     g = w[0] * r - w[1] * f
     new_state = []
