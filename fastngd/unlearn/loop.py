@@ -68,10 +68,10 @@ from fastngd.unlearn.state import (
     params_finite,
     set_rng_state,
 )
+from fastngd.unlearn.stopping import stopping_rule
 from fastngd.unlearn.tasks import Task, infer_task
 
-__all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "stopping_rule",
-           "unlearn"]
+__all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
 
 StepCallback = Callable[[dict[str, Any]], Optional[bool]]
 """``callback(step_record)``, called after every step; returning True stops the run."""
@@ -407,10 +407,10 @@ class _Run:
         rank's share ``rank::W`` gathered over the ranks under ``torchrun`` (one
         all_reduce of ``size`` numbers)."""
         if self.world == 1:
-            return [float(v) for v in local.float().cpu().tolist()]
+            return local.float().cpu().tolist()
         full = torch.zeros(size, dtype=torch.float32, device=local.device)
         full[self.rank::self.world] = local.float()
-        return [float(v) for v in fdist.sum_over_ranks(full).cpu().tolist()]
+        return fdist.sum_over_ranks(full).cpu().tolist()
 
     def _diverged(self, stats: Mapping[str, Any], epoch: int) -> None:
         folder = self.checkpoint_dir
@@ -618,18 +618,3 @@ def unlearn(
             rule(entry)
     return run.execute(progress)
 
-
-def stopping_rule(config: UnlearnConfig) -> StepCallback | None:
-    """The stopping rule of ``config``: :class:`~fastngd.unlearn.stopping.ExampleLossStop`
-    when ``stop_example_rise`` is set (with the mean rule of ``stop_rise`` as its floor
-    when that is set too), else :class:`~fastngd.unlearn.stopping.ForgetLossStop` when
-    ``stop_rise`` is set, else None (every epoch runs)."""
-    from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop
-
-    mean = None
-    if config.stop_rise is not None:
-        mean = ForgetLossStop(config.stop_rise, min_steps=config.stop_min_steps)
-    if config.stop_example_rise is None:
-        return mean
-    return ExampleLossStop(config.stop_example_rise, quantile=config.stop_quantile,
-                           min_steps=config.stop_min_steps, floor=mean)

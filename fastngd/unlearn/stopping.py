@@ -17,7 +17,7 @@ objective). For each example seen so far it keeps its first value ``a_i`` and it
 value ``b_i``; with ``r_i = b_i − a_i`` (0 for an example seen once) it stops after the first
 step ``k ≥ min_steps`` with
 
-    Q_q({r_i}) ≥ rise        (Q_q: the q-quantile, linear interpolation; q = 0 is the minimum)
+    Q_q({r_i}) ≥ rise        (Q_q: ``numpy.quantile``, linear interpolation; q = 0: the minimum)
 
 i.e. all but a fraction q of the examples seen have risen by ``rise`` nats above their own
 first value, and, when it has a ``floor`` (a :class:`ForgetLossStop`), once that rule has
@@ -27,11 +27,16 @@ this rule waits for them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-__all__ = ["ExampleLossStop", "ForgetLossStop", "quantile"]
+import numpy as np
+
+if TYPE_CHECKING:
+    from fastngd.unlearn.config import UnlearnConfig
+
+__all__ = ["ExampleLossStop", "ForgetLossStop", "stopping_rule"]
 
 
 @dataclass
@@ -74,23 +79,6 @@ class ForgetLossStop:
         if done and self.stopped_at is None:
             self.stopped_at = step
         return done
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile of ``values`` with linear interpolation between order statistics
-    (numpy's default): with ``v_(0) ≤ … ≤ v_(m−1)`` and ``h = q·(m − 1)``,
-    ``Q_q = v_(⌊h⌋) + (h − ⌊h⌋)·(v_(⌊h⌋+1) − v_(⌊h⌋))``; ``q = 0`` is the minimum, ``q = 1``
-    the maximum. Raises ValueError for an empty sequence or q outside [0, 1]."""
-    if not values:
-        raise ValueError("the quantile of no values")
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    ordered = sorted(values)
-    h = q * (len(ordered) - 1)
-    low = math.floor(h)
-    if low + 1 >= len(ordered):
-        return ordered[-1]
-    return ordered[low] + (h - low) * (ordered[low + 1] - ordered[low])
 
 
 @dataclass
@@ -152,9 +140,22 @@ class ExampleLossStop:
         floor_done = True if self.floor is None else bool(self.floor(record))
         rises = self.rises()
         done = (step >= self.min_steps and floor_done and bool(rises)
-                and quantile(rises, self.quantile) >= self.rise)
+                and float(np.quantile(rises, self.quantile)) >= self.rise)
         if self.max_steps is not None and step >= self.max_steps:
             done = True
         if done and self.stopped_at is None:
             self.stopped_at = step
         return done
+
+
+def stopping_rule(config: UnlearnConfig) -> Callable[[Mapping[str, Any]], bool] | None:
+    """The stopping rule of ``config``: :class:`ExampleLossStop` when ``stop_example_rise``
+    is set (with the mean rule of ``stop_rise`` as its floor when that is set too), else
+    :class:`ForgetLossStop` when ``stop_rise`` is set, else None (every epoch runs)."""
+    mean = None
+    if config.stop_rise is not None:
+        mean = ForgetLossStop(config.stop_rise, min_steps=config.stop_min_steps)
+    if config.stop_example_rise is None:
+        return mean
+    return ExampleLossStop(config.stop_example_rise, quantile=config.stop_quantile,
+                           min_steps=config.stop_min_steps, floor=mean)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, stopping_rule, unlearn
-from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop, quantile
+from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop
 
 from .conftest import make_classifier_data
 
@@ -81,19 +81,6 @@ def test_config_stop_rise_adds_the_rule() -> None:
 
 
 # ---------------------------------------------------------------------- ExampleLossStop
-
-
-@given(values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=30), q=st.floats(0.0, 1.0))
-def test_quantile_matches_numpy(values, q) -> None:
-    assert quantile(values, q) == pytest.approx(float(np.quantile(np.array(values), q)),
-                                                rel=1e-9, abs=1e-6)
-
-
-def test_quantile_of_nothing_or_outside_the_unit_interval() -> None:
-    with pytest.raises(ValueError):
-        quantile([], 0.5)
-    with pytest.raises(ValueError):
-        quantile([1.0], 1.5)
 
 
 _steps = st.lists(
