@@ -289,25 +289,15 @@ def train_target_model(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(f"train_target_model: output directory {out} already exists")
-    recipe = recipe or default_recipe(benchmark)
-    if epochs is not None:
-        recipe = TrainingRecipe(**{**asdict(recipe), "epochs": epochs})
-    if recipe.epochs < 1:
-        raise ValueError(f"train_target_model: epochs must be >= 1, got {recipe.epochs}")
+    recipe = _with_epochs(recipe or default_recipe(benchmark), epochs)
     if corpus is None:
         corpus = benchmark_corpus(benchmark, seed, split=split, data_dir=data_dir)
     qa_rows, text_rows, vocab_texts = corpus
     tokenizer = build_word_tokenizer(vocab_texts)
     model = _init_model(tokenizer, recipe, seed)
-    datasets: list[Dataset[Any]] = []
-    if qa_rows:
-        datasets.append(QADataset(qa_rows, tokenizer, recipe.max_length))
-    if text_rows:
-        datasets.append(text_windows(text_rows, tokenizer, recipe.max_length))
     start = time.perf_counter()
-    final_loss = fit(
-        model, ConcatDataset(datasets), tokenizer, recipe, seed=seed, progress=progress
-    )
+    final_loss = fit(model, _training_set(qa_rows, text_rows, tokenizer, recipe.max_length),
+                     tokenizer, recipe, seed=seed, progress=progress)
     seconds = time.perf_counter() - start
     record = {
         "benchmark": benchmark,
@@ -329,6 +319,26 @@ def train_target_model(
 
     write_folder(out, write, overwrite)
     return out
+
+
+def _with_epochs(recipe: TrainingRecipe, epochs: int | None) -> TrainingRecipe:
+    """``recipe`` with ``epochs`` in place of its own (when given); ValueError if < 1."""
+    if epochs is not None:
+        recipe = TrainingRecipe(**{**asdict(recipe), "epochs": epochs})
+    if recipe.epochs < 1:
+        raise ValueError(f"train_target_model: epochs must be >= 1, got {recipe.epochs}")
+    return recipe
+
+
+def _training_set(qa_rows: list[dict[str, str]], text_rows: list[dict[str, str]],
+                  tokenizer: PreTrainedTokenizerFast, max_length: int) -> Dataset[Any]:
+    """The QA pairs (answer-only loss) and the raw texts' windows, as one dataset."""
+    datasets: list[Dataset[Any]] = []
+    if qa_rows:
+        datasets.append(QADataset(qa_rows, tokenizer, max_length))
+    if text_rows:
+        datasets.append(text_windows(text_rows, tokenizer, max_length))
+    return ConcatDataset(datasets)
 
 
 def text_windows(rows: list[dict[str, str]], tokenizer: PreTrainedTokenizerFast,
