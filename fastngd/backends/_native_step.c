@@ -29,8 +29,6 @@ enum { SGD = 0, MOMENTUM = 1, ADAM = 2, ADAMW = 3 };
         else { u_out[i] = (u); if (backup_out) backup_out[i] = pi; }      \
     } while (0)
 
-int fastngd_native_version(void) { return 1; }
-
 void fastngd_step_f32(int64_t n, float *p, const float *r, const float *f, float *s1,
                       float *s2, float *u_out, float *backup_out, int kind, double w_r,
                       double w_f, double lr, double wd, double beta1, double beta2,

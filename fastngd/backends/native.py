@@ -37,7 +37,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["NativeBuildWarning", "applies", "available", "build", "gram_item", "library", "step_item"]
+__all__ = ["NativeBuildWarning", "applies", "build", "cache_dir", "gram_item", "library", "step_item"]
 
 SOURCE = Path(__file__).with_name("_native_step.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared")
@@ -146,11 +146,6 @@ def library() -> Optional[ctypes.CDLL]:
                               NativeBuildWarning, stacklevel=2)
                 _loaded[key] = None
         return _loaded[key]
-
-
-def available() -> bool:
-    """Whether the native loop is in use in this process (see :func:`library`)."""
-    return library() is not None
 
 
 def _normal32(x: float) -> bool:
