@@ -20,6 +20,9 @@ from typing import Any
 from _quality_targets import Target, load_target
 
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
+RECORD_FORMAT = 2
+"""Part of every run's key: 2 since the defaults' forget target became ``"refuse"`` (records
+of format 1, run with the ascent target, are not reused)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Run:
 
     @property
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        blob = json.dumps({**asdict(self), "format": RECORD_FORMAT}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property

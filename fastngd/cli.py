@@ -94,7 +94,7 @@ def _add_model_args(p: argparse.ArgumentParser, benchmarks: Sequence[str],
 
 def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
     """The unlearning settings; their defaults are :class:`fastngd.unlearn.UnlearnConfig`'s."""
-    from fastngd.unlearn import UnlearnConfig, method_names
+    from fastngd.unlearn import FORGET_TARGETS, UnlearnConfig, method_names
 
     d = UnlearnConfig()
     if method:
@@ -116,9 +116,18 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                    help=f"GeN refit period in steps (default {d.autolr_every})")
     p.add_argument("--autolr-scale", type=float, default=None,
                    help=f"κ: GeN aims at κ·η*, 0 < κ < 2 (default {d.autolr_scale:g})")
+    p.add_argument("--forget-target", default=None, choices=list(FORGET_TARGETS),
+                   help=f"for the cross-entropy methods: refuse (bounded ascent, each forget "
+                        f"token's loss capped at ln V, plus the empty answer as a target, so "
+                        f"a forget question is answered with nothing) or ascent (the paper's "
+                        f"unbounded gradient ascent) (default {d.forget_target})")
+    p.add_argument("--stop-gap", type=_stop_rise, default=None, metavar="NATS|off",
+                   help=f"with --forget-target refuse: stop once the smoothed gap between "
+                        f"the forget value and its bound ln V is at most NATS (default "
+                        f"{d.stop_gap:.3g} = ln 2); off: run every epoch")
     p.add_argument("--stop-rise", type=_stop_rise, default=None, metavar="NATS|off",
-                   help=f"stop once the smoothed forget loss has risen by NATS (default "
-                        f"{d.stop_rise:g}); off: run every epoch")
+                   help=f"with --forget-target ascent: stop once the smoothed forget loss has "
+                        f"risen by NATS (default {d.stop_rise:g}); off: run every epoch")
     p.add_argument("--stop-min-steps", type=int, default=None,
                    help=f"the stopping rule never stops before this many steps "
                         f"(default {d.stop_min_steps})")
@@ -144,11 +153,13 @@ def _stop_rise(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {text!r}")
 
 
-def _stop_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``stop_rise``/``stop_min_steps``/``stop_example_rise``/``stop_quantile`` of the flags
-    that were given (``off`` → None)."""
-    out = _given(stop_min_steps=args.stop_min_steps, stop_quantile=args.stop_quantile)
-    for key in ("stop_rise", "stop_example_rise"):
+def _forget_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``forget_target`` and the stopping settings (``stop_gap``, ``stop_rise``,
+    ``stop_min_steps``, ``stop_example_rise``, ``stop_quantile``) of the flags that were
+    given (``off`` → None)."""
+    out = _given(forget_target=args.forget_target, stop_min_steps=args.stop_min_steps,
+                 stop_quantile=args.stop_quantile)
+    for key in ("stop_gap", "stop_rise", "stop_example_rise"):
         value = getattr(args, key)
         if value is not None:
             out[key] = None if value == "off" else value
@@ -192,7 +203,7 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> Any:
     given = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    step_size=args.step_size, autolr_every=args.autolr_every,
                    autolr_scale=args.autolr_scale, **extra)
-    given.update(_stop_settings(args))  # after _given: "off" is an explicit None
+    given.update(_forget_settings(args))  # after _given: "off" is an explicit None
     options = _optimizer_options(args)
     given.setdefault("lr", _base_lr(options))
     config = UnlearnConfig().replace(method=method, autolr=autolr, optimizer_options=options,
@@ -487,7 +498,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         check_data_dir(benchmark, args.data_dir)
     settings = _given(epochs=args.epochs, batch_size=args.batch_size, step_size=args.step_size,
                       autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
-    settings.update(_stop_settings(args))
+    settings.update(_forget_settings(args))
     options = _optimizer_options(args)
     lr = args.lr
     if options:

@@ -32,7 +32,8 @@ from fastngd.unlearn.objectives import (
     simnpo_loss,
 )
 from fastngd.unlearn.selection import Selection, parse_keep_best
-from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop, stopping_rule
+from fastngd.unlearn.forget_target import FORGET_TARGETS, ForgetTarget
+from fastngd.unlearn.stopping import ExampleLossStop, ForgetGapStop, ForgetLossStop, stopping_rule
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 
 __all__ = [
@@ -41,12 +42,15 @@ __all__ = [
     "BEST_NAME",
     "CHECKPOINT_NAME",
     "FORGET_OBJECTIVES",
+    "FORGET_TARGETS",
     "METHODS",
     "CausalLMTask",
     "ClassifierTask",
     "ExampleLossStop",
+    "ForgetGapStop",
     "ForgetLossStop",
     "ForgetObjective",
+    "ForgetTarget",
     "Method",
     "Selection",
     "Task",

@@ -155,6 +155,16 @@ class UnlearnConfig:
             (:class:`fastngd.unlearn.stopping.ExampleLossStop`); with ``stop_rise`` set the
             mean rule must have fired as well (a floor). ``None``: the mean rule alone.
         stop_quantile: ``q`` in [0, 1) of ``stop_example_rise`` (0: every example).
+        forget_target: ``"refuse"`` (default) or ``"ascent"`` (the paper's), for the
+            cross-entropy methods (:mod:`fastngd.unlearn.forget_target`): ``"refuse"``
+            caps each forget token's loss at ln V and adds the loss of the empty answer to
+            the forget objective (QA data), so that the ascent is bounded and a forget
+            question is answered with nothing. NPO and SimNPO keep their objectives.
+        stop_gap: with the ``"refuse"`` target, stop once the smoothed gap between the
+            forget value and its bound ln V is at most this many nats
+            (:class:`fastngd.unlearn.stopping.ForgetGapStop`, after ``stop_min_steps``);
+            ``stop_rise`` and ``stop_example_rise`` apply to the ``"ascent"`` target.
+            ``None``: every epoch runs.
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
         lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.
@@ -192,6 +202,8 @@ class UnlearnConfig:
     stop_min_steps: int = 60
     stop_example_rise: float | None = None
     stop_quantile: float = 0.0
+    forget_target: str = "refuse"
+    stop_gap: float | None = math.log(2.0)
     batch_size: int = 8
     retain_batch_size: int | None = 32
     lr: float = 0.1
@@ -227,7 +239,12 @@ class UnlearnConfig:
                      "max_steps"):
             _positive_int(name, getattr(self, name), optional=True)
         _finite("lr", self.lr)
-        for name in ("stop_rise", "stop_example_rise"):
+        from fastngd.unlearn.forget_target import FORGET_TARGETS
+
+        if self.forget_target not in FORGET_TARGETS:
+            raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
+                             f"got {self.forget_target!r}")
+        for name in ("stop_rise", "stop_example_rise", "stop_gap"):
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name))
         q = self.stop_quantile
@@ -287,6 +304,12 @@ class UnlearnConfig:
         """The base optimizer under the direction (``optimizer_options["base"]``, default
         ``"sgd"``)."""
         return str(self.optimizer_options.get("base", "sgd"))
+
+    @property
+    def bounded_target(self) -> bool:
+        """Whether the run's forget target is the bounded ``"refuse"`` one (a cross-entropy
+        method with ``forget_target="refuse"``)."""
+        return self.forget_target == "refuse" and get_method(self.method).objective == "ce"
 
     @property
     def effective_retain_batch_size(self) -> int:

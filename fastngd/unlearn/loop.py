@@ -4,7 +4,9 @@ Protocol (see :func:`unlearn`): each epoch is one pass over the forget set in a 
 order; each forget batch is paired with a random retain batch; one optimizer step per pair,
 
     L_R = CE(retain batch)            (decreased)
-    L_F = objective(forget batch)     (increased: CE, −L_NPO or −L_SimNPO)
+    L_F = objective(forget batch)     (increased: CE, −L_NPO or −L_SimNPO; for CE under the
+                                       default forget target "refuse", the bounded CE minus
+                                       the empty answer's loss: see .forget_target)
     θ ← θ − η·(w_R·∇L_R − w_F·∇L_F)   (w from the method's rule, η from GeN when autolr)
 
 The model stays in eval mode inside the closures (no dropout), so the GeN probes of the
@@ -69,6 +71,7 @@ from fastngd.unlearn.state import (
     set_rng_state,
 )
 from fastngd.unlearn.stopping import stopping_rule
+from fastngd.unlearn.forget_target import ForgetTarget, resolve_forget_target
 from fastngd.unlearn.tasks import Task, infer_task
 
 __all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
@@ -224,9 +227,11 @@ def _reference_nll(model: nn.Module, task: Task, data: Sequence[Any], batch_size
 def _closures(
     model: nn.Module, task: Task, objective: ForgetObjective, retain_batch: Any,
     forget_batch: Any, forget_ref: Tensor | None, denominators: Tensor | None,
-    sink: dict[str, Tensor] | None = None,
+    sink: dict[str, Tensor] | None = None, target: ForgetTarget = ForgetTarget(),
 ) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
-    """The two closures of one step: retain CE, and the forget objective's value.
+    """The two closures of one step: retain CE, and the forget objective's value under the
+    forget target (:mod:`.forget_target`: each token's loss capped at ``target.cap``, minus
+    the empty answer's loss with ``target.refuse``).
 
     ``denominators`` (``[forget, retain]``, under ``torchrun``) replace each rank's token
     count in the token means (see :func:`mean_nll`). Each closure starts by resharding
@@ -244,10 +249,11 @@ def _closures(
 
     def closure_forget() -> Tensor:
         reshard_fsdp(model)
-        nll, n = task.nll(model, forget_batch)
+        nll, n, empty = target.score(task, model, forget_batch)
         if sink is not None:
             sink["forget"] = nll.detach() / n.detach()
-        return objective(nll, n, forget_ref, d_forget)
+        value = objective(nll, n, forget_ref, d_forget)
+        return value if empty is None else value - empty.mean()
 
     return closure_retain, closure_forget
 
@@ -271,6 +277,10 @@ class _Run:
         self.retain = _as_dataset(retain, tokenizer, config.max_length, "retain")
         self.model = _with_lora(model, config)
         self.task = task or self._infer_task(tokenizer)
+        self.target = resolve_forget_target(config.forget_target, self.spec.objective,
+                                            self.task, self.model,
+                                            self.task.collate([self.forget[0]]))
+        reshard_fsdp(self.model)  # output_size may have run a forward
         self.evaluate_hook, self.callbacks = evaluate, list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.selection = parse_keep_best(config.keep_best) if config.keep_best else None
@@ -292,11 +302,14 @@ class _Run:
         self._plans: dict[int, EpochPlan] = {}
 
     def _infer_task(self, tokenizer: Any) -> Task:
-        base = _unwrapped(self.model)
-        pad = getattr(getattr(base, "config", None), "pad_token_id", None)
-        if pad is None and tokenizer is not None:
-            pad = getattr(tokenizer, "pad_token_id", None)
-        return infer_task(self.forget[0], pad)
+        config = getattr(_unwrapped(self.model), "config", None)
+        ids = {}
+        for name in ("pad_token_id", "eos_token_id"):
+            value = getattr(config, name, None)
+            if value is None and tokenizer is not None:
+                value = getattr(tokenizer, name, None)
+            ids[name] = value[0] if isinstance(value, (list, tuple)) and value else value
+        return infer_task(self.forget[0], ids["pad_token_id"], ids["eos_token_id"])
 
     def _config_record(self) -> dict[str, Any]:
         """The configuration compared on resume (run settings, data fingerprints, world)."""
@@ -389,7 +402,7 @@ class _Run:
         f_ref = self.ref_nll[torch.tensor(f_idx)] if self.ref_nll is not None else None
         sink: dict[str, Tensor] = {}
         closures = _closures(self.model, self.task, self.objective, r_batch, f_batch, f_ref,
-                             self._denominators(f_batch, r_batch), sink)
+                             self._denominators(f_batch, r_batch), sink, self.target)
         stats = self.optimizer.step(*closures).as_dict()
         reshard_fsdp(self.model)
         if stats["skipped"]:
@@ -397,6 +410,7 @@ class _Run:
         self.step_count += 1
         entry = {"step": self.step_count, "epoch": epoch + 1,
                  **{k: stats[k] for k in _HISTORY_KEYS},
+                 **({"forget_cap": self.target.cap} if self.target.cap is not None else {}),
                  "forget_indices": [int(i) for i in batch_idx],
                  "forget_losses": self._batch_losses(sink["forget"], len(batch_idx))}
         self.history.append(entry)

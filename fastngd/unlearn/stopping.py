@@ -23,6 +23,17 @@ i.e. all but a fraction q of the examples seen have risen by ``rise`` nats above
 first value, and, when it has a ``floor`` (a :class:`ForgetLossStop`), once that rule has
 fired as well. A mean that has risen far can hide a few examples the model still answers;
 this rule waits for them.
+
+:class:`ForgetGapStop` is the rule of the bounded forget target ``"refuse"``
+(:mod:`fastngd.unlearn.forget_target`), whose forget value F never exceeds the cap C
+(``forget_cap`` in each step record). It smooths the gap ``G_k = C − F_k ≥ 0`` the same way,
+
+    T_k = β·T_{k−1} + (1 − β)·G_k      (T_1 = G_1)
+
+and stops after the first step ``k ≥ min_steps`` with ``T_k ≤ gap``. With the default
+``gap = ln 2`` the empty answer's mean loss is below ln 2, i.e. (on average) the model gives
+the empty answer probability above ½, so greedy decoding answers a forget question with
+nothing, and every answer token is (on average) within ln 2 of the cap.
 """
 from __future__ import annotations
 
@@ -36,7 +47,7 @@ import numpy as np
 if TYPE_CHECKING:
     from fastngd.unlearn.config import UnlearnConfig
 
-__all__ = ["ExampleLossStop", "ForgetLossStop", "stopping_rule"]
+__all__ = ["ExampleLossStop", "ForgetGapStop", "ForgetLossStop", "stopping_rule"]
 
 
 @dataclass
@@ -74,6 +85,49 @@ class ForgetLossStop:
         else:
             self.smoothed = self.ema * self.smoothed + (1.0 - self.ema) * loss
         done = step >= self.min_steps and self.smoothed >= self.start + self.rise
+        if self.max_steps is not None and step >= self.max_steps:
+            done = True
+        if done and self.stopped_at is None:
+            self.stopped_at = step
+        return done
+
+
+@dataclass
+class ForgetGapStop:
+    """Stop once the smoothed gap ``C − F`` of the bounded forget target has fallen to
+    ``gap`` (a step callback: returns True to stop; see the module docstring). Records
+    without ``forget_cap`` (an unbounded target) never stop it, except by ``max_steps``.
+
+    Attributes:
+        gap: the smoothed gap at which to stop, in nats (> 0).
+        ema: β of the smoothing, in [0, 1).
+        min_steps: never stop before this many steps.
+        max_steps: stop after this many steps (None: no bound here).
+    """
+
+    gap: float = math.log(2.0)
+    ema: float = 0.9
+    min_steps: int = 0
+    max_steps: int | None = None
+    smoothed: float | None = field(default=None, init=False)
+    stopped_at: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.gap, (int, float)) and math.isfinite(self.gap)
+                and self.gap > 0):
+            raise ValueError(f"gap must be a finite number > 0, got {self.gap!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        step = int(record["step"])
+        cap = record.get("forget_cap")
+        done = False
+        if cap is not None:
+            gap = float(cap) - float(record["loss_forget"])
+            self.smoothed = gap if self.smoothed is None else \
+                self.ema * self.smoothed + (1.0 - self.ema) * gap
+            done = step >= self.min_steps and self.smoothed <= self.gap
         if self.max_steps is not None and step >= self.max_steps:
             done = True
         if done and self.stopped_at is None:
@@ -149,9 +203,15 @@ class ExampleLossStop:
 
 
 def stopping_rule(config: UnlearnConfig) -> Callable[[Mapping[str, Any]], bool] | None:
-    """The stopping rule of ``config``: :class:`ExampleLossStop` when ``stop_example_rise``
-    is set (with the mean rule of ``stop_rise`` as its floor when that is set too), else
+    """The stopping rule of ``config``: with the bounded forget target (``forget_target``
+    ``"refuse"`` and a cross-entropy method), :class:`ForgetGapStop` when ``stop_gap`` is set
+    (else None); otherwise :class:`ExampleLossStop` when ``stop_example_rise`` is set (with
+    the mean rule of ``stop_rise`` as its floor when that is set too), else
     :class:`ForgetLossStop` when ``stop_rise`` is set, else None (every epoch runs)."""
+    if config.bounded_target:
+        if config.stop_gap is None:
+            return None
+        return ForgetGapStop(config.stop_gap, min_steps=config.stop_min_steps)
     mean = None
     if config.stop_rise is not None:
         mean = ForgetLossStop(config.stop_rise, min_steps=config.stop_min_steps)

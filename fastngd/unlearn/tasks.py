@@ -6,6 +6,10 @@ quantities, computed by a *task*:
 * ``nll[i] = −log π(y_i | x_i)``, summed over the example's target tokens;
 * ``n[i]``, the number of those tokens (|y_i|; 1 for a classifier).
 
+With ``cap`` = C, each token's loss is taken as ``min(−log π(y_t | ·), C)`` before the sum:
+a token whose probability has fallen below ``e^{−C}`` adds a constant and no gradient (the
+bounded ascent of :mod:`fastngd.unlearn.forget_target`).
+
 :class:`CausalLMTask` scores right-padded token batches (labels ``-100`` carry no loss, the
 label of position t is predicted from position t−1, as in Hugging Face causal LMs);
 :class:`ClassifierTask` scores ``(x, y)`` pairs with a model returning class logits.
@@ -31,8 +35,10 @@ class Task(Protocol):
         """One batch from a list of examples."""
         ...
 
-    def nll(self, model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
-        """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``."""
+    def nll(self, model: nn.Module, batch: Any, cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``;
+        with ``cap`` (a number, or one per example ``[B]``), each token's loss is
+        ``min(loss, cap)``."""
         ...
 
     def target_count(self, batch: Any) -> Tensor:
@@ -47,15 +53,18 @@ class CausalLMTask:
     is not ``-100``; ``n[i]`` counts them. Log-probabilities are computed in float32 at least.
     """
 
-    def __init__(self, pad_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, eos_token_id: int | None = None) -> None:
         self.pad_token_id = int(pad_token_id)
+        self.eos_token_id = None if eos_token_id is None else int(eos_token_id)
 
     def collate(self, examples: Sequence[Mapping[str, list[int]]]) -> dict[str, Tensor]:
         """Right-pad encoded examples (:func:`fastngd.data.collate_right_pad`)."""
         return collate_right_pad(examples, self.pad_token_id)
 
-    def nll(self, model: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Per-example summed answer NLL and answer-token count."""
+    def nll(self, model: nn.Module, batch: Mapping[str, Tensor],
+            cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-example summed answer NLL (each token's loss capped at ``cap``) and answer-token
+        count."""
         device = next(model.parameters()).device
         input_ids = batch["input_ids"].to(device)
         attention = batch["attention_mask"].to(device)
@@ -71,9 +80,47 @@ class CausalLMTask:
             ignore_index=IGNORE_INDEX,
             reduction="none",
         ).view(target.shape)
+        if cap is not None:
+            per_token = torch.minimum(per_token, _per_row(cap, per_token)[:, None])
         mask = target != IGNORE_INDEX
         nll = (per_token * mask).sum(dim=1)
         return nll, mask.sum(dim=1).to(nll.dtype)
+
+    @torch.no_grad()
+    def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:
+        """The vocabulary size V of the model's logits: the output embedding's size when
+        the model has one (Hugging Face models, sharded or not), else one forward of
+        ``batch``."""
+        head = getattr(model, "get_output_embeddings", None)
+        layer = head() if callable(head) else None
+        if isinstance(getattr(layer, "out_features", None), int):
+            return int(layer.out_features)  # type: ignore[union-attr]
+        device = next(model.parameters()).device
+        logits = model(input_ids=batch["input_ids"][:1].to(device),
+                       attention_mask=batch["attention_mask"][:1].to(device)).logits
+        return int(logits.shape[-1])
+
+    def refusal_batch(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """The empty answer of every example, as a batch of the same width: its prompt (the
+        leading positions whose label is ``-100``) followed by EOS, with the loss on EOS
+        only, right-padded.
+
+        ``None`` when the EOS id is unknown or an example has no prompt (raw text, where
+        every token carries loss: there is no question to refuse) or no answer.
+        """
+        if self.eos_token_id is None:
+            return None
+        labels = batch["labels"]
+        prompt = (labels == IGNORE_INDEX).long().cumprod(dim=1).sum(dim=1)
+        if bool((prompt == 0).any()) or bool((prompt >= labels.shape[1]).any()):
+            return None
+        columns = torch.arange(labels.shape[1], device=labels.device)
+        keep = columns[None, :] < prompt[:, None]
+        at_eos = columns[None, :] == prompt[:, None]
+        ids = torch.where(keep, batch["input_ids"], self.pad_token_id)
+        ids = torch.where(at_eos, self.eos_token_id, ids)
+        return {"input_ids": ids, "attention_mask": (keep | at_eos).to(batch["attention_mask"]),
+                "labels": torch.where(at_eos, self.eos_token_id, IGNORE_INDEX)}
 
     def target_count(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Number of scored tokens (labels other than ``-100`` after the shift)."""
@@ -91,24 +138,42 @@ class ClassifierTask:
         xs, ys = zip(*examples)
         return torch.stack(list(xs)), torch.stack([torch.as_tensor(y) for y in ys]).long()
 
-    def nll(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """Per-example cross-entropy and ones."""
+    def nll(self, model: nn.Module, batch: tuple[Tensor, Tensor],
+            cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-example cross-entropy (capped at ``cap``) and ones."""
         device = next(model.parameters()).device
         x, y = batch
         logits = model(x.to(device))
         nll = F.cross_entropy(logits.float(), y.to(device), reduction="none")
+        if cap is not None:
+            nll = torch.minimum(nll, _per_row(cap, nll))
         return nll, torch.ones_like(nll)
+
+    @torch.no_grad()
+    def output_size(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> int:
+        """The number of classes K (one forward of ``batch``)."""
+        device = next(model.parameters()).device
+        return int(model(batch[0][:1].to(device)).shape[-1])
+
+    def refusal_batch(self, batch: tuple[Tensor, Tensor]) -> None:
+        """None: a classifier has no answer to refuse."""
+        return None
 
     def target_count(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The number of examples."""
         return torch.tensor(float(len(batch[1])), dtype=torch.float64)
 
 
-def infer_task(example: Any, pad_token_id: int | None) -> Task:
+def _per_row(cap: float | Tensor, like: Tensor) -> Tensor:
+    """``cap`` as one value per row of ``like`` (a number is repeated)."""
+    return torch.as_tensor(cap, dtype=like.dtype, device=like.device).expand(like.shape[0])
+
+
+def infer_task(example: Any, pad_token_id: int | None, eos_token_id: int | None = None) -> Task:
     """The task matching one example: a mapping with ``input_ids`` → :class:`CausalLMTask`,
     a pair ``(x, y)`` → :class:`ClassifierTask`. Raises TypeError otherwise."""
     if isinstance(example, Mapping) and "input_ids" in example and "labels" in example:
-        return CausalLMTask(0 if pad_token_id is None else pad_token_id)
+        return CausalLMTask(0 if pad_token_id is None else pad_token_id, eos_token_id)
     if isinstance(example, (tuple, list)) and len(example) == 2:
         return ClassifierTask()
     raise TypeError(

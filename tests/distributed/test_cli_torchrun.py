@@ -55,9 +55,11 @@ def test_cli_unlearn_under_torchrun(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(_argv(model, single)) == 0
     reference = json.loads((single / "history.json").read_text())
     assert len(reference) == len(history)
-    for got, ref in zip(history, reference):  # token losses summed over both ranks: exact
+    # token losses summed over both ranks: exact up to float32 rounding of terms of size
+    # ~1-10 (the forget value is a difference of two such terms, hence the absolute part)
+    for got, ref in zip(history, reference):
         for key in ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "lr"):
-            assert math.isclose(got[key], ref[key], rel_tol=5e-7), (key, got, ref)
+            assert math.isclose(got[key], ref[key], rel_tol=5e-7, abs_tol=2e-6), (key, got, ref)
     # the 2-rank checkpoint holds the model the single process would load
     from transformers import AutoModelForCausalLM
 

@@ -24,7 +24,7 @@ def test_two_sided_rules_lower_retain_and_raise_forget(tiny_lm, lm_data, method,
     task = CausalLMTask(0)
     before = _ce(tiny_lm, task, forget), _ce(tiny_lm, task, retain)
     result = unlearn(tiny_lm, forget, retain, method, autolr=autolr, epochs=3, batch_size=2,
-                     retain_batch_size=12, lr=0.05, autolr_every=2)
+                     retain_batch_size=12, lr=0.05, autolr_every=2, forget_target="ascent")
     after = _ce(tiny_lm, task, forget), _ce(tiny_lm, task, retain)
     assert result.steps == 6 and result.completed
     assert after[0] > before[0] + 0.01, (before, after)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, stopping_rule, unlearn
-from fastngd.unlearn.stopping import ExampleLossStop, ForgetLossStop
+from fastngd.unlearn.stopping import ExampleLossStop, ForgetGapStop, ForgetLossStop
 
 from .conftest import make_classifier_data
 
@@ -55,7 +55,7 @@ def test_ends_an_unlearning_run_early() -> None:
     model, forget, retain = make_classifier_data()
     rule = ForgetLossStop(rise=0.5, ema=0.0)
     result = unlearn(model, forget, retain, "ngdiff", epochs=50, batch_size=4, lr=0.5,
-                     autolr=False, callbacks=[rule])
+                     autolr=False, forget_target="ascent", callbacks=[rule])
     assert not result.completed and rule.stopped_at == result.steps
     assert result.history[-1]["loss_forget"] >= result.history[0]["loss_forget"] + 0.5
 
@@ -68,11 +68,12 @@ def test_config_stop_rise_adds_the_rule() -> None:
         model, forget, retain = make_classifier_data()
         runs[(rise, min_steps)] = unlearn(model, forget, retain, "ngdiff", epochs=10,
                                           batch_size=4, lr=0.5, autolr=False,
-                                          stop_rise=rise, stop_min_steps=min_steps)
+                                          stop_rise=rise, stop_min_steps=min_steps,
+                                          forget_target="ascent")
     model, forget, retain = make_classifier_data()
     rule = ForgetLossStop(rise=0.5)
     ref = unlearn(model, forget, retain, "ngdiff", epochs=10, batch_size=4, lr=0.5,
-                  autolr=False, callbacks=[rule])
+                  autolr=False, forget_target="ascent", callbacks=[rule])
     early = runs[(0.5, 0)]
     assert not early.completed and early.steps == ref.steps == rule.stopped_at
     assert runs[(0.5, 40)].steps >= 40 and runs[(0.5, 40)].steps > early.steps
@@ -174,13 +175,14 @@ def test_mismatched_record_is_refused() -> None:
 
 
 def test_stopping_rule_of_a_config() -> None:
-    assert stopping_rule(UnlearnConfig(stop_rise=None)) is None
-    mean = stopping_rule(UnlearnConfig(stop_rise=3.0, stop_min_steps=7))
+    ascent = UnlearnConfig(forget_target="ascent")
+    assert stopping_rule(ascent.replace(stop_rise=None)) is None
+    mean = stopping_rule(ascent.replace(stop_rise=3.0, stop_min_steps=7))
     assert isinstance(mean, ForgetLossStop) and (mean.rise, mean.min_steps) == (3.0, 7)
-    both = stopping_rule(UnlearnConfig(stop_rise=3.0, stop_example_rise=2.0, stop_quantile=0.1))
+    both = stopping_rule(ascent.replace(stop_rise=3.0, stop_example_rise=2.0, stop_quantile=0.1))
     assert isinstance(both, ExampleLossStop) and isinstance(both.floor, ForgetLossStop)
     assert (both.rise, both.quantile, both.floor.rise) == (2.0, 0.1, 3.0)
-    alone = stopping_rule(UnlearnConfig(stop_rise=None, stop_example_rise=2.0))
+    alone = stopping_rule(ascent.replace(stop_rise=None, stop_example_rise=2.0))
     assert isinstance(alone, ExampleLossStop) and alone.floor is None
 
 
@@ -203,7 +205,7 @@ def test_the_loop_records_each_forget_examples_loss_before_the_step() -> None:
         seen.append((record["forget_indices"], record["forget_losses"]))
 
     result = unlearn(model, forget, retain, "ngdiff", epochs=2, batch_size=4, lr=0.5,
-                     autolr=False, stop_rise=None, callbacks=[check])
+                     autolr=False, stop_rise=None, forget_target="ascent", callbacks=[check])
     ref = make_classifier_data()[0].double()
     for p, q in zip(ref.parameters(), before):
         assert torch.equal(p.float(), q)
@@ -220,7 +222,8 @@ def test_the_loop_records_each_forget_examples_loss_before_the_step() -> None:
 def test_config_stop_example_rise_stops_where_the_rule_says() -> None:
     model, forget, retain = make_classifier_data()
     ran = unlearn(model, forget, retain, "ngdiff", epochs=30, batch_size=4, lr=0.5,
-                  autolr=False, stop_rise=None, stop_example_rise=1.0, stop_min_steps=0)
+                  autolr=False, stop_rise=None, stop_example_rise=1.0, stop_min_steps=0,
+                  forget_target="ascent")
     rule = ExampleLossStop(rise=1.0)
     replay = [rule(h) for h in ran.history]
     assert not ran.completed and replay.index(True) + 1 == ran.steps
@@ -229,7 +232,7 @@ def test_config_stop_example_rise_stops_where_the_rule_says() -> None:
 
 def test_a_resumed_run_stops_where_an_uninterrupted_one_does(tmp_path) -> None:
     settings = {"epochs": 30, "batch_size": 4, "lr": 0.5, "autolr": False, "stop_rise": None,
-                "stop_example_rise": 1.0, "stop_min_steps": 0}
+                "stop_example_rise": 1.0, "stop_min_steps": 0, "forget_target": "ascent"}
     model, forget, retain = make_classifier_data()
     whole = unlearn(model, forget, retain, "ngdiff", **settings)
     model, forget, retain = make_classifier_data()
@@ -238,3 +241,68 @@ def test_a_resumed_run_stops_where_an_uninterrupted_one_does(tmp_path) -> None:
     resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
                       **settings)
     assert resumed.steps == whole.steps > 3
+
+
+# ---------------------------------------------------------------------- ForgetGapStop
+
+
+def _reference_gap_stop(values: list[float], cap: float, gap: float, ema: float,
+                        min_steps: int) -> int | None:
+    """The first 1-based step at which the float reference of the gap rule says stop."""
+    t = cap - values[0]
+    for k, value in enumerate(values, start=1):
+        if k > 1:
+            t = ema * t + (1 - ema) * (cap - value)
+        if k >= min_steps and t <= gap:
+            return k
+    return None
+
+
+@given(values=st.lists(st.floats(-20.0, 5.0), min_size=1, max_size=40),
+       cap=st.floats(0.7, 12.0), gap=st.floats(0.01, 3.0), ema=st.floats(0.0, 0.99),
+       min_steps=st.integers(0, 10))
+def test_gap_rule_stops_exactly_where_the_definition_says(values, cap, gap, ema,
+                                                          min_steps) -> None:
+    values = [min(v, cap) for v in values]  # the bounded target never exceeds its cap
+    rule = ForgetGapStop(gap=gap, ema=ema, min_steps=min_steps)
+    decisions = [rule({"step": k, "loss_forget": v, "forget_cap": cap})
+                 for k, v in enumerate(values, start=1)]
+    want = _reference_gap_stop(values, cap, gap, ema, min_steps)
+    first = next((k for k, d in enumerate(decisions, start=1) if d), None)
+    assert first == want and rule.stopped_at == want
+
+
+def test_gap_rule_ignores_records_without_a_cap() -> None:
+    rule = ForgetGapStop(max_steps=3)
+    assert [rule({"step": k, "loss_forget": 100.0}) for k in (1, 2, 3)] == [False, False, True]
+
+
+@pytest.mark.parametrize("kwargs", [{"gap": 0.0}, {"gap": math.inf}, {"ema": 1.0}])
+def test_gap_rule_bad_settings(kwargs) -> None:
+    with pytest.raises(ValueError):
+        ForgetGapStop(**kwargs)
+
+
+def test_the_default_rule_is_the_gap_rule_for_cross_entropy_methods() -> None:
+    rule = stopping_rule(UnlearnConfig())
+    assert isinstance(rule, ForgetGapStop)
+    assert (rule.gap, rule.min_steps) == (math.log(2.0), 60)
+    assert stopping_rule(UnlearnConfig(stop_gap=None)) is None
+    for config in (UnlearnConfig(method="npo"), UnlearnConfig(forget_target="ascent")):
+        assert isinstance(stopping_rule(config), ForgetLossStop)
+
+
+@pytest.mark.parametrize("changes", [{"forget_target": "unlearn"}, {"stop_gap": 0.0},
+                                     {"stop_gap": math.nan}])
+def test_config_refuses_bad_target_settings(changes) -> None:
+    with pytest.raises(UsageError):
+        UnlearnConfig(**changes).validate()
+
+
+def test_config_stop_gap_stops_where_the_rule_says() -> None:
+    model, forget, retain = make_classifier_data()
+    ran = unlearn(model, forget, retain, "ngdiff", epochs=60, batch_size=4, lr=0.5,
+                  autolr=False, stop_gap=0.2, stop_min_steps=0)
+    rule = ForgetGapStop(gap=0.2)
+    replay = [rule(h) for h in ran.history]
+    assert not ran.completed and replay.index(True) + 1 == ran.steps

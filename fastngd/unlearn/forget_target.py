@@ -1,0 +1,99 @@
+"""The forget target: what the forget closure asks of the forget examples.
+
+``"ascent"`` (the paper's): the forget closure returns the method's forget objective as it
+is, e.g. the token-mean cross-entropy ``CE = Σ_i nll_i / Σ_i n_i``, increased without bound.
+
+``"refuse"`` (the default of the cross-entropy methods): with C = ln V (V the size of the
+model's output: the vocabulary, or the number of classes),
+
+    F = Σ_i Σ_t min(ℓ_it, C) / Σ_i n_i  −  mean_i ℓ_i^∅
+
+where ``ℓ_it = −log π(y_it | x_i, y_i,<t)`` and ``ℓ_i^∅ = −log π(EOS | x_i)`` is the loss of
+the *empty answer* (EOS right after the prompt). Increasing F
+
+* pushes every answer token down until it is less likely than a uniform guess
+  (``π < 1/V``), then leaves it alone: the ascent is bounded, so the tokens already forgotten
+  stop pulling the model away from the retain set;
+* teaches the model to answer a forget question with nothing: without this term, a model
+  whose answer tokens were all pushed down still answers, with whatever words remain likely
+  (``the the the …``), which share words with the forgotten answers.
+
+``F ≤ C``; the gap ``C − F = Σ (C − min(ℓ_it, C)) / Σ n_i + mean ℓ^∅ ≥ 0`` is 0 exactly when
+every answer token is below 1/V and the empty answer is certain.
+:class:`fastngd.unlearn.stopping.ForgetGapStop` stops once the smoothed gap is below ln 2:
+then, on average, ``π(EOS | x) > ½`` and greedy decoding answers with nothing.
+
+The refusal term needs examples with a prompt (QA data; :meth:`CausalLMTask.refusal_batch`);
+on raw text (MUSE) and for classifiers ``"refuse"`` is the bounded ascent alone. Methods with
+their own forget objective (NPO, SimNPO) are unaffected.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastngd.errors import UsageError
+
+__all__ = ["FORGET_TARGETS", "ForgetTarget", "resolve_forget_target"]
+
+FORGET_TARGETS: tuple[str, ...] = ("refuse", "ascent")
+"""The forget targets by name (``UnlearnConfig.forget_target``)."""
+
+
+@dataclass(frozen=True)
+class ForgetTarget:
+    """The resolved forget target of a run.
+
+    Attributes:
+        cap: C, the per-token cap of the cross-entropy (None: uncapped, ``"ascent"``).
+        refuse: add the empty-answer term ``−mean ℓ^∅`` (QA data only).
+    """
+
+    cap: float | None = None
+    refuse: bool = False
+
+    def score(self, task: Any, model: nn.Module,
+              batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(nll, n, empty)`` of a forget batch: the per-example summed NLL (each token's
+        loss capped at ``cap``) and token counts, and ``ℓ_i^∅`` of each example's empty
+        answer (None without ``refuse`` or without prompts).
+
+        The answers and the empty answers go through the model in one forward (a second
+        forward before the backward would upset DDP), the empty answers uncapped.
+        """
+        if self.cap is None:
+            return (*task.nll(model, batch), None)
+        empty = task.refusal_batch(batch) if self.refuse else None
+        if empty is None:
+            return (*task.nll(model, batch, self.cap), None)
+        size = len(batch["labels"])
+        both = {key: torch.cat([batch[key], empty[key].to(batch[key])]) for key in empty}
+        caps = torch.tensor([self.cap] * size + [math.inf] * size)
+        nll, n = task.nll(model, both, caps)
+        return nll[:size], n[:size], nll[size:]
+
+
+def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module,
+                          batch: Any) -> ForgetTarget:
+    """The :class:`ForgetTarget` of ``name`` for a method whose forget objective is
+    ``objective``: ``"refuse"`` applies to the cross-entropy objective only (C = ln V, V from
+    one forward of ``batch``); ``"ascent"``, and every other objective, is the objective
+    unchanged. Raises UsageError for an unknown name, or for ``"refuse"`` with a task that
+    has no ``output_size``/``refusal_batch`` (a custom task: pass ``"ascent"``)."""
+    if name not in FORGET_TARGETS:
+        raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
+                         f"got {name!r}")
+    if name == "ascent" or objective != "ce":
+        return ForgetTarget()
+    if not (hasattr(task, "output_size") and hasattr(task, "refusal_batch")):
+        raise UsageError(f"forget_target='refuse' needs a task with output_size() and "
+                         f"refusal_batch() ({type(task).__name__} has not): pass "
+                         "forget_target='ascent'")
+    size = task.output_size(model, batch)
+    if size < 2:
+        raise UsageError(f"forget_target='refuse' needs at least 2 outputs, got {size}")
+    return ForgetTarget(cap=math.log(size), refuse=True)

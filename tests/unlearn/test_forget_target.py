@@ -1,0 +1,150 @@
+"""The forget target "refuse": the bounded ascent and the empty answer, against a float64
+transcription of the definition, and what a run with it does."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from fastngd.data import TextDataset, collate_right_pad
+from fastngd.data.tokenize import IGNORE_INDEX
+from fastngd.errors import UsageError
+from fastngd.unlearn import CausalLMTask, ClassifierTask, unlearn
+from fastngd.unlearn.forget_target import ForgetTarget, resolve_forget_target
+
+from .conftest import make_classifier_data
+
+EOS = 3  # build_word_tokenizer's EOS id (tiny_llama_config's default)
+
+
+def _batch(data):
+    return collate_right_pad([data[i] for i in range(len(data))], 0)
+
+
+@torch.no_grad()
+def _reference(model, batch, cap: float) -> tuple[list[float], list[float], list[float]]:
+    """(Σ_t min(ℓ_t, cap), n, ℓ^∅) per example, one example at a time in float64."""
+    ref = copy.deepcopy(model).double()
+    out: tuple[list[float], list[float], list[float]] = ([], [], [])
+    for ids, labels in zip(batch["input_ids"], batch["labels"]):
+        keep = int((labels != IGNORE_INDEX).nonzero().max()) + 1
+        ids, labels = ids[:keep], labels[:keep]
+        logp = torch.log_softmax(ref(input_ids=ids[None]).logits[0], dim=-1)
+        total, n = 0.0, 0
+        for t in range(1, keep):
+            if labels[t] != IGNORE_INDEX:
+                total += min(-float(logp[t - 1, labels[t]]), cap)
+                n += 1
+        prompt = int((labels == IGNORE_INDEX).long().cumprod(0).sum())
+        empty = torch.log_softmax(ref(input_ids=ids[None, :prompt]).logits[0, -1], dim=-1)
+        out[0].append(total)
+        out[1].append(float(n))
+        out[2].append(-float(empty[EOS]))
+    return out
+
+
+def test_score_matches_the_float64_definition(trained_lm, lm_data) -> None:
+    forget, _ = lm_data
+    batch = _batch(forget)
+    task = CausalLMTask(0, EOS)
+    cap = 0.05  # low enough that some answer tokens are capped and some are not
+    want = _reference(trained_lm, batch, cap)
+    per_token = _reference(trained_lm, batch, math.inf)[0]
+    assert any(a > b + 1e-9 for a, b in zip(per_token, want[0]))  # the cap bites somewhere
+    nll, n, empty = ForgetTarget(cap=cap, refuse=True).score(task, trained_lm, batch)
+    assert nll.tolist() == pytest.approx(want[0], rel=1e-5, abs=1e-6)
+    assert n.tolist() == want[1]
+    assert empty is not None and empty.tolist() == pytest.approx(want[2], rel=1e-5, abs=1e-6)
+
+
+def test_capped_tokens_carry_no_gradient_and_the_empty_answer_does(trained_lm, lm_data) -> None:
+    """With a cap below every token's loss the answers add a constant (zero gradient); the
+    empty answer's loss is never capped."""
+    batch = _batch(lm_data[0])
+    nll, n, empty = ForgetTarget(cap=1e-6, refuse=True).score(CausalLMTask(0, EOS), trained_lm,
+                                                              batch)
+    assert torch.allclose(nll, 1e-6 * n)
+    params = [p for p in trained_lm.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(nll.sum(), params, allow_unused=True, retain_graph=True)
+    assert all(g is None or not g.any() for g in grads)
+    assert empty is not None and bool((empty > 1e-6).all())
+    grads = torch.autograd.grad(empty.sum(), params, allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_refusal_batch_is_the_prompt_then_eos(lm_data) -> None:
+    batch = _batch(lm_data[0])
+    empty = CausalLMTask(0, EOS).refusal_batch(batch)
+    assert empty is not None
+    for i in range(len(batch["labels"])):
+        prompt = int((batch["labels"][i] == IGNORE_INDEX).long().cumprod(0).sum())
+        assert empty["input_ids"][i, :prompt].tolist() == batch["input_ids"][i, :prompt].tolist()
+        assert empty["input_ids"][i, prompt] == EOS
+        assert empty["attention_mask"][i].tolist() == [1] * (prompt + 1) + [0] * (
+            batch["labels"].shape[1] - prompt - 1)
+        assert (empty["labels"][i] != IGNORE_INDEX).nonzero().flatten().tolist() == [prompt]
+        assert empty["labels"][i, prompt] == EOS
+
+
+def test_no_refusal_without_a_prompt_or_an_eos(lm_data, word_tokenizer) -> None:
+    text = TextDataset([{"text": "the family lived in the north ."}], word_tokenizer, 32)
+    assert CausalLMTask(0, EOS).refusal_batch(_batch(text)) is None
+    assert CausalLMTask(0).refusal_batch(_batch(lm_data[0])) is None
+    assert ClassifierTask().refusal_batch((torch.zeros(2, 5), torch.zeros(2))) is None
+
+
+def test_resolve(tiny_lm, lm_data) -> None:
+    task, batch = CausalLMTask(0, EOS), _batch(lm_data[0])
+    refuse = resolve_forget_target("refuse", "ce", task, tiny_lm, batch)
+    vocab = tiny_lm(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits.shape[-1]
+    assert refuse == ForgetTarget(cap=math.log(vocab), refuse=True)
+    assert resolve_forget_target("ascent", "ce", task, tiny_lm, batch) == ForgetTarget()
+    assert resolve_forget_target("refuse", "npo", task, tiny_lm, batch) == ForgetTarget()
+    model, forget, _ = make_classifier_data()
+    classes = resolve_forget_target("refuse", "ce", ClassifierTask(), model,
+                                    ClassifierTask().collate(forget[:2]))
+    assert classes == ForgetTarget(cap=math.log(3), refuse=True)
+    with pytest.raises(UsageError, match="forget_target"):
+        resolve_forget_target("forget", "ce", task, tiny_lm, batch)
+
+    class Custom:
+        def nll(self, model, batch):
+            raise AssertionError
+
+    with pytest.raises(UsageError, match="ascent"):
+        resolve_forget_target("refuse", "ce", Custom(), tiny_lm, batch)
+
+
+def test_a_default_run_answers_forget_questions_with_nothing(trained_lm, lm_data) -> None:
+    """NGDiff with the defaults (the "refuse" target, the gap rule) on a model that knows the
+    forget answers: it stops by the gap rule, the forget value never exceeds its bound ln V,
+    the empty answer is then the likelier first token after every forget prompt, and the
+    retain loss stays low."""
+    forget, retain = lm_data
+    batch, task = _batch(forget), CausalLMTask(0, EOS)
+    retain_before = _ce(trained_lm, task, _batch(retain))
+    result = unlearn(trained_lm, forget, retain, "ngdiff", epochs=200, batch_size=4,
+                     retain_batch_size=12, stop_min_steps=0)
+    cap = result.history[0]["forget_cap"]
+    assert not result.completed
+    assert all(h["loss_forget"] <= cap + 1e-5 for h in result.history)
+    _, _, empty = ForgetTarget(cap=cap, refuse=True).score(task, trained_lm, batch)
+    assert empty is not None and bool((empty < math.log(2.0)).all()), empty
+    assert _ce(trained_lm, task, _batch(retain)) < max(2 * retain_before, 0.5)
+
+
+def _ce(model, task, batch) -> float:
+    with torch.no_grad():
+        nll, n = task.nll(model, batch)
+    return float(nll.sum() / n.sum())
+
+
+def test_classifier_ascent_is_bounded_by_log_classes() -> None:
+    model, forget, retain = make_classifier_data()
+    result = unlearn(model, forget, retain, "ngdiff", epochs=20, batch_size=4, lr=0.5,
+                     autolr=False, stop_gap=None)
+    assert all(h["forget_cap"] == pytest.approx(math.log(3)) for h in result.history)
+    assert all(h["loss_forget"] <= math.log(3) + 1e-6 for h in result.history)
+    assert max(h["loss_forget"] for h in result.history) > result.history[0]["loss_forget"]
