@@ -7,11 +7,27 @@ final grids, which use the defaults chosen on the screens.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from _quality_run import Run
 
 TOFU_SPLITS = ("tofu-synthetic/forget01", "tofu-synthetic/forget05", "tofu-synthetic/forget10")
+ASCENT = {"forget_target": "ascent"}
+"""The paper's forget target (unbounded gradient ascent, stopped by the mean rise rule): the
+screens below were run with it, before ``"refuse"`` became the default."""
+
+
+def _ascent_era(grid: Callable[[], list[Run]]) -> Callable[[], list[Run]]:
+    """``grid`` with the ``"ascent"`` forget target on every run (the screens that chose the
+    step-size and run-length defaults, run before the ``"refuse"`` target existed)."""
+
+    def wrapped() -> list[Run]:
+        return [replace(r, options={**ASCENT, **r.options}) for r in grid()]
+
+    wrapped.__doc__ = grid.__doc__
+    wrapped.__name__ = grid.__name__
+    return wrapped
 
 
 def _runs(datasets: tuple[str, ...], specs: list[tuple[str, str, float, dict[str, Any]]],
@@ -20,6 +36,7 @@ def _runs(datasets: tuple[str, ...], specs: list[tuple[str, str, float, dict[str
             for d in datasets for seed in seeds for method, step, lr, options in specs]
 
 
+@_ascent_era
 def screen_gen() -> list[Run]:
     """Today's GeN against fixed rates and the guarded GeN, tofu-synthetic forget10."""
     specs: list[tuple[str, str, float, dict[str, Any]]] = [
@@ -36,6 +53,7 @@ def screen_gen() -> list[Run]:
 GUARD = {"tol": 0.5, "tol_abs": 0.1, "max_scale": 4.0, "min_scale": 0.25}
 
 
+@_ascent_era
 def screen_sgd() -> list[Run]:
     """NGDiff with the SGD base on tofu-synthetic forget01/05/10: fixed rates, the paper's
     GeN (κ = 1.8, every 2) and gen-guard from two initial rates."""
@@ -48,6 +66,7 @@ def screen_sgd() -> list[Run]:
     return _runs(TOFU_SPLITS, specs)
 
 
+@_ascent_era
 def screen_adam() -> list[Run]:
     """NGDiff with the Adam base on tofu-synthetic forget10 and forget01: fixed rates."""
     specs: list[tuple[str, str, float, dict[str, Any]]] = [
@@ -60,6 +79,7 @@ GUARD_WIDE = {**GUARD, "tol_abs": 0.3, "min_scale": 0.5}
 """A looser back-off (0.3 nats) and a higher floor (half the initial rate)."""
 
 
+@_ascent_era
 def screen_sgd2() -> list[Run]:
     """Round 2 (after ``screen-sgd``: forget ROUGE-L stays at 0.04–0.12 in 30 epochs):
     more forgetting from gen-guard — a looser guard, 60 epochs, a higher initial rate — and
@@ -74,6 +94,7 @@ def screen_sgd2() -> list[Run]:
     return _runs(TOFU_SPLITS, specs)
 
 
+@_ascent_era
 def screen_adam2() -> list[Run]:
     """Round 2, Adam base: gen-guard from the two best fixed rates; forget05 fixed; and the
     SGD base with 60 epochs and the forget-loss stopping rule."""
@@ -92,6 +113,7 @@ CHOSEN_RUN = {"epochs": 60, "stop": {"rise": 30.0, "min_steps": 60}}
 epochs, stopping once the smoothed forget loss has risen by 30 nats after ≥ 60 steps."""
 
 
+@_ascent_era
 def screen_final() -> list[Run]:
     """The fixed-rate sweep at the chosen run length (SGD: 0.05/0.1/0.2; Adam: 1e-4/3e-4/1e-3)
     next to gen-guard from the chosen rates, on tofu-synthetic forget01/05/10."""
@@ -105,6 +127,7 @@ def screen_final() -> list[Run]:
     return _runs(TOFU_SPLITS, sgd) + _runs(TOFU_SPLITS, adam, base="adam")
 
 
+@_ascent_era
 def screen_example() -> list[Run]:
     """The per-example stopping rule (:class:`fastngd.unlearn.ExampleLossStop`) on
     tofu-synthetic forget01/05/10, seed 0, NGDiff + gen-guard from the defaults: with the
@@ -126,6 +149,7 @@ EXAMPLE_FLOOR = {"stop_example_rise": 30.0}
 """The per-example rule (every forget example risen by 30 nats) on top of the mean rule."""
 
 
+@_ascent_era
 def screen_example_seeds() -> list[Run]:
     """The two candidates of ``screen-example`` that keep the mean rule as a floor (60 and
     120 epochs) and the defaults, on tofu-synthetic seeds 1 and 2 (the tuned set's other
@@ -169,6 +193,7 @@ EXAMPLE_CAP = {**EXAMPLE_FLOOR, "objective_options": {"cap": 40.0}}
 its token-mean loss reaches 40 nats)."""
 
 
+@_ascent_era
 def screen_cap() -> list[Run]:
     """The per-example rule with the capped forget objective (``cap`` = 40 nats per token)
     on tofu-synthetic forget01/05/10, seeds 0, 1, 2 (after ``screen-example-seeds``: the
@@ -176,6 +201,7 @@ def screen_cap() -> list[Run]:
     return _runs(TOFU_SPLITS, [("ngdiff", "gen-guard", 0.1, EXAMPLE_CAP)], seeds=(0, 1, 2))
 
 
+@_ascent_era
 def example_tofu() -> list[Run]:
     """What the README reports for the per-example rule on tofu-synthetic, seeds 0, 1, 2: the
     defaults, the rule with the mean floor (60 and 120 epochs) and the rule with the capped
@@ -192,6 +218,7 @@ EXAMPLE_CHOSEN: dict[str, Any] = EXAMPLE_FLOOR
 """The per-example candidate carried to the held-out sets (after ``screen-example-seeds``)."""
 
 
+@_ascent_era
 def example_heldout() -> list[Run]:
     """The per-example candidate next to the defaults on the held-out sets that are cheap
     (people forget01/05/10, muse-synthetic, digits), seeds 0, 1, 2."""
@@ -200,17 +227,40 @@ def example_heldout() -> list[Run]:
                  seeds=(0, 1, 2))
 
 
+def tofu_sweep() -> list[Run]:
+    """tofu-synthetic forget01/05/10, seed 0, defaults untouched: the fixed-rate sweep of
+    NGDiff (SGD: 0.05/0.1/0.2) and NGDiff + AutoLR with the Adam base, next to the defaults
+    (the tuned set's counterpart of ``heldout``)."""
+    sweep = [("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)]
+    return _runs(TOFU_SPLITS, DEFAULTS + sweep) + _runs(TOFU_SPLITS, ADAM_DEFAULTS, base="adam")
+
+
+def adam_seeds() -> list[Run]:
+    """NGDiff + AutoLR with the Adam base and its defaults, seeds 1 and 2 (seed 0 is in
+    ``heldout`` and ``tofu-sweep``), on every data set."""
+    return _runs(TOFU_SPLITS + HELDOUT, ADAM_DEFAULTS, seeds=(1, 2), base="adam")
+
+
+def ascent_seeds() -> list[Run]:
+    """The defaults with the paper's forget target (``forget_target="ascent"``), seeds 0, 1,
+    2, on the TOFU-layout sets: what the ``"refuse"`` target is compared with."""
+    return _runs(TOFU_SPLITS + HELDOUT[:3], [("ngdiff", "gen-guard", 0.1, ASCENT)],
+                 seeds=(0, 1, 2))
+
+
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
-    for grid in (screen_final, heldout, baselines, seeds, screen_example, screen_example_seeds,
-                 screen_cap, example_heldout):
+    for grid in (tofu_sweep, heldout, baselines, seeds, adam_seeds, ascent_seeds):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
 
 
 GRIDS: dict[str, Callable[[], list[Run]]] = {
+    "tofu-sweep": tofu_sweep,
+    "adam-seeds": adam_seeds,
+    "ascent-seeds": ascent_seeds,
     "heldout": heldout,
     "baselines": baselines,
     "seeds": seeds,

@@ -127,6 +127,18 @@ class TrainerNGDiffOptimizer(NGDiffOptimizer):
         super().load_state_dict(state_dict)
 
 
+def _refuse_loss(model: nn.Module) -> LossFn:
+    """The ``"refuse"`` forget loss (:func:`fastngd.unlearn.forget_target.refuse_forget_loss`)
+    with the model's pad and EOS ids."""
+    from fastngd.unlearn.forget_target import refuse_forget_loss
+
+    config = getattr(model, "config", None)
+    pad, eos = getattr(config, "pad_token_id", None), getattr(config, "eos_token_id", None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    return refuse_forget_loss(0 if pad is None else int(pad), eos)
+
+
 def _objective(config: UnlearnConfig) -> str:
     from fastngd.unlearn.methods import get_method
 
@@ -195,9 +207,13 @@ class NGDiffTrainer(Trainer):
             ``model``; only they are trained.
         optimizer_kwargs: further keyword arguments of :class:`fastngd.NGDiffOptimizer`.
         forget_loss, retain_loss: ``loss_fn(model, inputs) -> scalar``; default the Trainer's
-            ``compute_loss`` (the model's own loss, e.g. token cross-entropy with ``labels``).
-            Pass e.g. an NPO loss as ``forget_loss`` (required when ``config.method``'s
-            forget objective is not cross-entropy).
+            ``compute_loss`` (the model's own loss, e.g. token cross-entropy with ``labels``),
+            except the forget loss of the cross-entropy methods under
+            ``config.forget_target="refuse"`` (the default): then
+            :func:`fastngd.unlearn.forget_target.refuse_forget_loss` (bounded ascent and the
+            empty answer; ``"ascent"``: ``compute_loss``). Pass e.g. an NPO loss as
+            ``forget_loss`` (required when ``config.method``'s forget objective is not
+            cross-entropy).
         deterministic: run both closures with the model in eval mode (no dropout), so the
             GeN probes of the retain loss evaluate the same function (default True).
         **trainer_kwargs: every other ``Trainer`` argument (``train_dataset``,
@@ -249,6 +265,9 @@ class NGDiffTrainer(Trainer):
                 f"method {config.method!r} unlearns with the {_objective(config)} objective: "
                 "pass it as forget_loss="
             )
+        if forget_loss is None and _objective(config) == "ce" \
+                and config.forget_target == "refuse" and model is not None:
+            forget_loss = _refuse_loss(model)
         if model is not None and config.lora_rank is not None:
             from fastngd.models.lora import apply_lora
 

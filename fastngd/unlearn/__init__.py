@@ -21,6 +21,7 @@ from fastngd.unlearn.config import (
     check_base_options,
     optimizer_kwargs,
 )
+from fastngd.unlearn.forget_target import FORGET_TARGETS, ForgetTarget
 from fastngd.unlearn.loop import UnlearningDiverged, UnlearnResult, unlearn
 from fastngd.unlearn.methods import METHODS, Method, get_method, method_names
 from fastngd.unlearn.objectives import (
@@ -32,7 +33,6 @@ from fastngd.unlearn.objectives import (
     simnpo_loss,
 )
 from fastngd.unlearn.selection import Selection, parse_keep_best
-from fastngd.unlearn.forget_target import FORGET_TARGETS, ForgetTarget
 from fastngd.unlearn.stopping import ExampleLossStop, ForgetGapStop, ForgetLossStop, stopping_rule
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
 

@@ -5,14 +5,17 @@ The Python API (:func:`fastngd.unlearn.unlearn`), the command line (``fastngd un
 read their defaults from this dataclass; nothing else restates them.
 
 The defaults were chosen once, on the embedded ``tofu-synthetic`` benchmark only (forget01,
-forget05 and forget10, seed 0; ``bench/quality.py run screen-sgd|screen-sgd2|screen-adam|
-screen-adam2|screen-final``), and are reported as held out on ``people``, ``muse-synthetic``,
-``chronicles`` and ``digits``: NGDiff with AutoLR by ``"gen-guard"`` (GeN with the
-retain-loss safeguard and a trust region of [1/4, 4] × the initial rate,
+forget05 and forget10; ``bench/quality.py run screen-sgd|screen-sgd2|screen-adam|
+screen-adam2|screen-final|seeds``), and are reported as held out on ``people``,
+``muse-synthetic``, ``chronicles`` and ``digits``: NGDiff with AutoLR by ``"gen-guard"``
+(GeN with the retain-loss safeguard and a trust region of [1/4, 4] × the initial rate,
 :class:`fastngd.step_sizes.GuardConfig`), κ = 1.8, refit every 2 steps, EMA 0.9, clip
-[1/2, 2], from an initial rate of 0.1 (SGD base; 3e-4 for the Adam base,
-:data:`BASE_LR`), forget batches of 8 paired with retain batches of 32, at most 60 epochs,
-stopping once the smoothed forget loss has risen by 30 nats after at least 60 steps. Methods
+[1/2, 2], from an initial rate of 0.1 (SGD base; 3e-4 for the Adam base, :data:`BASE_LR`),
+forget batches of 8 paired with retain batches of 32, the forget target ``"refuse"``
+(:mod:`fastngd.unlearn.forget_target`: each forget token's loss capped at ln V, and the
+empty answer as a target), at most 60 epochs, stopping once the smoothed gap of the forget
+value to its bound ln V is at most ln 2 after at least 60 steps (with the paper's
+``"ascent"`` target: once the smoothed forget loss has risen by 30 nats). Methods
 without AutoLR start from the same rate (fixed then); the update directions have very
 different scales (NGDiff's is a difference of unit vectors, GDiff's scales with the raw
 gradient norms), which is exactly the sensitivity AutoLR removes.

@@ -30,6 +30,7 @@ their own forget objective (NPO, SimNPO) are unaffected.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 
 from fastngd.errors import UsageError
 
-__all__ = ["FORGET_TARGETS", "ForgetTarget", "resolve_forget_target"]
+__all__ = ["ASCENT", "FORGET_TARGETS", "ForgetTarget", "refuse_forget_loss", "resolve_forget_target"]
 
 FORGET_TARGETS: tuple[str, ...] = ("refuse", "ascent")
 """The forget targets by name (``UnlearnConfig.forget_target``)."""
@@ -77,6 +78,10 @@ class ForgetTarget:
         return nll[:size], n[:size], nll[size:]
 
 
+ASCENT = ForgetTarget()
+"""The target of ``"ascent"``: the objective unchanged."""
+
+
 def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module,
                           batch: Any) -> ForgetTarget:
     """The :class:`ForgetTarget` of ``name`` for a method whose forget objective is
@@ -88,7 +93,7 @@ def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module
         raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
                          f"got {name!r}")
     if name == "ascent" or objective != "ce":
-        return ForgetTarget()
+        return ASCENT
     if not (hasattr(task, "output_size") and hasattr(task, "refusal_batch")):
         raise UsageError(f"forget_target='refuse' needs a task with output_size() and "
                          f"refusal_batch() ({type(task).__name__} has not): pass "
@@ -97,3 +102,25 @@ def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module
     if size < 2:
         raise UsageError(f"forget_target='refuse' needs at least 2 outputs, got {size}")
     return ForgetTarget(cap=math.log(size), refuse=True)
+
+
+def refuse_forget_loss(pad_token_id: int, eos_token_id: int | None) -> Callable[[nn.Module, Any], Tensor]:
+    """``loss_fn(model, inputs) -> F``: the ``"refuse"`` forget value of a causal-LM batch
+    (``input_ids``, ``attention_mask``, ``labels`` with ``-100`` on the prompt and the
+    padding), for loops that take a forget loss function, such as
+    :class:`fastngd.integrations.NGDiffTrainer` (its default for the cross-entropy methods
+    under ``forget_target="refuse"``). Without an EOS id, or on batches without prompts,
+    it is the bounded ascent alone."""
+    from fastngd.unlearn.objectives import mean_nll
+    from fastngd.unlearn.tasks import CausalLMTask
+
+    task = CausalLMTask(pad_token_id, eos_token_id)
+
+    def loss(model: nn.Module, inputs: Any) -> Tensor:
+        batch = {key: inputs[key] for key in ("input_ids", "attention_mask", "labels")}
+        target = ForgetTarget(cap=math.log(task.output_size(model, batch)), refuse=True)
+        nll, n, empty = target.score(task, model, batch)
+        value = mean_nll(nll, n)
+        return value if empty is None else value - empty.mean()
+
+    return loss

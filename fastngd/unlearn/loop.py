@@ -58,6 +58,7 @@ from fastngd.unlearn.checkpoint import (
     save_verified,
 )
 from fastngd.unlearn.config import RUN_CONTROL_FIELDS, UnlearnConfig, optimizer_kwargs
+from fastngd.unlearn.forget_target import ASCENT, ForgetTarget, resolve_forget_target
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.objectives import ForgetObjective, get_objective, mean_nll
 from fastngd.unlearn.selection import parse_keep_best
@@ -71,7 +72,6 @@ from fastngd.unlearn.state import (
     set_rng_state,
 )
 from fastngd.unlearn.stopping import stopping_rule
-from fastngd.unlearn.forget_target import ForgetTarget, resolve_forget_target
 from fastngd.unlearn.tasks import Task, infer_task
 
 __all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
@@ -227,7 +227,7 @@ def _reference_nll(model: nn.Module, task: Task, data: Sequence[Any], batch_size
 def _closures(
     model: nn.Module, task: Task, objective: ForgetObjective, retain_batch: Any,
     forget_batch: Any, forget_ref: Tensor | None, denominators: Tensor | None,
-    sink: dict[str, Tensor] | None = None, target: ForgetTarget = ForgetTarget(),
+    sink: dict[str, Tensor] | None = None, target: ForgetTarget = ASCENT,
 ) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
     """The two closures of one step: retain CE, and the forget objective's value under the
     forget target (:mod:`.forget_target`: each token's loss capped at ``target.cap``, minus
@@ -303,12 +303,14 @@ class _Run:
 
     def _infer_task(self, tokenizer: Any) -> Task:
         config = getattr(_unwrapped(self.model), "config", None)
-        ids = {}
+        ids: dict[str, int | None] = {}
         for name in ("pad_token_id", "eos_token_id"):
             value = getattr(config, name, None)
             if value is None and tokenizer is not None:
                 value = getattr(tokenizer, name, None)
-            ids[name] = value[0] if isinstance(value, (list, tuple)) and value else value
+            if isinstance(value, (list, tuple)):  # several EOS ids: the first one
+                value = value[0] if value else None
+            ids[name] = value
         return infer_task(self.forget[0], ids["pad_token_id"], ids["eos_token_id"])
 
     def _config_record(self) -> dict[str, Any]:

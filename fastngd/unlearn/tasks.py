@@ -157,7 +157,6 @@ class ClassifierTask:
 
     def refusal_batch(self, batch: tuple[Tensor, Tensor]) -> None:
         """None: a classifier has no answer to refuse."""
-        return None
 
     def target_count(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The number of examples."""

@@ -115,7 +115,8 @@ def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
     trainer = NGDiffTrainer(
         model, make_args(tmp_path, learning_rate=0.3), train_dataset=setup["forget"],
         retain_dataset=setup["retain"], retain_batch_size=15, data_collator=default_data_collator,
-        config=UnlearnConfig(autolr_scale=1.0), autolr=True, autolr_every=2, callbacks=[recorder],
+        config=UnlearnConfig(autolr_scale=1.0, forget_target="ascent"), autolr=True,
+        autolr_every=2, callbacks=[recorder],
     )
     trainer.train()
     forget1, retain1 = mean_loss(model, setup["forget"]), mean_loss(model, setup["retain"])
@@ -138,6 +139,39 @@ def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
     assert train_logs[-1]["forget_loss"] > train_logs[0]["forget_loss"]
     assert any(log["lr_scale"] != 1.0 for log in train_logs), "GeN never moved the rate"
     assert trainer.state.log_history[-1]["train_loss"] == trainer.state.log_history[-1]["train_loss"]
+
+
+def test_the_default_forget_loss_is_the_bounded_refuse_target(setup, tmp_path) -> None:
+    """With UnlearnConfig's default target ("refuse"), the Trainer's forget loss is
+    refuse_forget_loss: on these sentences (no prompt) the token cross-entropy capped at
+    ln V, so every logged forget loss is at most ln V and equals the capped value."""
+    import math
+
+    from fastngd.unlearn.forget_target import refuse_forget_loss
+
+    model = fresh_model(setup)
+    cap = math.log(model.config.vocab_size)
+    fn = refuse_forget_loss(0, model.config.eos_token_id)
+    batch = default_data_collator([setup["forget"][i] for i in range(len(setup["forget"]))])
+    with torch.no_grad():
+        value = float(fn(model, batch))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    target = batch["labels"][:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).double(), target.reshape(-1),
+        ignore_index=-100, reduction="none").view(target.shape)
+    mask = target != -100
+    want = float((per_token.clamp(max=cap) * mask).sum() / mask.sum())
+    assert value == pytest.approx(want, rel=1e-5)
+    recorder = LogRecorder()
+    trainer = NGDiffTrainer(
+        model, make_args(tmp_path, learning_rate=0.3), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], data_collator=default_data_collator,
+        callbacks=[recorder],
+    )
+    trainer.train()
+    logs = [log for log in recorder.logs if "forget_loss" in log]
+    assert logs and all(float(log["forget_loss"]) <= cap + 1e-4 for log in logs)
 
 
 def test_checkpoint_holds_the_optimizer_state(setup, tmp_path) -> None:
