@@ -121,18 +121,18 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                         f"token's loss capped at ln V, plus the empty answer as a target, so "
                         f"a forget question is answered with nothing) or ascent (the paper's "
                         f"unbounded gradient ascent) (default {d.forget_target})")
-    p.add_argument("--stop-gap", type=_stop_rise, default=None, metavar="NATS|off",
+    p.add_argument("--stop-gap", type=_nats_or_off, default=None, metavar="NATS|off",
                    help=f"with --forget-target refuse: stop once the smoothed gap between "
                         f"the forget value and its bound ln V is at most NATS (default "
                         f"{d.stop_gap:.3g} = ln 2); off: run every epoch")
-    p.add_argument("--stop-rise", type=_stop_rise, default=None, metavar="NATS|off",
+    p.add_argument("--stop-rise", type=_nats_or_off, default=None, metavar="NATS|off",
                    help=f"with --forget-target ascent: stop once the smoothed forget loss has "
                         f"risen by NATS (default {d.stop_rise:g}); off: run every epoch")
     p.add_argument("--stop-min-steps", type=int, default=None,
                    help=f"the stopping rule never stops before this many steps "
                         f"(default {d.stop_min_steps})")
     ex = "off" if d.stop_example_rise is None else f"{d.stop_example_rise:g}"
-    p.add_argument("--stop-example-rise", type=_stop_rise, default=None, metavar="NATS|off",
+    p.add_argument("--stop-example-rise", type=_nats_or_off, default=None, metavar="NATS|off",
                    help=f"stop only once the --stop-quantile quantile of the forget examples' "
                         f"loss rises (each example's token-mean loss, latest minus first "
                         f"seen) has reached NATS; with --stop-rise the mean rule must fire "
@@ -143,8 +143,8 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
     _add_base_args(p)
 
 
-def _stop_rise(text: str) -> float | str:
-    """``--stop-rise``: a number of nats, or ``off``."""
+def _nats_or_off(text: str) -> float | str:
+    """``--stop-gap``, ``--stop-rise``, ``--stop-example-rise``: a number of nats, or ``off``."""
     if text.strip().lower() == "off":
         return "off"
     try:

@@ -50,6 +50,26 @@ if TYPE_CHECKING:
 __all__ = ["ExampleLossStop", "ForgetGapStop", "ForgetLossStop", "stopping_rule"]
 
 
+def _check_positive(name: str, value: Any) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_ema(ema: float) -> None:
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1), got {ema}")
+
+
+def _decide(rule: Any, done: bool, step: int) -> bool:
+    """``done``, or True once ``step`` has reached ``rule.max_steps``; the first step that
+    stops is kept in ``rule.stopped_at``."""
+    if rule.max_steps is not None and step >= rule.max_steps:
+        done = True
+    if done and rule.stopped_at is None:
+        rule.stopped_at = step
+    return done
+
+
 @dataclass
 class ForgetLossStop:
     """Stop once the smoothed forget loss has risen by ``rise`` (a step callback: returns
@@ -71,11 +91,8 @@ class ForgetLossStop:
     stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)
-                and self.rise > 0):
-            raise ValueError(f"rise must be a finite number > 0, got {self.rise!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        _check_positive("rise", self.rise)
+        _check_ema(self.ema)
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         loss = float(record["loss_forget"])
@@ -84,12 +101,8 @@ class ForgetLossStop:
             self.start = self.smoothed = loss
         else:
             self.smoothed = self.ema * self.smoothed + (1.0 - self.ema) * loss
-        done = step >= self.min_steps and self.smoothed >= self.start + self.rise
-        if self.max_steps is not None and step >= self.max_steps:
-            done = True
-        if done and self.stopped_at is None:
-            self.stopped_at = step
-        return done
+        return _decide(self, step >= self.min_steps and self.smoothed >= self.start + self.rise,
+                       step)
 
 
 @dataclass
@@ -113,11 +126,8 @@ class ForgetGapStop:
     stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.gap, (int, float)) and math.isfinite(self.gap)
-                and self.gap > 0):
-            raise ValueError(f"gap must be a finite number > 0, got {self.gap!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        _check_positive("gap", self.gap)
+        _check_ema(self.ema)
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         step = int(record["step"])
@@ -128,11 +138,7 @@ class ForgetGapStop:
             self.smoothed = gap if self.smoothed is None else \
                 self.ema * self.smoothed + (1.0 - self.ema) * gap
             done = step >= self.min_steps and self.smoothed <= self.gap
-        if self.max_steps is not None and step >= self.max_steps:
-            done = True
-        if done and self.stopped_at is None:
-            self.stopped_at = step
-        return done
+        return _decide(self, done, step)
 
 
 @dataclass
@@ -165,9 +171,7 @@ class ExampleLossStop:
     stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.rise, (int, float)) and math.isfinite(self.rise)
-                and self.rise > 0):
-            raise ValueError(f"rise must be a finite number > 0, got {self.rise!r}")
+        _check_positive("rise", self.rise)
         if not (isinstance(self.quantile, (int, float)) and 0.0 <= self.quantile < 1.0):
             raise ValueError(f"quantile must be in [0, 1), got {self.quantile!r}")
 
@@ -195,11 +199,7 @@ class ExampleLossStop:
         rises = self.rises()
         done = (step >= self.min_steps and floor_done and bool(rises)
                 and float(np.quantile(rises, self.quantile)) >= self.rise)
-        if self.max_steps is not None and step >= self.max_steps:
-            done = True
-        if done and self.stopped_at is None:
-            self.stopped_at = step
-        return done
+        return _decide(self, done, step)
 
 
 def stopping_rule(config: UnlearnConfig) -> Callable[[Mapping[str, Any]], bool] | None:

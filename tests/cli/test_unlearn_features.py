@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -167,8 +168,38 @@ def test_example_stop_flags_set_the_per_example_rule(flags: list[str], rise: flo
     assert config.stop_rise == default.stop_rise
 
 
+@pytest.mark.parametrize("flags, target, gap", [
+    ([], "refuse", math.log(2.0)),
+    (["--forget-target", "ascent"], "ascent", math.log(2.0)),
+    (["--stop-gap", "0.1"], "refuse", 0.1),
+    (["--stop-gap", "off"], "refuse", None),
+])
+def test_target_flags_set_the_target_and_the_gap_rule(flags: list[str], target: str,
+                                                      gap: float | None) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+    from fastngd.unlearn import ForgetGapStop, ForgetLossStop, stopping_rule
+
+    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    config = _config_from_args(args)
+    assert (config.forget_target, config.stop_gap) == (target, gap)
+    rule = stopping_rule(config)
+    if target == "ascent":
+        assert isinstance(rule, ForgetLossStop)
+    elif gap is None:
+        assert rule is None
+    else:
+        assert isinstance(rule, ForgetGapStop) and rule.gap == gap
+
+
+def test_an_unknown_forget_target_is_refused_by_the_parser(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["unlearn", "--forget-target", "forget", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+
+
 @pytest.mark.parametrize("flags", [["--stop-rise", "-1"], ["--stop-min-steps", "-3"],
-                                   ["--stop-example-rise", "0"], ["--stop-quantile", "1"]])
+                                   ["--stop-example-rise", "0"], ["--stop-quantile", "1"],
+                                   ["--stop-gap", "0"]])
 def test_bad_stop_flags_are_usage_errors(tiny_model: str, tmp_path: Path,
                                          flags: list[str]) -> None:
     assert main(["unlearn", "--model", tiny_model, *flags, "--out", str(tmp_path / "x")]) == 2
