@@ -86,6 +86,8 @@ def _option_text(key: str, value: Any) -> str:
         return f"every example +{value:g} nats"
     if key == "objective_options" and set(value) == {"cap"}:
         return f"forget CE capped at {value['cap']:g} nats"
+    if key == "forget_target":
+        return f"{value} target"
     if key == "stop_quantile":
         return f"q={value:g}"
     if key == "stop_rise" and value is None:

@@ -20,9 +20,10 @@ from typing import Any
 from _quality_targets import Target, load_target
 
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
-RECORD_FORMAT = 2
-"""Part of every run's key: 2 since the defaults' forget target became ``"refuse"`` (records
-of format 1, run with the ascent target, are not reused)."""
+RECORD_FORMAT = 3
+"""Part of every run's key, raised when the code behind the defaults changes so that older
+records are not reused: 3 since the defaults' forget target is ``"refuse"`` with the
+empty-continuation term taken from the same forward (1: the ascent target)."""
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ every answer token is below 1/V and the empty answer is certain.
 :class:`fastngd.unlearn.stopping.ForgetGapStop` stops once the smoothed gap is below ln 2:
 then, on average, ``π(EOS | x) > ½`` and greedy decoding answers with nothing.
 
-The refusal term needs examples with a prompt (QA data; :meth:`CausalLMTask.refusal_batch`);
-on raw text (MUSE) and for classifiers ``"refuse"`` is the bounded ascent alone. Methods with
-their own forget objective (NPO, SimNPO) are unaffected.
+On raw text (MUSE), where there is no question, ``ℓ_i^∅`` is the mean over every position
+of the document of ``−log π(EOS | x_i,<t)``: the model learns to end a forget document
+wherever it is cut, instead of continuing it (:meth:`CausalLMTask.scores`; both terms come
+from the same forward). For classifiers ``"refuse"`` is the bounded ascent alone. Methods
+with their own forget objective (NPO, SimNPO) are unaffected.
 """
 from __future__ import annotations
 
@@ -34,7 +36,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from fastngd.errors import UsageError
@@ -59,23 +60,16 @@ class ForgetTarget:
 
     def score(self, task: Any, model: nn.Module,
               batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``(nll, n, empty)`` of a forget batch: the per-example summed NLL (each token's
-        loss capped at ``cap``) and token counts, and ``ℓ_i^∅`` of each example's empty
-        answer (None without ``refuse`` or without prompts).
-
-        The answers and the empty answers go through the model in one forward (a second
-        forward before the backward would upset DDP), the empty answers uncapped.
-        """
+        """``(nll, n, empty)`` of a forget batch, from one forward: the per-example summed
+        NLL (each token's loss capped at ``cap``) and token counts, and each example's
+        empty-continuation loss ``ℓ_i^∅`` (None without ``refuse``, or for a task without
+        an end-of-sequence token: classifiers)."""
         if self.cap is None:
             return (*task.nll(model, batch), None)
-        empty = task.refusal_batch(batch) if self.refuse else None
-        if empty is None:
-            return (*task.nll(model, batch, self.cap), None)
-        size = len(batch["labels"])
-        both = {key: torch.cat([batch[key], empty[key].to(batch[key])]) for key in empty}
-        caps = torch.tensor([self.cap] * size + [math.inf] * size)
-        nll, n = task.nll(model, both, caps)
-        return nll[:size], n[:size], nll[size:]
+        if self.refuse and hasattr(task, "scores"):
+            nll, n, empty = task.scores(model, batch, self.cap)
+            return nll, n, empty
+        return (*task.nll(model, batch, self.cap), None)
 
 
 ASCENT = ForgetTarget()
@@ -88,16 +82,15 @@ def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module
     ``objective``: ``"refuse"`` applies to the cross-entropy objective only (C = ln V, V from
     one forward of ``batch``); ``"ascent"``, and every other objective, is the objective
     unchanged. Raises UsageError for an unknown name, or for ``"refuse"`` with a task that
-    has no ``output_size``/``refusal_batch`` (a custom task: pass ``"ascent"``)."""
+    has no ``output_size`` (a custom task: pass ``"ascent"``)."""
     if name not in FORGET_TARGETS:
         raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
                          f"got {name!r}")
     if name == "ascent" or objective != "ce":
         return ASCENT
-    if not (hasattr(task, "output_size") and hasattr(task, "refusal_batch")):
-        raise UsageError(f"forget_target='refuse' needs a task with output_size() and "
-                         f"refusal_batch() ({type(task).__name__} has not): pass "
-                         "forget_target='ascent'")
+    if not hasattr(task, "output_size"):
+        raise UsageError(f"forget_target='refuse' needs a task with output_size() "
+                         f"({type(task).__name__} has not): pass forget_target='ascent'")
     size = task.output_size(model, batch)
     if size < 2:
         raise UsageError(f"forget_target='refuse' needs at least 2 outputs, got {size}")
@@ -109,8 +102,7 @@ def refuse_forget_loss(pad_token_id: int, eos_token_id: int | None) -> Callable[
     (``input_ids``, ``attention_mask``, ``labels`` with ``-100`` on the prompt and the
     padding), for loops that take a forget loss function, such as
     :class:`fastngd.integrations.NGDiffTrainer` (its default for the cross-entropy methods
-    under ``forget_target="refuse"``). Without an EOS id, or on batches without prompts,
-    it is the bounded ascent alone."""
+    under ``forget_target="refuse"``). Without an EOS id it is the bounded ascent alone."""
     from fastngd.unlearn.objectives import mean_nll
     from fastngd.unlearn.tasks import CausalLMTask
 

@@ -8,7 +8,8 @@ quantities, computed by a *task*:
 
 With ``cap`` = C, each token's loss is taken as ``min(−log π(y_t | ·), C)`` before the sum:
 a token whose probability has fallen below ``e^{−C}`` adds a constant and no gradient (the
-bounded ascent of :mod:`fastngd.unlearn.forget_target`).
+bounded ascent of :mod:`fastngd.unlearn.forget_target`). :meth:`CausalLMTask.scores` also
+returns the loss of the empty continuation (EOS) from the same forward.
 
 :class:`CausalLMTask` scores right-padded token batches (labels ``-100`` carry no loss, the
 label of position t is predicted from position t−1, as in Hugging Face causal LMs);
@@ -65,6 +66,19 @@ class CausalLMTask:
             cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-example summed answer NLL (each token's loss capped at ``cap``) and answer-token
         count."""
+        nll, n, _ = self.scores(model, batch, cap, empty=False)
+        return nll, n
+
+    def scores(self, model: nn.Module, batch: Mapping[str, Tensor],
+               cap: float | Tensor | None = None,
+               empty: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(nll, n, ℓ^∅)`` from one forward: :meth:`nll` and, with ``empty`` and a known
+        EOS id, each example's *empty-continuation* loss ``ℓ_i^∅ = mean_{t ∈ S_i}
+        −log π(EOS | x_i,<t)``. ``S_i`` is the first answer position for an example with a
+        prompt (its label starts with ``-100``: the empty answer to the question), and every
+        scored position for raw text (ending the document wherever it is cut). ``ℓ^∅`` is
+        None without an EOS id or with ``empty=False``.
+        """
         device = next(model.parameters()).device
         input_ids = batch["input_ids"].to(device)
         attention = batch["attention_mask"].to(device)
@@ -84,7 +98,14 @@ class CausalLMTask:
             per_token = torch.minimum(per_token, _per_row(cap, per_token)[:, None])
         mask = target != IGNORE_INDEX
         nll = (per_token * mask).sum(dim=1)
-        return nll, mask.sum(dim=1).to(nll.dtype)
+        n = mask.sum(dim=1).to(nll.dtype)
+        if not empty or self.eos_token_id is None:
+            return nll, n, None
+        stop = torch.logsumexp(logits, dim=-1) - logits[..., self.eos_token_id]
+        first = mask & (mask.long().cumsum(dim=1) == 1)
+        where = torch.where((labels[:, :1] == IGNORE_INDEX), first, mask)
+        counts = where.sum(dim=1).clamp(min=1).to(stop.dtype)
+        return nll, n, (stop * where).sum(dim=1) / counts
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:
@@ -99,28 +120,6 @@ class CausalLMTask:
         logits = model(input_ids=batch["input_ids"][:1].to(device),
                        attention_mask=batch["attention_mask"][:1].to(device)).logits
         return int(logits.shape[-1])
-
-    def refusal_batch(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
-        """The empty answer of every example, as a batch of the same width: its prompt (the
-        leading positions whose label is ``-100``) followed by EOS, with the loss on EOS
-        only, right-padded.
-
-        ``None`` when the EOS id is unknown or an example has no prompt (raw text, where
-        every token carries loss: there is no question to refuse) or no answer.
-        """
-        if self.eos_token_id is None:
-            return None
-        labels = batch["labels"]
-        prompt = (labels == IGNORE_INDEX).long().cumprod(dim=1).sum(dim=1)
-        if bool((prompt == 0).any()) or bool((prompt >= labels.shape[1]).any()):
-            return None
-        columns = torch.arange(labels.shape[1], device=labels.device)
-        keep = columns[None, :] < prompt[:, None]
-        at_eos = columns[None, :] == prompt[:, None]
-        ids = torch.where(keep, batch["input_ids"], self.pad_token_id)
-        ids = torch.where(at_eos, self.eos_token_id, ids)
-        return {"input_ids": ids, "attention_mask": (keep | at_eos).to(batch["attention_mask"]),
-                "labels": torch.where(at_eos, self.eos_token_id, IGNORE_INDEX)}
 
     def target_count(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Number of scored tokens (labels other than ``-100`` after the shift)."""
@@ -154,9 +153,6 @@ class ClassifierTask:
         """The number of classes K (one forward of ``batch``)."""
         device = next(model.parameters()).device
         return int(model(batch[0][:1].to(device)).shape[-1])
-
-    def refusal_batch(self, batch: tuple[Tensor, Tensor]) -> None:
-        """None: a classifier has no answer to refuse."""
 
     def target_count(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The number of examples."""

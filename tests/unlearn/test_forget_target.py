@@ -74,25 +74,24 @@ def test_capped_tokens_carry_no_gradient_and_the_empty_answer_does(trained_lm, l
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def test_refusal_batch_is_the_prompt_then_eos(lm_data) -> None:
-    batch = _batch(lm_data[0])
-    empty = CausalLMTask(0, EOS).refusal_batch(batch)
-    assert empty is not None
-    for i in range(len(batch["labels"])):
-        prompt = int((batch["labels"][i] == IGNORE_INDEX).long().cumprod(0).sum())
-        assert empty["input_ids"][i, :prompt].tolist() == batch["input_ids"][i, :prompt].tolist()
-        assert empty["input_ids"][i, prompt] == EOS
-        assert empty["attention_mask"][i].tolist() == [1] * (prompt + 1) + [0] * (
-            batch["labels"].shape[1] - prompt - 1)
-        assert (empty["labels"][i] != IGNORE_INDEX).nonzero().flatten().tolist() == [prompt]
-        assert empty["labels"][i, prompt] == EOS
-
-
-def test_no_refusal_without_a_prompt_or_an_eos(lm_data, word_tokenizer) -> None:
-    text = TextDataset([{"text": "the family lived in the north ."}], word_tokenizer, 32)
-    assert CausalLMTask(0, EOS).refusal_batch(_batch(text)) is None
-    assert CausalLMTask(0).refusal_batch(_batch(lm_data[0])) is None
-    assert ClassifierTask().refusal_batch((torch.zeros(2, 5), torch.zeros(2))) is None
+@torch.no_grad()
+def test_text_empty_continuation_is_eos_at_every_position(tiny_lm, word_tokenizer) -> None:
+    """On raw text (no prompt) ℓ^∅ is the mean over the scored positions of −log π(EOS | x_<t),
+    float64 reference; a task without an EOS id has none."""
+    text = TextDataset([{"text": "the family lived in the north ."},
+                        {"text": "a parrot ."}], word_tokenizer, 32)
+    batch = _batch(text)
+    nll, n, empty = CausalLMTask(0, EOS).scores(tiny_lm, batch)
+    ref = copy.deepcopy(tiny_lm).double()
+    for i, (ids, labels) in enumerate(zip(batch["input_ids"], batch["labels"])):
+        keep = int((labels != IGNORE_INDEX).nonzero().max()) + 1
+        logp = torch.log_softmax(ref(input_ids=ids[None, :keep]).logits[0], dim=-1)
+        want = [-float(logp[t - 1, EOS]) for t in range(1, keep)]
+        assert empty is not None and float(empty[i]) == pytest.approx(sum(want) / len(want),
+                                                                     rel=1e-5)
+        assert float(n[i]) == keep - 1
+    assert CausalLMTask(0).scores(tiny_lm, batch)[2] is None
+    assert torch.equal(CausalLMTask(0, EOS).nll(tiny_lm, batch)[0], nll)
 
 
 def test_resolve(tiny_lm, lm_data) -> None:
