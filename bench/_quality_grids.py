@@ -183,6 +183,16 @@ def baselines() -> list[Run]:
     return _runs(TOFU_SPLITS + HELDOUT, specs)
 
 
+def baselines_wide() -> list[Run]:
+    """The other baselines at the default rate (fixed, SGD base), seed 0: the GDiff sweep
+    over c (0.1, 0.9) and lr (0.05, 0.2 at c = 0.5), LossNorm, PCGrad, MGDA, IMTL-G, SAGO."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        (m, "fixed", 0.1, {}) for m in ("gdiff-0.1", "gdiff-0.9", "lossnorm", "pcgrad", "mgda",
+                                         "imtlg", "sago")
+    ] + [("gdiff-0.5", "fixed", lr, {}) for lr in (0.05, 0.2)]
+    return _runs(TOFU_SPLITS + HELDOUT, specs)
+
+
 def seeds() -> list[Run]:
     """NGDiff + AutoLR with the defaults (SGD base), seeds 0, 1, 2, on every data set."""
     return _runs(TOFU_SPLITS + HELDOUT, DEFAULTS, seeds=(0, 1, 2))
@@ -251,7 +261,8 @@ def ascent_seeds() -> list[Run]:
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
-    for grid in (tofu_sweep, heldout, baselines, seeds, adam_seeds, ascent_seeds):
+    for grid in (tofu_sweep, heldout, baselines, baselines_wide, seeds, adam_seeds,
+                 ascent_seeds):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -259,6 +270,7 @@ def results() -> list[Run]:
 
 GRIDS: dict[str, Callable[[], list[Run]]] = {
     "tofu-sweep": tofu_sweep,
+    "baselines-wide": baselines_wide,
     "adam-seeds": adam_seeds,
     "ascent-seeds": ascent_seeds,
     "heldout": heldout,

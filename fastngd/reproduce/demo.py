@@ -28,9 +28,11 @@ __all__ = ["DEMO_LR", "DEMO_RUNS", "FULL_RUNS", "run_demo", "write_figures"]
 
 DEMO_LR = UnlearnConfig().lr
 """The (initial) learning rate of every demo run: :class:`fastngd.unlearn.UnlearnConfig`'s
-(the demo's other settings are that class's defaults too: at most 60 epochs × 5 steps = 300
-steps on forget10, stopping once the forget loss has risen by 30 nats after 60 steps, forget
-batches of 8, retain batches of 32)."""
+(the demo's other settings are that class's defaults too: the ``"refuse"`` forget target
+for the cross-entropy methods, at most 60 epochs × 5 steps = 300 steps on forget10, stopping
+once the smoothed gap of the forget value to its bound ln V is at most ln 2 after 60 steps
+(NPO: once its forget loss has risen by 30 nats), forget batches of 8, retain batches of
+32)."""
 
 DEMO_RUNS: tuple[RunSpec, ...] = (
     RunSpec("ngdiff", "ngdiff", True, DEMO_LR),

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastngd.data import TextDataset, collate_right_pad
 from fastngd.data.tokenize import IGNORE_INDEX
@@ -147,3 +149,39 @@ def test_classifier_ascent_is_bounded_by_log_classes() -> None:
     assert all(h["forget_cap"] == pytest.approx(math.log(3)) for h in result.history)
     assert all(h["loss_forget"] <= math.log(3) + 1e-6 for h in result.history)
     assert max(h["loss_forget"] for h in result.history) > result.history[0]["loss_forget"]
+
+
+class _Logits(torch.nn.Module):
+    """A stand-in causal LM whose logits are given (``[B, T, V]``)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, input_ids, attention_mask):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.logits)
+
+
+@given(seed=st.integers(0, 10_000), vocab=st.integers(5, 40), scale=st.floats(0.1, 30.0),
+       prompt=st.integers(0, 3))
+@settings(max_examples=60, deadline=None)
+def test_the_forget_value_never_exceeds_its_bound(seed, vocab, scale, prompt) -> None:
+    """F = Σ min(ℓ_t, ln V)/Σ n − mean ℓ^∅ ≤ ln V for any logits, QA (prompt > 0) or raw text
+    (prompt = 0): each example's capped sum is at most ln V per token, and ℓ^∅ ≥ 0."""
+    g = torch.Generator().manual_seed(seed)
+    batch, length = 3, 8
+    ids = torch.randint(4, vocab, (batch, length), generator=g)
+    labels = ids.clone()
+    labels[:, :prompt] = IGNORE_INDEX
+    labels[0, length - 2:] = IGNORE_INDEX  # some right padding
+    model = _Logits(scale * torch.randn(batch, length, vocab, generator=g, dtype=torch.float64))
+    data = {"input_ids": ids, "attention_mask": (labels != IGNORE_INDEX).long(),
+            "labels": labels}
+    cap = math.log(vocab)
+    nll, n, empty = ForgetTarget(cap=cap, refuse=True).score(CausalLMTask(0, EOS), model, data)
+    assert empty is not None and bool((empty >= 0).all())
+    value = float((nll.sum() / n.sum() - empty.mean()).detach())
+    assert value <= cap + 1e-12
+    assert bool((nll <= cap * n + 1e-9).all())
