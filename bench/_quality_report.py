@@ -215,7 +215,8 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
         y = m[ry] / b[ry] if b[ry] else m[ry]
         name = run.method + ("+autolr" if run.step != "fixed" else "") + (
             f" ({run.base})" if run.base != "sgd" else "") + (
-            " [per-example stop]" if "stop_example_rise" in run.options else "")
+            " [per-example stop]" if "stop_example_rise" in run.options else "") + (
+            " [ascent target]" if run.options.get("forget_target") == "ascent" else "")
         by_method[name].append((x, y))
     for name, pts in sorted(by_method.items()):
         star = name.startswith(headline + "+")
