@@ -22,8 +22,9 @@ from _quality_targets import Target, load_target
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
 RECORD_FORMAT = 3
 """Part of every run's key, raised when the code behind the defaults changes so that older
-records are not reused: 3 since the defaults' forget target is ``"refuse"`` with the
-empty-continuation term taken from the same forward (1: the ascent target)."""
+records are not reused (the keys of earlier releases had no format: the ascent target).
+2 was a first form of the ``"refuse"`` target (a second forward for the empty answers, QA
+data only); 3: the empty continuation from the same forward, raw text included."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ def _settings(config: Any) -> dict[str, Any]:
 
 def _config(run: Run) -> tuple[Any, list[Any]]:
     """``(UnlearnConfig, callbacks)`` of a run."""
-    from fastngd.step_sizes import GuardConfig, GuardedGeNStep, get_step_size
     from fastngd.autolr import GeNConfig
+    from fastngd.step_sizes import GuardConfig, GuardedGeNStep, get_step_size
     from fastngd.unlearn import UnlearnConfig
     from fastngd.unlearn.stopping import ForgetLossStop
 

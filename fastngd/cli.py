@@ -126,8 +126,9 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                         f"the forget value and its bound ln V is at most NATS (default "
                         f"{d.stop_gap:.3g} = ln 2); off: run every epoch")
     p.add_argument("--stop-rise", type=_nats_or_off, default=None, metavar="NATS|off",
-                   help=f"with --forget-target ascent: stop once the smoothed forget loss has "
-                        f"risen by NATS (default {d.stop_rise:g}); off: run every epoch")
+                   help=f"with --forget-target ascent, and for npo/simnpo: stop once the "
+                        f"smoothed forget loss has risen by NATS (default {d.stop_rise:g}); "
+                        f"off: run every epoch")
     p.add_argument("--stop-min-steps", type=int, default=None,
                    help=f"the stopping rule never stops before this many steps "
                         f"(default {d.stop_min_steps})")

@@ -160,14 +160,16 @@ class UnlearnConfig:
         stop_quantile: ``q`` in [0, 1) of ``stop_example_rise`` (0: every example).
         forget_target: ``"refuse"`` (default) or ``"ascent"`` (the paper's), for the
             cross-entropy methods (:mod:`fastngd.unlearn.forget_target`): ``"refuse"``
-            caps each forget token's loss at ln V and adds the loss of the empty answer to
-            the forget objective (QA data), so that the ascent is bounded and a forget
-            question is answered with nothing. NPO and SimNPO keep their objectives.
+            caps each forget token's loss at ln V and subtracts the loss of the empty
+            continuation from the forget value (QA data: EOS right after the question; raw
+            text: EOS at every position), so that the ascent is bounded and a forget question
+            is answered with nothing. NPO and SimNPO keep their objectives.
         stop_gap: with the ``"refuse"`` target, stop once the smoothed gap between the
             forget value and its bound ln V is at most this many nats
             (:class:`fastngd.unlearn.stopping.ForgetGapStop`, after ``stop_min_steps``);
-            ``stop_rise`` and ``stop_example_rise`` apply to the ``"ascent"`` target.
-            ``None``: every epoch runs.
+            ``stop_rise`` and ``stop_example_rise`` apply to the ``"ascent"`` target and to
+            NPO and SimNPO (``stop_example_rise`` with the ``"refuse"`` target of a
+            cross-entropy method is refused). ``None``: every epoch runs.
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
         lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.
@@ -250,6 +252,10 @@ class UnlearnConfig:
         for name in ("stop_rise", "stop_example_rise", "stop_gap"):
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name))
+        if self.stop_example_rise is not None and self.bounded_target:
+            raise UsageError("stop_example_rise applies to the 'ascent' forget target (and to "
+                             "NPO/SimNPO); with forget_target='refuse' the run stops by "
+                             "stop_gap")
         q = self.stop_quantile
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q < 1.0:
             raise UsageError(f"stop_quantile must be a number in [0, 1), got {q!r}")

@@ -36,11 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from fastngd.errors import UsageError
 
-__all__ = ["ASCENT", "FORGET_TARGETS", "ForgetTarget", "refuse_forget_loss", "resolve_forget_target"]
+__all__ = [
+    "ASCENT", "FORGET_TARGETS", "ForgetTarget", "refuse_forget_loss", "resolve_forget_target",
+    "with_empty",
+]
 
 FORGET_TARGETS: tuple[str, ...] = ("refuse", "ascent")
 """The forget targets by name (``UnlearnConfig.forget_target``)."""
@@ -52,7 +56,8 @@ class ForgetTarget:
 
     Attributes:
         cap: C, the per-token cap of the cross-entropy (None: uncapped, ``"ascent"``).
-        refuse: add the empty-answer term ``−mean ℓ^∅`` (QA data only).
+        refuse: subtract the empty-continuation term ``mean ℓ^∅`` (QA data: the empty
+            answer; raw text: EOS at every position; none for classifiers).
     """
 
     cap: float | None = None
@@ -69,7 +74,19 @@ class ForgetTarget:
         if self.refuse and hasattr(task, "scores"):
             nll, n, empty = task.scores(model, batch, self.cap)
             return nll, n, empty
+
         return (*task.nll(model, batch, self.cap), None)
+
+
+def with_empty(value: Tensor, empty: Tensor | None) -> Tensor:
+    """``value − mean_i ℓ_i^∅`` over the examples that have an empty-answer term (``ℓ^∅``
+    not NaN: an example with no scored position has none); ``value`` when none has."""
+    if empty is None:
+        return value
+    valid = ~torch.isnan(empty)
+    if not bool(valid.any()):
+        return value
+    return value - empty[valid].mean()
 
 
 ASCENT = ForgetTarget()
@@ -107,12 +124,14 @@ def refuse_forget_loss(pad_token_id: int, eos_token_id: int | None) -> Callable[
     from fastngd.unlearn.tasks import CausalLMTask
 
     task = CausalLMTask(pad_token_id, eos_token_id)
+    caps: list[float] = []  # C, found on the first call
 
     def loss(model: nn.Module, inputs: Any) -> Tensor:
         batch = {key: inputs[key] for key in ("input_ids", "attention_mask", "labels")}
-        target = ForgetTarget(cap=math.log(task.output_size(model, batch)), refuse=True)
+        if not caps:  # the unwrapped model has the output layer (DDP wrappers have not)
+            caps.append(math.log(task.output_size(getattr(model, "module", model), batch)))
+        target = ForgetTarget(cap=caps[0], refuse=True)
         nll, n, empty = target.score(task, model, batch)
-        value = mean_nll(nll, n)
-        return value if empty is None else value - empty.mean()
+        return with_empty(mean_nll(nll, n), empty)
 
     return loss

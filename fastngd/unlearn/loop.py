@@ -58,7 +58,12 @@ from fastngd.unlearn.checkpoint import (
     save_verified,
 )
 from fastngd.unlearn.config import RUN_CONTROL_FIELDS, UnlearnConfig, optimizer_kwargs
-from fastngd.unlearn.forget_target import ASCENT, ForgetTarget, resolve_forget_target
+from fastngd.unlearn.forget_target import (
+    ASCENT,
+    ForgetTarget,
+    resolve_forget_target,
+    with_empty,
+)
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.objectives import ForgetObjective, get_objective, mean_nll
 from fastngd.unlearn.selection import parse_keep_best
@@ -252,8 +257,7 @@ def _closures(
         nll, n, empty = target.score(task, model, forget_batch)
         if sink is not None:
             sink["forget"] = nll.detach() / n.detach()
-        value = objective(nll, n, forget_ref, d_forget)
-        return value if empty is None else value - empty.mean()
+        return with_empty(objective(nll, n, forget_ref, d_forget), empty)
 
     return closure_retain, closure_forget
 
@@ -262,6 +266,11 @@ def _divergence_advice(config: UnlearnConfig) -> str:
     if config.autolr:
         return "AutoLR was on: try a smaller initial --lr or a smaller --autolr-scale"
     return "Try a smaller --lr, or turn AutoLR on (--autolr)"
+
+
+LEGACY_SETTINGS: dict[str, Any] = {"forget_target": "ascent", "stop_gap": None}
+"""What a checkpoint written before these settings existed ran with (it is compared with
+these, not with today's defaults, when it is resumed)."""
 
 
 class _Run:
@@ -305,9 +314,13 @@ class _Run:
         config = getattr(_unwrapped(self.model), "config", None)
         ids: dict[str, int | None] = {}
         for name in ("pad_token_id", "eos_token_id"):
-            value = getattr(config, name, None)
-            if value is None and tokenizer is not None:
-                value = getattr(tokenizer, name, None)
+            from_config = getattr(config, name, None)
+            from_tokenizer = getattr(tokenizer, name, None) if tokenizer is not None else None
+            # pad: the model's first; EOS: the tokenizer's first, the one that ends the
+            # encoded answers (a model config may list several)
+            first, second = ((from_tokenizer, from_config) if name == "eos_token_id"
+                             else (from_config, from_tokenizer))
+            value = first if first is not None else second
             if isinstance(value, (list, tuple)):  # several EOS ids: the first one
                 value = value[0] if value else None
             ids[name] = value
@@ -350,7 +363,7 @@ class _Run:
                 "folder"
             )
         diffs = config_mismatch({"world_size": 1, **saved["config"]}, self.record,
-                                UnlearnConfig().record())
+                                {**UnlearnConfig().record(), **LEGACY_SETTINGS})
         if diffs:
             raise UsageError(
                 "cannot resume: the checkpoint was made with another configuration or other "

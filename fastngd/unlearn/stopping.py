@@ -31,9 +31,11 @@ this rule waits for them.
     T_k = β·T_{k−1} + (1 − β)·G_k      (T_1 = G_1)
 
 and stops after the first step ``k ≥ min_steps`` with ``T_k ≤ gap``. With the default
-``gap = ln 2`` the empty answer's mean loss is below ln 2, i.e. (on average) the model gives
-the empty answer probability above ½, so greedy decoding answers a forget question with
-nothing, and every answer token is (on average) within ln 2 of the cap.
+``gap = ln 2`` on QA data, the empty answer's mean loss is below ln 2, i.e. (on average)
+the model gives the empty answer probability above ½, so greedy decoding answers a forget
+question with nothing, and every answer token is (on average) within ln 2 of the cap; on raw
+text the same holds for ending the document, and for classifiers the gap is the capped
+ascent's alone.
 """
 from __future__ import annotations
 

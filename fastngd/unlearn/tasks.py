@@ -17,7 +17,9 @@ label of position t is predicted from position t−1, as in Hugging Face causal 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import torch
@@ -30,7 +32,13 @@ __all__ = ["CausalLMTask", "ClassifierTask", "Task", "infer_task"]
 
 
 class Task(Protocol):
-    """Builds batches from examples and scores them."""
+    """Builds batches from examples and scores them.
+
+    The ``"refuse"`` forget target (:mod:`fastngd.unlearn.forget_target`) also needs
+    ``output_size(model, batch) -> int`` (V of the cap ln V) and, for its
+    empty-continuation term, ``scores(model, batch, cap) -> (nll, n, ℓ^∅)``; a task without
+    them runs with ``forget_target="ascent"``.
+    """
 
     def collate(self, examples: Sequence[Any]) -> Any:
         """One batch from a list of examples."""
@@ -75,9 +83,10 @@ class CausalLMTask:
         """``(nll, n, ℓ^∅)`` from one forward: :meth:`nll` and, with ``empty`` and a known
         EOS id, each example's *empty-continuation* loss ``ℓ_i^∅ = mean_{t ∈ S_i}
         −log π(EOS | x_i,<t)``. ``S_i`` is the first answer position for an example with a
-        prompt (its label starts with ``-100``: the empty answer to the question), and every
-        scored position for raw text (ending the document wherever it is cut). ``ℓ^∅`` is
-        None without an EOS id or with ``empty=False``.
+        prompt (its label at its first attended position is ``-100``: the empty answer to the
+        question), and every scored position for raw text (ending the document wherever it
+        is cut); NaN for an example with no scored position. ``ℓ^∅`` is None without an EOS
+        id or with ``empty=False``.
         """
         device = next(model.parameters()).device
         input_ids = batch["input_ids"].to(device)
@@ -103,22 +112,28 @@ class CausalLMTask:
             return nll, n, None
         stop = torch.logsumexp(logits, dim=-1) - logits[..., self.eos_token_id]
         first = mask & (mask.long().cumsum(dim=1) == 1)
-        where = torch.where((labels[:, :1] == IGNORE_INDEX), first, mask)
-        counts = where.sum(dim=1).clamp(min=1).to(stop.dtype)
-        return nll, n, (stop * where).sum(dim=1) / counts
+        # an example with a prompt: its label at its first attended position is -100 (left
+        # or right padding alike)
+        start = attention.long().argmax(dim=1)
+        prompted = labels.gather(1, start[:, None])[:, 0] == IGNORE_INDEX
+        where = torch.where(prompted[:, None], first, mask)
+        counts = where.sum(dim=1).to(stop.dtype)
+        empty: Tensor = (stop * where).sum(dim=1) / counts.clamp(min=1)
+        return nll, n, torch.where(counts > 0, empty, torch.full_like(empty, math.nan))
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:
         """The vocabulary size V of the model's logits: the output embedding's size when
         the model has one (Hugging Face models, sharded or not), else one forward of
-        ``batch``."""
+        ``batch`` in eval mode (the model's mode is restored)."""
         head = getattr(model, "get_output_embeddings", None)
         layer = head() if callable(head) else None
         if isinstance(getattr(layer, "out_features", None), int):
             return int(layer.out_features)  # type: ignore[union-attr]
         device = next(model.parameters()).device
-        logits = model(input_ids=batch["input_ids"][:1].to(device),
-                       attention_mask=batch["attention_mask"][:1].to(device)).logits
+        with _eval_mode(model):
+            logits = model(input_ids=batch["input_ids"][:1].to(device),
+                           attention_mask=batch["attention_mask"][:1].to(device)).logits
         return int(logits.shape[-1])
 
     def target_count(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -150,13 +165,27 @@ class ClassifierTask:
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> int:
-        """The number of classes K (one forward of ``batch``)."""
+        """The number of classes K (one forward of ``batch`` in eval mode; the model's mode
+        is restored)."""
         device = next(model.parameters()).device
-        return int(model(batch[0][:1].to(device)).shape[-1])
+        with _eval_mode(model):
+            return int(model(batch[0][:1].to(device)).shape[-1])
 
     def target_count(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The number of examples."""
         return torch.tensor(float(len(batch[1])), dtype=torch.float64)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block (no dropout, no batch-norm statistics
+    updated), its mode restored after."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
 
 
 def _per_row(cap: float | Tensor, like: Tensor) -> Tensor:

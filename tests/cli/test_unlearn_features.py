@@ -159,7 +159,8 @@ def test_example_stop_flags_set_the_per_example_rule(flags: list[str], rise: flo
     from fastngd.cli import _build_parser, _config_from_args
     from fastngd.unlearn import UnlearnConfig
 
-    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    args = _build_parser().parse_args(["unlearn", "--model", "m", "--forget-target", "ascent",
+                                       *flags, "--out", "o"])
     config = _config_from_args(args)
     default = UnlearnConfig()
     want_rise = rise if flags else default.stop_example_rise
@@ -199,7 +200,7 @@ def test_an_unknown_forget_target_is_refused_by_the_parser(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("flags", [["--stop-rise", "-1"], ["--stop-min-steps", "-3"],
                                    ["--stop-example-rise", "0"], ["--stop-quantile", "1"],
-                                   ["--stop-gap", "0"]])
+                                   ["--stop-gap", "0"], ["--stop-example-rise", "30"]])
 def test_bad_stop_flags_are_usage_errors(tiny_model: str, tmp_path: Path,
                                          flags: list[str]) -> None:
     assert main(["unlearn", "--model", tiny_model, *flags, "--out", str(tmp_path / "x")]) == 2

@@ -172,9 +172,16 @@ def test_the_default_forget_loss_is_the_bounded_refuse_target(setup, tmp_path) -
         retain_dataset=setup["retain"], data_collator=default_data_collator,
         callbacks=[recorder],
     )
+    assert trainer.forget_loss_fn is not None  # the refuse loss, not compute_loss
+    ascent = NGDiffTrainer(
+        fresh_model(setup), make_args(tmp_path / "ascent"), train_dataset=setup["forget"],
+        retain_dataset=setup["retain"], data_collator=default_data_collator,
+        config=UnlearnConfig(forget_target="ascent"))
+    assert ascent.forget_loss_fn is None
     trainer.train()
     logs = [log for log in recorder.logs if "forget_loss" in log]
     assert logs and all(float(log["forget_loss"]) <= cap + 1e-4 for log in logs)
+    assert min(float(log["forget_loss"]) for log in logs) < 0  # the EOS term at work
 
 
 def test_checkpoint_holds_the_optimizer_state(setup, tmp_path) -> None:

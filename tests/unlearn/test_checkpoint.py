@@ -4,11 +4,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 
 import pytest
 import torch
 
 from fastngd.unlearn import CHECKPOINT_NAME, UnlearningDiverged, load_checkpoint, unlearn
+from fastngd.unlearn.checkpoint import save_checkpoint
 
 from .conftest import make_classifier_data
 
@@ -234,3 +236,23 @@ def test_remove_checkpoint_removes_only_its_files(tmp_path) -> None:
     (tmp_path / "ckpt" / "notes.txt").unlink()
     remove_checkpoint(tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_checkpoint_from_before_the_forget_target_resumes_as_ascent(tmp_path) -> None:
+    """A checkpoint written before ``forget_target``/``stop_gap`` existed ran the ascent
+    target: it resumes with ``forget_target="ascent"`` and is refused with today's default
+    ("refuse"), instead of silently switching objective."""
+    model, forget, retain = make_classifier_data()
+    base = {"method": "ngdiff", "epochs": 2, "batch_size": 4, "lr": 0.02,
+            "forget_target": "ascent", "stop_gap": None}
+    unlearn(model, forget, retain, checkpoint_dir=tmp_path, max_steps=2, **base)
+    saved = load_checkpoint(tmp_path)
+    assert saved is not None
+    for key in ("forget_target", "stop_gap"):
+        del saved["config"][key]  # as a checkpoint of the earlier release has it
+    save_checkpoint(tmp_path, saved)
+    with pytest.raises(ValueError, match="another configuration(.|\n)*forget_target"):
+        unlearn(model, forget, retain, checkpoint_dir=tmp_path, resume=True,
+                **{k: v for k, v in base.items() if k not in ("forget_target", "stop_gap")})
+    resumed = unlearn(model, forget, retain, checkpoint_dir=tmp_path, resume=True, **base)
+    assert resumed.steps == 2 * math.ceil(len(forget) / 4)

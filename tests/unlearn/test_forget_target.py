@@ -96,6 +96,71 @@ def test_text_empty_continuation_is_eos_at_every_position(tiny_lm, word_tokenize
     assert torch.equal(CausalLMTask(0, EOS).nll(tiny_lm, batch)[0], nll)
 
 
+@torch.no_grad()
+def test_an_example_without_answer_has_no_empty_term(tiny_lm, lm_data) -> None:
+    """A QA row whose labels are all -100 has ℓ^∅ = NaN and is left out of the mean, so it
+    cannot shrink the gap; the other rows are unchanged."""
+    from fastngd.unlearn.forget_target import with_empty
+
+    batch = _batch(lm_data[0])
+    bare = {k: v.clone() for k, v in batch.items()}
+    bare["labels"][1] = IGNORE_INDEX
+    task = CausalLMTask(0, EOS)
+    _, _, full = task.scores(tiny_lm, batch)
+    _, n, empty = task.scores(tiny_lm, bare)
+    assert full is not None and empty is not None
+    assert math.isnan(float(empty[1])) and float(n[1]) == 0
+    keep = [i for i in range(len(empty)) if i != 1]
+    assert torch.allclose(empty[keep], full[keep])
+    value = with_empty(torch.tensor(1.0), empty)
+    assert float(value) == pytest.approx(1.0 - float(full[keep].mean()), rel=1e-6)
+    assert float(with_empty(torch.tensor(1.0), torch.full((2,), math.nan))) == 1.0
+
+
+@torch.no_grad()
+def test_prompted_rows_are_found_with_left_padding(tiny_lm, lm_data) -> None:
+    """With left padding the first attended label decides QA vs text: each row's ℓ^∅ is
+    −log π(EOS) at its first answer position only, padded on either side."""
+    examples = [lm_data[0][i] for i in range(len(lm_data[0]))]
+    right = collate_right_pad(examples, 0)
+    width = right["input_ids"].shape[1]
+    left = {"input_ids": [], "attention_mask": [], "labels": []}
+    for e in examples:
+        pad = width - len(e["input_ids"])
+        left["input_ids"].append([0] * pad + list(e["input_ids"]))
+        left["attention_mask"].append([0] * pad + [1] * len(e["input_ids"]))
+        left["labels"].append([IGNORE_INDEX] * pad + list(e["labels"]))
+    left_batch = {k: torch.tensor(v) for k, v in left.items()}
+    task = CausalLMTask(0, EOS)
+    _, _, a = task.scores(tiny_lm, right)
+    _, _, b = task.scores(tiny_lm, left_batch)
+    assert a is not None and b is not None
+    ref = _reference(tiny_lm, right, math.inf)[2]
+    assert a.tolist() == pytest.approx(ref, rel=1e-5)
+    logp = torch.log_softmax(tiny_lm(input_ids=left_batch["input_ids"],
+                                     attention_mask=left_batch["attention_mask"]).logits, -1)
+    for i, labels in enumerate(left_batch["labels"]):
+        t = int((labels != IGNORE_INDEX).nonzero().min())  # the first answer token
+        assert float(b[i]) == pytest.approx(-float(logp[i, t - 1, EOS]), rel=1e-5)
+
+
+def test_output_size_runs_in_eval_mode_and_restores_the_mode() -> None:
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(5, 4))
+
+        def forward(self, x):
+            seen.append(self.training)
+            return x @ self.w
+
+    model = Probe().train()
+    assert ClassifierTask().output_size(model, (torch.zeros(2, 5), torch.zeros(2))) == 4
+    assert seen == [False] and model.training
+
+
 def test_resolve(tiny_lm, lm_data) -> None:
     task, batch = CausalLMTask(0, EOS), _batch(lm_data[0])
     refuse = resolve_forget_target("refuse", "ce", task, tiny_lm, batch)

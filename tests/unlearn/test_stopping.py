@@ -306,3 +306,10 @@ def test_config_stop_gap_stops_where_the_rule_says() -> None:
     rule = ForgetGapStop(gap=0.2)
     replay = [rule(h) for h in ran.history]
     assert not ran.completed and replay.index(True) + 1 == ran.steps
+
+
+def test_the_per_example_rule_is_refused_with_the_refuse_target() -> None:
+    with pytest.raises(UsageError, match="ascent"):
+        UnlearnConfig(stop_example_rise=30.0).validate()
+    UnlearnConfig(stop_example_rise=30.0, forget_target="ascent").validate()
+    UnlearnConfig(stop_example_rise=30.0, method="npo").validate()
