@@ -118,8 +118,9 @@ class CausalLMTask:
         prompted = labels.gather(1, start[:, None])[:, 0] == IGNORE_INDEX
         where = torch.where(prompted[:, None], first, mask)
         counts = where.sum(dim=1).to(stop.dtype)
-        empty: Tensor = (stop * where).sum(dim=1) / counts.clamp(min=1)
-        return nll, n, torch.where(counts > 0, empty, torch.full_like(empty, math.nan))
+        per_example = (stop * where).sum(dim=1) / counts.clamp(min=1)
+        return nll, n, torch.where(counts > 0, per_example,
+                                   torch.full_like(per_example, math.nan))
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:
