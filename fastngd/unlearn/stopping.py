@@ -62,6 +62,11 @@ def _check_ema(ema: float) -> None:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
 
 
+def _ema(smoothed: float | None, value: float, ema: float) -> float:
+    """One step of ``S_k = β·S_{k−1} + (1 − β)·x_k`` (``S_1 = x_1``)."""
+    return value if smoothed is None else ema * smoothed + (1.0 - ema) * value
+
+
 def _decide(rule: Any, done: bool, step: int) -> bool:
     """``done``, or True once ``step`` has reached ``rule.max_steps``; the first step that
     stops is kept in ``rule.stopped_at``."""
@@ -99,10 +104,9 @@ class ForgetLossStop:
     def __call__(self, record: Mapping[str, Any]) -> bool:
         loss = float(record["loss_forget"])
         step = int(record["step"])
-        if self.start is None or self.smoothed is None:
-            self.start = self.smoothed = loss
-        else:
-            self.smoothed = self.ema * self.smoothed + (1.0 - self.ema) * loss
+        if self.start is None:
+            self.start = loss
+        self.smoothed = _ema(self.smoothed, loss, self.ema)
         return _decide(self, step >= self.min_steps and self.smoothed >= self.start + self.rise,
                        step)
 
@@ -136,9 +140,8 @@ class ForgetGapStop:
         cap = record.get("forget_cap")
         done = False
         if cap is not None:
-            gap = float(cap) - float(record["loss_forget"])
-            self.smoothed = gap if self.smoothed is None else \
-                self.ema * self.smoothed + (1.0 - self.ema) * gap
+            self.smoothed = _ema(self.smoothed, float(cap) - float(record["loss_forget"]),
+                                 self.ema)
             done = step >= self.min_steps and self.smoothed <= self.gap
         return _decide(self, done, step)
 
