@@ -127,15 +127,13 @@ class TrainerNGDiffOptimizer(NGDiffOptimizer):
         super().load_state_dict(state_dict)
 
 
-def _refuse_loss(model: nn.Module) -> LossFn:
+def _refuse_loss(model: nn.Module, tokenizer: Any) -> LossFn:
     """The ``"refuse"`` forget loss (:func:`fastngd.unlearn.forget_target.refuse_forget_loss`)
-    with the model's pad and EOS ids."""
+    with the pad and EOS ids of :func:`fastngd.unlearn.tasks.special_token_ids`."""
     from fastngd.unlearn.forget_target import refuse_forget_loss
+    from fastngd.unlearn.tasks import special_token_ids
 
-    config = getattr(model, "config", None)
-    pad, eos = getattr(config, "pad_token_id", None), getattr(config, "eos_token_id", None)
-    if isinstance(eos, (list, tuple)):
-        eos = eos[0] if eos else None
+    pad, eos = special_token_ids(model, tokenizer)
     return refuse_forget_loss(0 if pad is None else int(pad), eos)
 
 
@@ -265,9 +263,8 @@ class NGDiffTrainer(Trainer):
                 f"method {config.method!r} unlearns with the {_objective(config)} objective: "
                 "pass it as forget_loss="
             )
-        if forget_loss is None and _objective(config) == "ce" \
-                and config.forget_target == "refuse" and model is not None:
-            forget_loss = _refuse_loss(model)
+        if forget_loss is None and config.bounded_target and model is not None:
+            forget_loss = _refuse_loss(model, trainer_kwargs.get("processing_class"))
         if model is not None and config.lora_rank is not None:
             from fastngd.models.lora import apply_lora
 

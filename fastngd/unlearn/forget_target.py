@@ -34,12 +34,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from fastngd.errors import UsageError
+
+if TYPE_CHECKING:
+    from fastngd.unlearn.config import UnlearnConfig
 
 __all__ = [
     "ASCENT", "FORGET_TARGETS", "ForgetTarget", "refuse_forget_loss", "resolve_forget_target",
@@ -55,26 +58,23 @@ class ForgetTarget:
     """The resolved forget target of a run.
 
     Attributes:
-        cap: C, the per-token cap of the cross-entropy (None: uncapped, ``"ascent"``).
-        refuse: subtract the empty-continuation term ``mean ℓ^∅`` (QA data: the empty
-            answer; raw text: EOS at every position; none for classifiers).
+        cap: C, the per-token cap of the cross-entropy, with the empty-continuation term
+            ``mean ℓ^∅`` subtracted (QA data: the empty answer; raw text: EOS at every
+            position; none for classifiers); None: the objective unchanged (``"ascent"``).
     """
 
     cap: float | None = None
-    refuse: bool = False
 
     def score(self, task: Any, model: nn.Module,
               batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(nll, n, empty)`` of a forget batch, from one forward: the per-example summed
         NLL (each token's loss capped at ``cap``) and token counts, and each example's
-        empty-continuation loss ``ℓ_i^∅`` (None without ``refuse``, or for a task without
-        an end-of-sequence token: classifiers)."""
+        empty-continuation loss ``ℓ_i^∅`` (None without a cap, or for a task without an
+        end-of-sequence token: classifiers)."""
         if self.cap is None:
             return (*task.nll(model, batch), None)
-        if self.refuse and hasattr(task, "scores"):
-            nll, n, empty = task.scores(model, batch, self.cap)
-            return nll, n, empty
-
+        if hasattr(task, "scores"):
+            return task.scores(model, batch, self.cap)  # type: ignore[no-any-return]
         return (*task.nll(model, batch, self.cap), None)
 
 
@@ -93,17 +93,17 @@ ASCENT = ForgetTarget()
 """The target of ``"ascent"``: the objective unchanged."""
 
 
-def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module,
+def resolve_forget_target(config: UnlearnConfig, task: Any, model: nn.Module,
                           batch: Any) -> ForgetTarget:
-    """The :class:`ForgetTarget` of ``name`` for a method whose forget objective is
-    ``objective``: ``"refuse"`` applies to the cross-entropy objective only (C = ln V, V from
-    one forward of ``batch``); ``"ascent"``, and every other objective, is the objective
-    unchanged. Raises UsageError for an unknown name, or for ``"refuse"`` with a task that
-    has no ``output_size`` (a custom task: pass ``"ascent"``)."""
-    if name not in FORGET_TARGETS:
+    """The :class:`ForgetTarget` of ``config``: with its bounded target
+    (:attr:`UnlearnConfig.bounded_target`: ``"refuse"`` and a cross-entropy method), C = ln V
+    with V from ``task.output_size(model, batch)``; otherwise the objective unchanged. Raises
+    UsageError for an unknown target name, or for ``"refuse"`` with a task that has no
+    ``output_size`` (a custom task: pass ``"ascent"``)."""
+    if config.forget_target not in FORGET_TARGETS:
         raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
-                         f"got {name!r}")
-    if name == "ascent" or objective != "ce":
+                         f"got {config.forget_target!r}")
+    if not config.bounded_target:
         return ASCENT
     if not hasattr(task, "output_size"):
         raise UsageError(f"forget_target='refuse' needs a task with output_size() "
@@ -111,7 +111,7 @@ def resolve_forget_target(name: str, objective: str, task: Any, model: nn.Module
     size = task.output_size(model, batch)
     if size < 2:
         raise UsageError(f"forget_target='refuse' needs at least 2 outputs, got {size}")
-    return ForgetTarget(cap=math.log(size), refuse=True)
+    return ForgetTarget(cap=math.log(size))
 
 
 def refuse_forget_loss(pad_token_id: int, eos_token_id: int | None) -> Callable[[nn.Module, Any], Tensor]:
@@ -130,7 +130,7 @@ def refuse_forget_loss(pad_token_id: int, eos_token_id: int | None) -> Callable[
         batch = {key: inputs[key] for key in ("input_ids", "attention_mask", "labels")}
         if not caps:  # the unwrapped model has the output layer (DDP wrappers have not)
             caps.append(math.log(task.output_size(getattr(model, "module", model), batch)))
-        target = ForgetTarget(cap=caps[0], refuse=True)
+        target = ForgetTarget(cap=caps[0])
         nll, n, empty = target.score(task, model, batch)
         return with_empty(mean_nll(nll, n), empty)
 

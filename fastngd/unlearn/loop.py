@@ -77,7 +77,7 @@ from fastngd.unlearn.state import (
     set_rng_state,
 )
 from fastngd.unlearn.stopping import stopping_rule
-from fastngd.unlearn.tasks import Task, infer_task
+from fastngd.unlearn.tasks import Task, infer_task, special_token_ids
 
 __all__ = ["Evaluator", "StepCallback", "UnlearnResult", "UnlearningDiverged", "unlearn"]
 
@@ -236,7 +236,7 @@ def _closures(
 ) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
     """The two closures of one step: retain CE, and the forget objective's value under the
     forget target (:mod:`.forget_target`: each token's loss capped at ``target.cap``, minus
-    the empty answer's loss with ``target.refuse``).
+    the empty continuation's loss).
 
     ``denominators`` (``[forget, retain]``, under ``torchrun``) replace each rank's token
     count in the token means (see :func:`mean_nll`). Each closure starts by resharding
@@ -286,8 +286,7 @@ class _Run:
         self.retain = _as_dataset(retain, tokenizer, config.max_length, "retain")
         self.model = _with_lora(model, config)
         self.task = task or self._infer_task(tokenizer)
-        self.target = resolve_forget_target(config.forget_target, self.spec.objective,
-                                            self.task, self.model,
+        self.target = resolve_forget_target(config, self.task, self.model,
                                             self.task.collate([self.forget[0]]))
         reshard_fsdp(self.model)  # output_size may have run a forward
         self.evaluate_hook, self.callbacks = evaluate, list(callbacks)
@@ -311,20 +310,8 @@ class _Run:
         self._plans: dict[int, EpochPlan] = {}
 
     def _infer_task(self, tokenizer: Any) -> Task:
-        config = getattr(_unwrapped(self.model), "config", None)
-        ids: dict[str, int | None] = {}
-        for name in ("pad_token_id", "eos_token_id"):
-            from_config = getattr(config, name, None)
-            from_tokenizer = getattr(tokenizer, name, None) if tokenizer is not None else None
-            # pad: the model's first; EOS: the tokenizer's first, the one that ends the
-            # encoded answers (a model config may list several)
-            first, second = ((from_tokenizer, from_config) if name == "eos_token_id"
-                             else (from_config, from_tokenizer))
-            value = first if first is not None else second
-            if isinstance(value, (list, tuple)):  # several EOS ids: the first one
-                value = value[0] if value else None
-            ids[name] = value
-        return infer_task(self.forget[0], ids["pad_token_id"], ids["eos_token_id"])
+        pad, eos = special_token_ids(_unwrapped(self.model), tokenizer)
+        return infer_task(self.forget[0], pad, eos)
 
     def _config_record(self) -> dict[str, Any]:
         """The configuration compared on resume (run settings, data fingerprints, world)."""

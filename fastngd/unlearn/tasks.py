@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from fastngd.data.tokenize import IGNORE_INDEX, collate_right_pad
 
-__all__ = ["CausalLMTask", "ClassifierTask", "Task", "infer_task"]
+__all__ = ["CausalLMTask", "ClassifierTask", "Task", "infer_task", "special_token_ids"]
 
 
 class Task(Protocol):
@@ -44,7 +44,7 @@ class Task(Protocol):
         """One batch from a list of examples."""
         ...
 
-    def nll(self, model: nn.Module, batch: Any, cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def nll(self, model: nn.Module, batch: Any, cap: float | None = None) -> tuple[Tensor, Tensor]:
         """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``;
         with ``cap`` (a number, or one per example ``[B]``), each token's loss is
         ``min(loss, cap)``."""
@@ -71,14 +71,14 @@ class CausalLMTask:
         return collate_right_pad(examples, self.pad_token_id)
 
     def nll(self, model: nn.Module, batch: Mapping[str, Tensor],
-            cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+            cap: float | None = None) -> tuple[Tensor, Tensor]:
         """Per-example summed answer NLL (each token's loss capped at ``cap``) and answer-token
         count."""
         nll, n, _ = self.scores(model, batch, cap, empty=False)
         return nll, n
 
     def scores(self, model: nn.Module, batch: Mapping[str, Tensor],
-               cap: float | Tensor | None = None,
+               cap: float | None = None,
                empty: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(nll, n, ℓ^∅)`` from one forward: :meth:`nll` and, with ``empty`` and a known
         EOS id, each example's *empty-continuation* loss ``ℓ_i^∅ = mean_{t ∈ S_i}
@@ -104,21 +104,26 @@ class CausalLMTask:
             reduction="none",
         ).view(target.shape)
         if cap is not None:
-            per_token = torch.minimum(per_token, _per_row(cap, per_token)[:, None])
+            per_token = torch.clamp(per_token, max=cap)
         mask = target != IGNORE_INDEX
         nll = (per_token * mask).sum(dim=1)
         n = mask.sum(dim=1).to(nll.dtype)
         if not empty or self.eos_token_id is None:
             return nll, n, None
-        stop = torch.logsumexp(logits, dim=-1) - logits[..., self.eos_token_id]
         first = mask & (mask.long().cumsum(dim=1) == 1)
         # an example with a prompt: its label at its first attended position is -100 (left
         # or right padding alike)
         start = attention.long().argmax(dim=1)
         prompted = labels.gather(1, start[:, None])[:, 0] == IGNORE_INDEX
         where = torch.where(prompted[:, None], first, mask)
+        # −log π(EOS) only at the chosen positions (one per QA example)
+        picked = logits[where]
+        stop = torch.logsumexp(picked, dim=-1) - picked[:, self.eos_token_id]
+        rows = where.nonzero()[:, 0]
+        total = torch.zeros(len(labels), dtype=stop.dtype, device=stop.device)
+        total = total.index_add(0, rows, stop)
         counts = where.sum(dim=1).to(stop.dtype)
-        per_example = (stop * where).sum(dim=1) / counts.clamp(min=1)
+        per_example = total / counts.clamp(min=1)
         return nll, n, torch.where(counts > 0, per_example,
                                    torch.full_like(per_example, math.nan))
 
@@ -154,14 +159,14 @@ class ClassifierTask:
         return torch.stack(list(xs)), torch.stack([torch.as_tensor(y) for y in ys]).long()
 
     def nll(self, model: nn.Module, batch: tuple[Tensor, Tensor],
-            cap: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+            cap: float | None = None) -> tuple[Tensor, Tensor]:
         """Per-example cross-entropy (capped at ``cap``) and ones."""
         device = next(model.parameters()).device
         x, y = batch
         logits = model(x.to(device))
         nll = F.cross_entropy(logits.float(), y.to(device), reduction="none")
         if cap is not None:
-            nll = torch.minimum(nll, _per_row(cap, nll))
+            nll = torch.clamp(nll, max=cap)
         return nll, torch.ones_like(nll)
 
     @torch.no_grad()
@@ -189,9 +194,20 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was)
 
 
-def _per_row(cap: float | Tensor, like: Tensor) -> Tensor:
-    """``cap`` as one value per row of ``like`` (a number is repeated)."""
-    return torch.as_tensor(cap, dtype=like.dtype, device=like.device).expand(like.shape[0])
+def special_token_ids(model: nn.Module, tokenizer: Any = None) -> tuple[int | None, int | None]:
+    """``(pad, eos)`` ids for a causal-LM task: pad from the model's config, else the
+    tokenizer's; EOS from the tokenizer (the one that ends the encoded answers), else the
+    model's config (the first one when the config lists several)."""
+    config = getattr(model, "config", None)
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None and tokenizer is not None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+    eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+    if eos is None:
+        eos = getattr(config, "eos_token_id", None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    return pad, eos
 
 
 def infer_task(example: Any, pad_token_id: int | None, eos_token_id: int | None = None) -> Task:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fastngd.data import TextDataset, collate_right_pad
 from fastngd.data.tokenize import IGNORE_INDEX
 from fastngd.errors import UsageError
-from fastngd.unlearn import CausalLMTask, ClassifierTask, unlearn
+from fastngd.unlearn import CausalLMTask, ClassifierTask, UnlearnConfig, unlearn
 from fastngd.unlearn.forget_target import ForgetTarget, resolve_forget_target
 
 from .conftest import make_classifier_data
@@ -55,7 +55,7 @@ def test_score_matches_the_float64_definition(trained_lm, lm_data) -> None:
     want = _reference(trained_lm, batch, cap)
     per_token = _reference(trained_lm, batch, math.inf)[0]
     assert any(a > b + 1e-9 for a, b in zip(per_token, want[0]))  # the cap bites somewhere
-    nll, n, empty = ForgetTarget(cap=cap, refuse=True).score(task, trained_lm, batch)
+    nll, n, empty = ForgetTarget(cap=cap).score(task, trained_lm, batch)
     assert nll.tolist() == pytest.approx(want[0], rel=1e-5, abs=1e-6)
     assert n.tolist() == want[1]
     assert empty is not None and empty.tolist() == pytest.approx(want[2], rel=1e-5, abs=1e-6)
@@ -65,7 +65,7 @@ def test_capped_tokens_carry_no_gradient_and_the_empty_answer_does(trained_lm, l
     """With a cap below every token's loss the answers add a constant (zero gradient); the
     empty answer's loss is never capped."""
     batch = _batch(lm_data[0])
-    nll, n, empty = ForgetTarget(cap=1e-6, refuse=True).score(CausalLMTask(0, EOS), trained_lm,
+    nll, n, empty = ForgetTarget(cap=1e-6).score(CausalLMTask(0, EOS), trained_lm,
                                                               batch)
     assert torch.allclose(nll, 1e-6 * n)
     params = [p for p in trained_lm.parameters() if p.requires_grad]
@@ -163,24 +163,26 @@ def test_output_size_runs_in_eval_mode_and_restores_the_mode() -> None:
 
 def test_resolve(tiny_lm, lm_data) -> None:
     task, batch = CausalLMTask(0, EOS), _batch(lm_data[0])
-    refuse = resolve_forget_target("refuse", "ce", task, tiny_lm, batch)
+    refuse = resolve_forget_target(UnlearnConfig(), task, tiny_lm, batch)
     vocab = tiny_lm(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits.shape[-1]
-    assert refuse == ForgetTarget(cap=math.log(vocab), refuse=True)
-    assert resolve_forget_target("ascent", "ce", task, tiny_lm, batch) == ForgetTarget()
-    assert resolve_forget_target("refuse", "npo", task, tiny_lm, batch) == ForgetTarget()
+    assert refuse == ForgetTarget(cap=math.log(vocab))
+    ascent = UnlearnConfig(forget_target="ascent")
+    assert resolve_forget_target(ascent, task, tiny_lm, batch) == ForgetTarget()
+    npo = UnlearnConfig(method="npo")
+    assert resolve_forget_target(npo, task, tiny_lm, batch) == ForgetTarget()
     model, forget, _ = make_classifier_data()
-    classes = resolve_forget_target("refuse", "ce", ClassifierTask(), model,
+    classes = resolve_forget_target(UnlearnConfig(), ClassifierTask(), model,
                                     ClassifierTask().collate(forget[:2]))
-    assert classes == ForgetTarget(cap=math.log(3), refuse=True)
+    assert classes == ForgetTarget(cap=math.log(3))
     with pytest.raises(UsageError, match="forget_target"):
-        resolve_forget_target("forget", "ce", task, tiny_lm, batch)
+        resolve_forget_target(UnlearnConfig(forget_target="forget"), task, tiny_lm, batch)
 
     class Custom:
         def nll(self, model, batch):
             raise AssertionError
 
     with pytest.raises(UsageError, match="ascent"):
-        resolve_forget_target("refuse", "ce", Custom(), tiny_lm, batch)
+        resolve_forget_target(UnlearnConfig(), Custom(), tiny_lm, batch)
 
 
 def test_a_default_run_answers_forget_questions_with_nothing(trained_lm, lm_data) -> None:
@@ -196,7 +198,7 @@ def test_a_default_run_answers_forget_questions_with_nothing(trained_lm, lm_data
     cap = result.history[0]["forget_cap"]
     assert not result.completed
     assert all(h["loss_forget"] <= cap + 1e-5 for h in result.history)
-    _, _, empty = ForgetTarget(cap=cap, refuse=True).score(task, trained_lm, batch)
+    _, _, empty = ForgetTarget(cap=cap).score(task, trained_lm, batch)
     assert empty is not None and bool((empty < math.log(2.0)).all()), empty
     assert _ce(trained_lm, task, _batch(retain)) < max(2 * retain_before, 0.5)
 
@@ -245,8 +247,21 @@ def test_the_forget_value_never_exceeds_its_bound(seed, vocab, scale, prompt) ->
     data = {"input_ids": ids, "attention_mask": (labels != IGNORE_INDEX).long(),
             "labels": labels}
     cap = math.log(vocab)
-    nll, n, empty = ForgetTarget(cap=cap, refuse=True).score(CausalLMTask(0, EOS), model, data)
+    nll, n, empty = ForgetTarget(cap=cap).score(CausalLMTask(0, EOS), model, data)
     assert empty is not None and bool((empty >= 0).all())
     value = float((nll.sum() / n.sum() - empty.mean()).detach())
     assert value <= cap + 1e-12
     assert bool((nll <= cap * n + 1e-9).all())
+
+
+def test_special_token_ids_prefer_the_tokenizers_eos() -> None:
+    from types import SimpleNamespace
+
+    from fastngd.unlearn.tasks import special_token_ids
+
+    model = SimpleNamespace(config=SimpleNamespace(pad_token_id=None, eos_token_id=[7, 8]))
+    assert special_token_ids(model) == (None, 7)
+    tokenizer = SimpleNamespace(pad_token_id=1, eos_token_id=8)
+    assert special_token_ids(model, tokenizer) == (1, 8)
+    model.config.pad_token_id = 0
+    assert special_token_ids(model, tokenizer) == (0, 8)
