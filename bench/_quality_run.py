@@ -20,11 +20,12 @@ from typing import Any
 from _quality_targets import Target, load_target
 
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
-RECORD_FORMAT = 3
+RECORD_FORMAT = 4
 """Part of every run's key, raised when the code behind the defaults changes so that older
 records are not reused (the keys of earlier releases had no format: the ascent target).
 2 was a first form of the ``"refuse"`` target (a second forward for the empty answers, QA
-data only); 3: the empty continuation from the same forward, raw text included."""
+data only); 3: the empty continuation from the same forward, raw text included; 4: the gap
+rule per example (every forget example within the gap, not only their mean)."""
 
 
 @dataclass(frozen=True)

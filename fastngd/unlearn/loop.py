@@ -122,7 +122,10 @@ class UnlearnResult:
             ``cosine``, ``weight_retain``, ``weight_forget``, ``lr``, ``lr_scale``,
             ``lr_updated``, ``forget_indices`` (the forget batch, indices into the forget
             set) and ``forget_losses`` (each of those examples' token-mean cross-entropy
-            ``nll_i / n_i`` before the step, NaN without a target token).
+            ``nll_i / n_i`` before the step, each token's loss capped under the
+            ``"refuse"`` target, NaN without a target token); under ``"refuse"`` also
+            ``forget_cap`` (C) and, for language models, ``forget_empty`` (each example's
+            empty-continuation loss ``ℓ_i^∅``, NaN without a scored position).
         evals: ``{"step": s, **metrics}`` from ``evaluate`` at step 0, every ``eval_every``
             steps and at the end.
         steps: steps done in total (resumed ones included).
@@ -242,7 +245,8 @@ def _closures(
     count in the token means (see :func:`mean_nll`). Each closure starts by resharding
     FSDP2 modules (a no-op otherwise), so that a forward after a GeN probe never reads stale
     gathered parameters. The forget closure leaves the per-example token-mean losses
-    ``nll_i / n_i`` of its batch (detached; NaN where ``n_i = 0``) in ``sink["forget"]``.
+    ``nll_i / n_i`` of its batch (detached; NaN where ``n_i = 0``) in ``sink["forget"]``, and
+    the empty-continuation losses ``ℓ_i^∅`` in ``sink["empty"]`` when the target has them.
     """
     d_forget = None if denominators is None else denominators[0]
     d_retain = None if denominators is None else denominators[1]
@@ -257,6 +261,8 @@ def _closures(
         nll, n, empty = target.score(task, model, forget_batch)
         if sink is not None:
             sink["forget"] = nll.detach() / n.detach()
+            if empty is not None:
+                sink["empty"] = empty.detach()
         return with_empty(objective(nll, n, forget_ref, d_forget), empty)
 
     return closure_retain, closure_forget
@@ -415,6 +421,8 @@ class _Run:
                  **({"forget_cap": self.target.cap} if self.target.cap is not None else {}),
                  "forget_indices": [int(i) for i in batch_idx],
                  "forget_losses": self._batch_losses(sink["forget"], len(batch_idx))}
+        if "empty" in sink:
+            entry["forget_empty"] = self._batch_losses(sink["empty"], len(batch_idx))
         self.history.append(entry)
         return entry
 

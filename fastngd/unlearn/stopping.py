@@ -30,12 +30,19 @@ this rule waits for them.
 
     T_k = β·T_{k−1} + (1 − β)·G_k      (T_1 = G_1)
 
-and stops after the first step ``k ≥ min_steps`` with ``T_k ≤ gap``. With the default
-``gap = ln 2`` on QA data, the empty answer's mean loss is below ln 2, i.e. (on average)
-the model gives the empty answer probability above ½, so greedy decoding answers a forget
-question with nothing, and every answer token is (on average) within ln 2 of the cap; on raw
-text the same holds for ending the document, and for classifiers the gap is the capped
-ascent's alone.
+and stops after the first step ``k ≥ min_steps`` with ``T_k ≤ gap`` and, per example
+(``per_example``, the default), with every forget example seen so far within the gap the last
+time it was in a batch:
+
+    g_i = C − ℓ_i + ℓ_i^∅ ≤ gap      for every example i seen
+
+where ``ℓ_i`` is its token-mean capped loss (``forget_losses``) and ``ℓ_i^∅`` its
+empty-continuation loss (``forget_empty``; 0 for classifiers, which have none). Both terms
+of ``g_i`` are ≥ 0, so with the default ``gap = ln 2`` on QA data ``ℓ_i^∅ ≤ ln 2``: the model
+gives the empty answer probability at least ½ after *each* forget question, so greedy decoding
+answers it with nothing, and its answer tokens are on average within ln 2 of the cap. On raw
+text the same holds for ending each document; for a classifier, ``π(y_i | x_i) ≤ 2/K``
+for each example. The mean alone can hide a few examples that the model still answers.
 """
 from __future__ import annotations
 
@@ -114,26 +121,48 @@ class ForgetLossStop:
 @dataclass
 class ForgetGapStop:
     """Stop once the smoothed gap ``C − F`` of the bounded forget target has fallen to
-    ``gap`` (a step callback: returns True to stop; see the module docstring). Records
-    without ``forget_cap`` (an unbounded target) never stop it, except by ``max_steps``.
+    ``gap`` and, with ``per_example``, every forget example seen is within ``gap`` (a step
+    callback: returns True to stop; see the module docstring). Records without
+    ``forget_cap`` (an unbounded target) never stop it, except by ``max_steps``; records
+    without ``forget_indices``/``forget_losses`` leave the per-example condition to the
+    examples seen in other records (none seen: the mean condition alone).
 
     Attributes:
-        gap: the smoothed gap at which to stop, in nats (> 0).
-        ema: β of the smoothing, in [0, 1).
+        gap: the gap at which to stop, in nats (> 0).
+        ema: β of the smoothing of the mean gap, in [0, 1).
         min_steps: never stop before this many steps.
         max_steps: stop after this many steps (None: no bound here).
+        per_example: also require ``g_i ≤ gap`` of every example seen.
+        latest: ``g_i`` by example index, from the last batch that held it.
     """
 
     gap: float = math.log(2.0)
     ema: float = 0.9
     min_steps: int = 0
     max_steps: int | None = None
+    per_example: bool = True
     smoothed: float | None = field(default=None, init=False)
+    latest: dict[int, float] = field(default_factory=dict, init=False)
     stopped_at: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         _check_positive("gap", self.gap)
         _check_ema(self.ema)
+
+    def observe(self, record: Mapping[str, Any], cap: float) -> None:
+        """Update ``g_i`` of the examples of one record (non-finite values are skipped: an
+        example without a scored token)."""
+        indices, losses = record.get("forget_indices"), record.get("forget_losses")
+        if indices is None or losses is None:
+            return
+        empty = record.get("forget_empty") or [0.0] * len(losses)
+        if not len(indices) == len(losses) == len(empty):
+            raise ValueError(f"forget_indices ({len(indices)}), forget_losses ({len(losses)}) "
+                             f"and forget_empty ({len(empty)}) differ in length")
+        for index, loss, none in zip(indices, losses, empty):
+            value = cap - float(loss) + float(none)
+            if math.isfinite(value):
+                self.latest[int(index)] = value
 
     def __call__(self, record: Mapping[str, Any]) -> bool:
         step = int(record["step"])
@@ -143,6 +172,9 @@ class ForgetGapStop:
             self.smoothed = _ema(self.smoothed, float(cap) - float(record["loss_forget"]),
                                  self.ema)
             done = step >= self.min_steps and self.smoothed <= self.gap
+            if self.per_example:
+                self.observe(record, float(cap))
+                done = done and all(g <= self.gap for g in self.latest.values())
         return _decide(self, done, step)
 
 

@@ -15,6 +15,7 @@ from fastngd.data.tokenize import IGNORE_INDEX
 from fastngd.errors import UsageError
 from fastngd.unlearn import CausalLMTask, ClassifierTask, UnlearnConfig, unlearn
 from fastngd.unlearn.forget_target import ForgetTarget, resolve_forget_target
+from fastngd.unlearn.stopping import ForgetGapStop
 
 from .conftest import make_classifier_data
 
@@ -201,6 +202,28 @@ def test_a_default_run_answers_forget_questions_with_nothing(trained_lm, lm_data
     _, _, empty = ForgetTarget(cap=cap).score(task, trained_lm, batch)
     assert empty is not None and bool((empty < math.log(2.0)).all()), empty
     assert _ce(trained_lm, task, _batch(retain)) < max(2 * retain_before, 0.5)
+
+
+def test_the_loop_records_each_examples_empty_answer_loss(trained_lm, lm_data) -> None:
+    """``forget_losses`` and ``forget_empty`` of the first step are the capped token means and
+    empty-answer losses of the model before it (float64 recomputation), and the per-example
+    gap rule replays to the step where the run stopped, with every example then within
+    ln 2."""
+    forget, retain = lm_data
+    before = copy.deepcopy(trained_lm)
+    result = unlearn(trained_lm, forget, retain, "ngdiff", epochs=200, batch_size=4,
+                     retain_batch_size=12, stop_min_steps=0)
+    first = result.history[0]
+    cap = first["forget_cap"]
+    total, n, empty = _reference(before, _batch([forget[i] for i in first["forget_indices"]]),
+                                 cap)
+    assert first["forget_losses"] == pytest.approx([t / k for t, k in zip(total, n)], abs=1e-4)
+    assert first["forget_empty"] == pytest.approx(empty, abs=1e-4)
+    rule = ForgetGapStop()
+    replay = [rule(h) for h in result.history]
+    assert not result.completed and replay.index(True) + 1 == result.steps
+    assert sorted(rule.latest) == list(range(len(forget)))
+    assert max(rule.latest.values()) <= math.log(2.0)
 
 
 def _ce(model, task, batch) -> float:

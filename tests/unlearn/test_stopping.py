@@ -272,6 +272,69 @@ def test_gap_rule_stops_exactly_where_the_definition_says(values, cap, gap, ema,
     assert first == want and rule.stopped_at == want
 
 
+def _reference_example_gap_stop(steps: list[list[tuple[int, float, float]]], cap: float,
+                                gap: float, ema: float, min_steps: int) -> int | None:
+    """The float reference of the per-example gap rule: each step is a batch of
+    ``(index, capped token-mean loss, empty loss)``; its forget value is the batch mean of
+    ``loss − empty``."""
+    t, latest = None, {}
+    for k, batch in enumerate(steps, start=1):
+        value = sum(loss - empty for _, loss, empty in batch) / len(batch)
+        t = cap - value if t is None else ema * t + (1 - ema) * (cap - value)
+        for i, loss, empty in batch:
+            latest[i] = cap - loss + empty
+        if k >= min_steps and t <= gap and max(latest.values()) <= gap:
+            return k
+    return None
+
+
+_example = st.tuples(st.integers(0, 5), st.floats(0.0, 1.0), st.floats(0.0, 3.0))
+
+
+@given(steps=st.lists(st.lists(_example, min_size=1, max_size=4), min_size=1, max_size=30),
+       cap=st.floats(0.7, 12.0), gap=st.floats(0.01, 3.0), ema=st.floats(0.0, 0.99),
+       min_steps=st.integers(0, 10))
+def test_per_example_gap_rule_stops_exactly_where_the_definition_says(steps, cap, gap, ema,
+                                                                      min_steps) -> None:
+    """Losses are drawn as fractions of the cap (the capped loss never exceeds it)."""
+    steps = [[(i, loss * cap, empty) for i, loss, empty in batch] for batch in steps]
+    steps = [list({i: (i, loss, empty) for i, loss, empty in batch}.values()) for batch in steps]
+    rule = ForgetGapStop(gap=gap, ema=ema, min_steps=min_steps)
+    decisions = [rule({"step": k, "forget_cap": cap,
+                       "loss_forget": sum(loss - empty for _, loss, empty in batch) / len(batch),
+                       "forget_indices": [i for i, _, _ in batch],
+                       "forget_losses": [loss for _, loss, _ in batch],
+                       "forget_empty": [empty for _, _, empty in batch]})
+                 for k, batch in enumerate(steps, start=1)]
+    want = _reference_example_gap_stop(steps, cap, gap, ema, min_steps)
+    first = next((k for k, d in enumerate(decisions, start=1) if d), None)
+    assert first == want and rule.stopped_at == want
+
+
+def test_one_example_outside_the_gap_holds_the_rule_back() -> None:
+    """The mean gap is within ln 2 but example 1 is not: the per-example rule waits for it
+    (classifier records: no empty term), the mean rule alone does not."""
+    cap = math.log(10.0)
+    record = {"step": 1, "forget_cap": cap, "loss_forget": cap - 0.5,
+              "forget_indices": [0, 1, 2, 3], "forget_losses": [cap, cap, cap, cap - 2.0]}
+    assert not ForgetGapStop()(record)
+    assert ForgetGapStop(per_example=False)(record)
+    rule = ForgetGapStop()
+    rule(record)
+    assert rule.latest[3] == pytest.approx(2.0)
+    later = {**record, "step": 2, "forget_indices": [3], "forget_losses": [cap - 0.1]}
+    assert rule(later) and rule.stopped_at == 2
+    nan = {**record, "step": 1, "forget_losses": [cap, cap, cap, math.nan]}
+    assert ForgetGapStop()(nan)  # an example without a scored token is not tracked
+
+
+def test_per_example_gap_records_must_line_up() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        ForgetGapStop()({"step": 1, "forget_cap": 1.0, "loss_forget": 1.0,
+                         "forget_indices": [0, 1], "forget_losses": [1.0, 1.0],
+                         "forget_empty": [0.0]})
+
+
 def test_gap_rule_ignores_records_without_a_cap() -> None:
     rule = ForgetGapStop(max_steps=3)
     assert [rule({"step": k, "loss_forget": 100.0}) for k in (1, 2, 3)] == [False, False, True]
