@@ -123,10 +123,12 @@ def load_records(runs: Sequence[Run], root: Path) -> list[tuple[Run, dict[str, A
     return out
 
 
-def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
-    """Mean ± std over seeds per setting, the before row first; ``bar`` counts the seeds that
-    meet the quality bar, ``s`` is the mean unlearning wall time (seconds, evaluation not
-    included), ``steps`` the mean steps."""
+def table(dataset: str, records: list[tuple[Run, dict[str, Any]]],
+          retrain: dict[int, dict[str, Any]] | None = None) -> str:
+    """Mean ± std over seeds per setting, the before row first, then the retrain reference
+    (``retrain``: its metrics by seed, when given); ``bar`` counts the seeds that meet the
+    quality bar, ``s`` is the mean unlearning wall time (seconds, evaluation not included),
+    ``steps`` the mean steps."""
     kind = kind_of(dataset)
     cols = COLUMNS[kind]
     by_seed: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
@@ -135,10 +137,17 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]]) -> str:
         by_seed[group_key(run, rec)].setdefault(run.seed, rec)  # one record per setting and seed
         befores[run.seed] = rec["before"]
     groups = {name: list(recs.values()) for name, recs in by_seed.items()}
+    seeds = sorted(s for s in (retrain or {}) if s in befores)
+    retrain = [(retrain or {})[s] for s in seeds]
     lines = [f"## {dataset}", "| setting | " + " | ".join(cols) + " | bar | steps | s |",
              "|---" * (len(cols) + 4) + "|"]
     lines.append("| before | " + " | ".join(_mean_std([b.get(c) for b in befores.values()])
                                             for c in cols) + " | | | |")
+    if retrain:
+        lines.append("| retrain (retain-only model) | " + " | ".join(
+            _mean_std([m.get(c) for m in retrain]) for c in cols)
+            + f" | {sum(passes(kind, m, befores[s]) for s, m in zip(seeds, retrain))}"
+              f"/{len(retrain)} | | |")
     for name, recs in groups.items():
         ok = [r for r in recs if not r.get("diverged")]
         cells = [_mean_std([r["metrics"].get(c) for r in ok]) for c in cols]
@@ -237,14 +246,19 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
 
 
 def report(runs: Sequence[Run], root: Path) -> None:
+    from _quality_run import Targets
+
     records = load_records(runs, root)
+    targets = Targets(root)
     by_dataset: dict[str, list[tuple[Run, dict[str, Any]]]] = defaultdict(list)
     for run, rec in records:
         by_dataset[run.dataset].append((run, rec))
     print(f"{len(records)}/{len(runs)} runs finished")
     for dataset, recs in by_dataset.items():
         print()
-        print(table(dataset, recs))
+        references = {run.seed: targets.retrain(dataset, run.seed, build=False)
+                      for run, _ in recs}
+        print(table(dataset, recs, {s: r["metrics"] for s, r in references.items() if r}))
         for line in autolr_vs_fixed(dataset, recs):
             print(f"- {line}")
         print(f"plot: {plot(dataset, recs, root / 'plots')}")

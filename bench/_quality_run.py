@@ -92,6 +92,26 @@ class Targets:
         return record
 
 
+    def retrain(self, dataset: str, seed: int, build: bool = True) -> dict[str, Any] | None:
+        """The metrics record of ``dataset``'s retrain reference for ``seed``
+        (:func:`_quality_targets.retrain_model`; cached next to the targets), or None: no
+        reference, or not built yet and ``build`` is False."""
+        from _quality_targets import RETRAIN_SPLITS, retrain_model
+
+        if dataset.partition("/")[0] not in RETRAIN_SPLITS:
+            return None
+        path = self.root / "targets" / f"{dataset.replace('/', '_')}-s{seed}-retrain.json"
+        if path.exists():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+        if not build:
+            return None
+        reference = retrain_model(dataset, seed, self.root)
+        assert reference is not None
+        record = {"metrics": reference.evaluate(reference.model), "source": reference.source}
+        _write(path, record)
+        return record
+
+
 def _write(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

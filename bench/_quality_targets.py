@@ -11,6 +11,10 @@ A data set name is ``BENCH`` or ``BENCH/FORGET``:
   with the embedded recipe and cached by content hash under ``ROOT/cache/heldout``;
 * ``digits``: scikit-learn's digits and the MLP of :mod:`fastngd.reproduce.digits`.
 
+``muse-synthetic`` also has a *retrain reference* (:func:`retrain_model`): the same model
+trained on the same material without the forget articles and the forget QA, i.e. what exact
+unlearning would give.
+
 Every seed is a different data set (synthetic data are generated from the seed), target
 model and unlearning seed, as in ``fastngd reproduce``.
 """
@@ -239,3 +243,23 @@ def load_target(dataset: str, seed: int, root: Path) -> Target:
         scorer = _muse_evaluator(model_bench, data_dir, seed)
         kind = "muse"
     return Target(kind, model, tokenizer, f_set, r_set, lambda m: scorer(m, tokenizer), source)
+
+
+RETRAIN_SPLITS = {"muse-synthetic": "retain"}
+"""Data sets with a retrain reference → the training split of their retain-only model."""
+
+
+def retrain_model(dataset: str, seed: int, root: Path) -> Target | None:
+    """The retain-only model of ``dataset`` (:data:`RETRAIN_SPLITS`; None for the others),
+    with the target's evaluator: trained from the same seed and recipe as the target on its
+    material without the forget set (built on first use, cached under ``ROOT/cache``)."""
+    from fastngd.models.target import load_target_model
+
+    bench, _ = split_name(dataset)
+    if bench not in RETRAIN_SPLITS:
+        return None
+    model, tokenizer, source = load_target_model(None, benchmark=bench, seed=seed,
+                                                 cache_dir=root / "cache", progress=False,
+                                                 split=RETRAIN_SPLITS[bench])
+    scorer = _muse_evaluator(bench, None, seed)
+    return Target("muse", model, tokenizer, None, None, lambda m: scorer(m, tokenizer), source)

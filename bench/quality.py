@@ -9,7 +9,9 @@ A grid (:mod:`_quality_grids`) is a list of runs (data set, method, step size, b
 seed, settings). ``run`` executes them in this process, one after the other, and writes each
 finished run's record to ``ROOT/runs/<data set>/<label>-<key>.json`` (``key`` hashes the
 settings), so an interrupted sweep resumes where it stopped and grids share runs. Target
-models and held-out data are built on first use under ``ROOT/cache`` and ``ROOT/data``.
+models and held-out data are built on first use under ``ROOT/cache`` and ``ROOT/data``; at the
+end, ``run`` builds the retrain reference (the retain-only model) of each data set that has
+one (``muse-synthetic``), which ``report`` shows as a row of its table.
 ``report`` prints one table per data set (mean ± std over seeds), the quality bar of
 issue 14, and writes a trade-off plot per data set (forget metric vs retain metric) to
 ``ROOT/plots``. Run it with ``nice`` in the background: hours on 2 cores for the full grids.
@@ -47,6 +49,10 @@ def _run(args: argparse.Namespace) -> None:
         print(f"[{i + 1}/{len(runs)}] {run.dataset} {run.label} {run.options} ({status}, "
               f"{rec.get('steps')} steps) {'DIVERGED' if rec.get('diverged') else short}",
               flush=True)
+    for dataset, seed in sorted({(r.dataset, r.seed) for r in runs}):
+        ref = targets.retrain(dataset, seed)
+        if ref is not None:
+            print(f"retrain reference {dataset} seed {seed}: {ref['metrics']}", flush=True)
     print(f"done: {len(runs)} runs in {time.perf_counter() - start:.0f} s")
 
 
