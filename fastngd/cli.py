@@ -123,8 +123,9 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                         f"unbounded gradient ascent) (default {d.forget_target})")
     p.add_argument("--stop-gap", type=_nats_or_off, default=None, metavar="NATS|off",
                    help=f"with --forget-target refuse: stop once the smoothed gap between "
-                        f"the forget value and its bound ln V is at most NATS (default "
-                        f"{d.stop_gap:.3g} = ln 2); off: run every epoch")
+                        f"the forget value and its bound ln V, and the gap of every forget "
+                        f"example, is at most NATS (default {d.stop_gap:.3g} = ln 2); off: "
+                        f"run every epoch")
     p.add_argument("--stop-rise", type=_nats_or_off, default=None, metavar="NATS|off",
                    help=f"with --forget-target ascent, and for npo/simnpo: stop once the "
                         f"smoothed forget loss has risen by NATS (default {d.stop_rise:g}); "

@@ -165,7 +165,8 @@ class UnlearnConfig:
             text: EOS at every position), so that the ascent is bounded and a forget question
             is answered with nothing. NPO and SimNPO keep their objectives.
         stop_gap: with the ``"refuse"`` target, stop once the smoothed gap between the
-            forget value and its bound ln V is at most this many nats
+            forget value and its bound ln V, and the gap of every forget example seen, is
+            at most this many nats
             (:class:`fastngd.unlearn.stopping.ForgetGapStop`, after ``stop_min_steps``);
             ``stop_rise`` and ``stop_example_rise`` apply to the ``"ascent"`` target and to
             NPO and SimNPO (``stop_example_rise`` with the ``"refuse"`` target of a

@@ -20,8 +20,9 @@ the *empty answer* (EOS right after the prompt). Increasing F
 
 ``F ≤ C``; the gap ``C − F = Σ (C − min(ℓ_it, C)) / Σ n_i + mean ℓ^∅ ≥ 0`` is 0 exactly when
 every answer token is below 1/V and the empty answer is certain.
-:class:`fastngd.unlearn.stopping.ForgetGapStop` stops once the smoothed gap is below ln 2:
-then, on average, ``π(EOS | x) > ½`` and greedy decoding answers with nothing.
+:class:`fastngd.unlearn.stopping.ForgetGapStop` stops once the smoothed gap, and each
+example's own gap, is at most ln 2: then ``π(EOS | x_i) ≥ ½`` after every forget question and
+greedy decoding answers it with nothing.
 
 On raw text (MUSE), where there is no question, ``ℓ_i^∅`` is the mean over every position
 of the document of ``−log π(EOS | x_i,<t)``: the model learns to end a forget document
