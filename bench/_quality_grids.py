@@ -258,11 +258,21 @@ def ascent_seeds() -> list[Run]:
                  seeds=(0, 1, 2))
 
 
+def muse_seeds() -> list[Run]:
+    """muse-synthetic, seeds 0, 1, 2: the fixed-rate sweep of NGDiff (0.05/0.1/0.2) and GDiff-0.5
+    at lr 0.05/0.1/0.2 (SGD base), the settings that seed 0 put on or near its frontier, over
+    the three seeds that ``seeds`` has for NGDiff + AutoLR."""
+    specs: list[tuple[str, str, float, dict[str, Any]]] = [
+        (m, "fixed", lr, {}) for m in ("ngdiff", "gdiff-0.5") for lr in (0.05, 0.1, 0.2)
+    ]
+    return _runs(("muse-synthetic",), specs, seeds=(0, 1, 2))
+
+
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
     for grid in (tofu_sweep, heldout, baselines, baselines_wide, seeds, adam_seeds,
-                 ascent_seeds):
+                 ascent_seeds, muse_seeds):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -276,6 +286,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "heldout": heldout,
     "baselines": baselines,
     "seeds": seeds,
+    "muse-seeds": muse_seeds,
     "results": results,
     "screen-final": screen_final,
     "screen-example": screen_example,
