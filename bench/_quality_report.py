@@ -203,9 +203,10 @@ def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
 
 
 def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
-         headline: str = "ngdiff") -> Path:
-    """Forget metric vs retain metric (relative to before), one point per run; NGDiff with
-    an adaptive step size drawn as stars."""
+         headline: str = "ngdiff", retrain: dict[int, dict[str, Any]] | None = None) -> Path:
+    """Forget metric vs retain metric (relative to before), one point per run, one colour per
+    method; NGDiff with an adaptive step size drawn as stars, the retrain reference of each
+    seed (``retrain``: its metrics by seed) as black crosses."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,11 +228,21 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
             " [per-example stop]" if "stop_example_rise" in run.options else "") + (
             " [ascent target]" if run.options.get("forget_target") == "ascent" else "")
         by_method[name].append((x, y))
-    for name, pts in sorted(by_method.items()):
-        star = name.startswith(headline + "+")
+    befores = {run.seed: rec["before"] for run, rec in records}
+    for seed, m in sorted((retrain or {}).items()):
+        b = befores.get(seed)
+        if b is not None and m.get(fx) is not None and m.get(ry) is not None:
+            by_method["retrain (retain-only model)"].append(
+                (m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx],
+                 m[ry] / b[ry] if b[ry] else m[ry]))
+    colours = (*plt.get_cmap("tab10").colors, *plt.get_cmap("Dark2").colors)
+    for i, (name, pts) in enumerate(sorted(by_method.items())):
+        star, cross = name.startswith(headline + "+"), name.startswith("retrain")
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name,
-                   marker="*" if star else "o", s=140 if star else 30, alpha=0.8,
-                   zorder=3 if star else 2)
+                   color="black" if cross else colours[i % len(colours)],
+                   marker="*" if star else "X" if cross else "o",
+                   s=140 if star else 60 if cross else 30, alpha=0.8,
+                   zorder=3 if star or cross else 2)
     ax.set_xlabel(fx + (" / before" if kind == "muse" else "") + "  (lower is better)")
     ax.set_ylabel(ry + " / before  (higher is better)")
     ax.set_title(f"{dataset}: forget vs retain")
@@ -258,10 +269,11 @@ def report(runs: Sequence[Run], root: Path) -> None:
         print()
         references = {run.seed: targets.retrain(dataset, run.seed, build=False)
                       for run, _ in recs}
-        print(table(dataset, recs, {s: r["metrics"] for s, r in references.items() if r}))
+        retrain = {s: r["metrics"] for s, r in references.items() if r}
+        print(table(dataset, recs, retrain))
         for line in autolr_vs_fixed(dataset, recs):
             print(f"- {line}")
-        print(f"plot: {plot(dataset, recs, root / 'plots')}")
+        print(f"plot: {plot(dataset, recs, root / 'plots', retrain=retrain)}")
 
 
 SCREENS = ("screen-sgd", "screen-sgd2", "screen-adam", "screen-adam2", "screen-final")
