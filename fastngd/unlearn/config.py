@@ -245,11 +245,9 @@ class UnlearnConfig:
                      "max_steps"):
             _positive_int(name, getattr(self, name), optional=True)
         _finite("lr", self.lr)
-        from fastngd.unlearn.forget_target import FORGET_TARGETS
+        from fastngd.unlearn.forget_target import check_forget_target
 
-        if self.forget_target not in FORGET_TARGETS:
-            raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
-                             f"got {self.forget_target!r}")
+        check_forget_target(self.forget_target)
         for name in ("stop_rise", "stop_example_rise", "stop_gap"):
             if getattr(self, name) is not None:
                 _finite(name, getattr(self, name))

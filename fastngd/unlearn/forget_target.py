@@ -46,12 +46,19 @@ if TYPE_CHECKING:
     from fastngd.unlearn.config import UnlearnConfig
 
 __all__ = [
-    "ASCENT", "FORGET_TARGETS", "ForgetTarget", "refuse_forget_loss", "resolve_forget_target",
-    "with_empty",
+    "ASCENT", "FORGET_TARGETS", "ForgetTarget", "check_forget_target", "refuse_forget_loss",
+    "resolve_forget_target", "with_empty",
 ]
 
 FORGET_TARGETS: tuple[str, ...] = ("refuse", "ascent")
 """The forget targets by name (``UnlearnConfig.forget_target``)."""
+
+
+def check_forget_target(name: Any) -> None:
+    """Raise UsageError unless ``name`` is one of :data:`FORGET_TARGETS`."""
+    if name not in FORGET_TARGETS:
+        raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
+                         f"got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -101,9 +108,7 @@ def resolve_forget_target(config: UnlearnConfig, task: Any, model: nn.Module,
     with V from ``task.output_size(model, batch)``; otherwise the objective unchanged. Raises
     UsageError for an unknown target name, or for ``"refuse"`` with a task that has no
     ``output_size`` (a custom task: pass ``"ascent"``)."""
-    if config.forget_target not in FORGET_TARGETS:
-        raise UsageError(f"forget_target must be one of {', '.join(FORGET_TARGETS)}, "
-                         f"got {config.forget_target!r}")
+    check_forget_target(config.forget_target)
     if not config.bounded_target:
         return ASCENT
     if not hasattr(task, "output_size"):

@@ -46,8 +46,7 @@ class Task(Protocol):
 
     def nll(self, model: nn.Module, batch: Any, cap: float | None = None) -> tuple[Tensor, Tensor]:
         """``(nll, n)``: per-example summed negative log-likelihood and target count, ``[B]``;
-        with ``cap`` (a number, or one per example ``[B]``), each token's loss is
-        ``min(loss, cap)``."""
+        with ``cap``, each token's loss is ``min(loss, cap)``."""
         ...
 
     def target_count(self, batch: Any) -> Tensor:
