@@ -419,22 +419,25 @@ class _Run:
         entry = {"step": self.step_count, "epoch": epoch + 1,
                  **{k: stats[k] for k in _HISTORY_KEYS},
                  **({"forget_cap": self.target.cap} if self.target.cap is not None else {}),
-                 "forget_indices": [int(i) for i in batch_idx],
-                 "forget_losses": self._batch_losses(sink["forget"], len(batch_idx))}
+                 "forget_indices": [int(i) for i in batch_idx]}
+        per_example = {"forget_losses": sink["forget"]}
         if "empty" in sink:
-            entry["forget_empty"] = self._batch_losses(sink["empty"], len(batch_idx))
+            per_example["forget_empty"] = sink["empty"]
+        local = torch.stack([v.float() for v in per_example.values()])
+        entry.update(zip(per_example, self._batch_losses(local, len(batch_idx))))
         self.history.append(entry)
         return entry
 
-    def _batch_losses(self, local: Tensor, size: int) -> list[float]:
-        """The per-example forget losses of the whole batch (``size`` examples): this
-        rank's share ``rank::W`` gathered over the ranks under ``torchrun`` (one
-        all_reduce of ``size`` numbers)."""
+    def _batch_losses(self, local: Tensor, size: int) -> list[list[float]]:
+        """Per-example values ``[k, local batch]`` (the forget losses, and the empty
+        continuations' when the target has them) of the whole batch (``size`` examples):
+        this rank's share ``rank::W`` gathered over the ranks under ``torchrun`` (one
+        all_reduce of ``k·size`` numbers, one copy to the host)."""
         if self.world == 1:
-            return local.float().cpu().tolist()
-        full = torch.zeros(size, dtype=torch.float32, device=local.device)
-        full[self.rank::self.world] = local.float()
-        return fdist.sum_over_ranks(full).cpu().tolist()
+            return local.float().cpu().tolist()  # type: ignore[no-any-return]
+        full = torch.zeros(local.shape[0], size, dtype=torch.float32, device=local.device)
+        full[:, self.rank::self.world] = local.float()
+        return fdist.sum_over_ranks(full).cpu().tolist()  # type: ignore[no-any-return]
 
     def _diverged(self, stats: Mapping[str, Any], epoch: int) -> None:
         folder = self.checkpoint_dir

@@ -67,6 +67,9 @@ def _assert_close_histories(got: list[dict], ref: list[dict], what: Any) -> None
             assert math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9), (
                 what, step, key, a[key], b[key]
             )
+        assert a["forget_indices"] == b["forget_indices"], (what, step)
+        assert a["forget_losses"] == pytest.approx(b["forget_losses"], rel=1e-5, abs=1e-7), (
+            what, step)
 
 
 def _assert_close_params(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> None:

@@ -46,6 +46,8 @@ RESUMED = ("ddp", "fsdp2", "fsdp2-adamw")
 STOP_AT = 3
 """Steps of the interrupted run (2 steps per epoch: the checkpoint lands mid-epoch)."""
 KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine", "lr", "lr_scale")
+LIST_KEYS = ("forget_indices", "forget_losses")
+"""Per-example fields of each record: the whole batch's, gathered from the ranks' shares."""
 
 
 class Scale(nn.Module):
@@ -140,7 +142,7 @@ def run_logged(engine: str, root_param: bool = False, **options: Any) -> dict[st
 
     result = unlearn(model, forget, retain, evaluate=start_recording, callbacks=[end_of_step],
                      **{**SETTINGS, **options})
-    history = [{k: rec[k] for k in KEYS} for rec in result.history]
+    history = [{k: rec[k] for k in KEYS + LIST_KEYS} for rec in result.history]
     return {"history": history, "shares": shares, "final": full_params(model)}
 
 
