@@ -121,24 +121,24 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
                         f"token's loss capped at ln V, plus the empty answer as a target, so "
                         f"a forget question is answered with nothing) or ascent (the paper's "
                         f"unbounded gradient ascent) (default {d.forget_target})")
-    p.add_argument("--stop-gap", type=_nats_or_off, default=None, metavar="NATS|off",
-                   help=f"with --forget-target refuse: stop once the smoothed gap between "
-                        f"the forget value and its bound ln V, and the gap of every forget "
-                        f"example, is at most NATS (default {d.stop_gap:.3g} = ln 2); off: "
-                        f"run every epoch")
-    p.add_argument("--stop-rise", type=_nats_or_off, default=None, metavar="NATS|off",
-                   help=f"with --forget-target ascent, and for npo/simnpo: stop once the "
-                        f"smoothed forget loss has risen by NATS (default {d.stop_rise:g}); "
-                        f"off: run every epoch")
+    ex = "off" if d.stop_example_rise is None else f"{d.stop_example_rise:g}"
+    nats_flags = {
+        "--stop-gap": f"with --forget-target refuse: stop once the smoothed gap between the "
+                      f"forget value and its bound ln V, and the gap of every forget example, "
+                      f"is at most NATS (default {d.stop_gap:.3g} = ln 2); off: run every epoch",
+        "--stop-rise": f"with --forget-target ascent, and for npo/simnpo: stop once the "
+                       f"smoothed forget loss has risen by NATS (default {d.stop_rise:g}); "
+                       f"off: run every epoch",
+        "--stop-example-rise": f"stop only once the --stop-quantile quantile of the forget "
+                               f"examples' loss rises (each example's token-mean loss, latest "
+                               f"minus first seen) has reached NATS; with --stop-rise the mean "
+                               f"rule must fire too (default {ex})",
+    }
+    for flag, text in nats_flags.items():
+        p.add_argument(flag, type=_nats_or_off, default=None, metavar="NATS|off", help=text)
     p.add_argument("--stop-min-steps", type=int, default=None,
                    help=f"the stopping rule never stops before this many steps "
                         f"(default {d.stop_min_steps})")
-    ex = "off" if d.stop_example_rise is None else f"{d.stop_example_rise:g}"
-    p.add_argument("--stop-example-rise", type=_nats_or_off, default=None, metavar="NATS|off",
-                   help=f"stop only once the --stop-quantile quantile of the forget examples' "
-                        f"loss rises (each example's token-mean loss, latest minus first "
-                        f"seen) has reached NATS; with --stop-rise the mean rule must fire "
-                        f"too (default {ex})")
     p.add_argument("--stop-quantile", type=float, default=None, metavar="Q",
                    help=f"the quantile of --stop-example-rise, in [0, 1); 0: every example "
                         f"(default {d.stop_quantile:g})")
