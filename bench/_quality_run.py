@@ -20,12 +20,14 @@ from typing import Any
 from _quality_targets import Target, load_target
 
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
-RECORD_FORMAT = 4
+RECORD_FORMAT = 5
 """Part of every run's key, raised when the code behind the defaults changes so that older
 records are not reused (the keys of earlier releases had no format: the ascent target).
 2 was a first form of the ``"refuse"`` target (a second forward for the empty answers, QA
 data only); 3: the empty continuation from the same forward, raw text included; 4: the gap
-rule per example (every forget example within the gap, not only their mean)."""
+rule per example (every forget example within the gap, not only their mean); 5: the refuse
+target leaves the EOS labels alone (counted at the cap), and muse-synthetic's unlearning sets
+hold the knowmem QA pairs its target was trained on."""
 
 
 @dataclass(frozen=True)

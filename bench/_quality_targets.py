@@ -214,7 +214,7 @@ def _digits_target(seed: int) -> Target:
 
 def load_target(dataset: str, seed: int, root: Path) -> Target:
     """The :class:`Target` of ``dataset`` for ``seed`` (models cached under ``root/cache``)."""
-    from fastngd.data import QADataset, TextDataset
+    from fastngd.data import QADataset, rows_dataset
     from fastngd.data.loading import load_unlearning_rows
     from fastngd.models import load_model
     from fastngd.models.target import load_target_model
@@ -239,7 +239,7 @@ def load_target(dataset: str, seed: int, root: Path) -> Target:
         scorer = _tofu_evaluator(model_bench, forget, data_dir, seed)
         kind = "tofu"
     else:
-        f_set, r_set = TextDataset(f_rows, tokenizer, 256), TextDataset(r_rows, tokenizer, 256)
+        f_set, r_set = rows_dataset(f_rows, tokenizer, 256), rows_dataset(r_rows, tokenizer, 256)
         scorer = _muse_evaluator(model_bench, data_dir, seed)
         kind = "muse"
     return Target(kind, model, tokenizer, f_set, r_set, lambda m: scorer(m, tokenizer), source)

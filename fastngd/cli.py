@@ -342,7 +342,8 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
 
     _set_threads(args)
     if args.benchmark not in QA_BENCHMARKS:
-        _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts)")
+        _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget "
+                                         "texts, and muse-synthetic's forget QA)")
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
                                lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                backend=args.backend)
@@ -522,7 +523,7 @@ def _add_reproduce_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "reproduce", parents=[parent], help="run the experiments over several methods and seeds",
         description="tofu: unlearn a TOFU forget split with every method; muse: unlearn the "
-                    "MUSE forget texts; digits: forget one class of scikit-learn's digits "
+                    "MUSE forget texts (muse-synthetic: and its forget QA); digits: forget one class of scikit-learn's digits "
                     "with a small network. Writes per-seed JSON, results.json (mean, std) and "
                     "table.txt into --out.",
     )

@@ -21,6 +21,7 @@ from fastngd.data.tokenize import (
     has_chat_template,
     left_pad_ids,
     left_pad_prompts,
+    rows_dataset,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "load_muse",
     "load_tofu",
     "muse_synthetic",
+    "rows_dataset",
     "tofu_synthetic",
     "validate_muse",
     "validate_tofu",

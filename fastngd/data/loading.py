@@ -1,7 +1,8 @@
 """What each command loads from a benchmark, and nothing more.
 
 * unlearning a TOFU-style benchmark reads the forget split and its retain split
-  (:func:`load_unlearning_rows`); a MUSE-style one reads the raw forget and retain texts;
+  (:func:`load_unlearning_rows`); a MUSE-style one reads the raw forget and retain texts, and
+  the knowmem QA pairs its embedded target was trained on (:data:`TRAINED_QA`);
 * evaluation reads the configs the protocol scores (:func:`fastngd.eval.load_tofu_eval_data`,
   :func:`fastngd.eval.load_muse_eval_data`), the optional ones with ``optional=True``;
 * training the embedded model on a user's files reads every split present
@@ -15,6 +16,7 @@ line's language (``--data-dir``, ``--forget``, ``--seed``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "MUSE_UNLEARN_SPLITS",
     "QA_BENCHMARKS",
     "TEXT_BENCHMARKS",
+    "TRAINED_QA",
     "TofuConfigs",
     "check_data_dir",
     "is_retain_split",
@@ -34,6 +37,7 @@ __all__ = [
     "load_muse_data",
     "load_split",
     "load_unlearning_rows",
+    "muse_unlearning_rows",
     "tofu_configs",
 ]
 
@@ -48,6 +52,15 @@ MUSE_UNLEARN_SPLITS: tuple[tuple[str, str, bool], ...] = (
     ("raw", "forget", True), ("raw", "retain1", True), ("raw", "retain2", False),
 )
 """``(config, split, required)`` read to unlearn a MUSE-style benchmark."""
+
+TRAINED_QA: dict[str, tuple[str, str]] = {"muse-synthetic": ("forget_qa", "retain_qa")}
+"""MUSE-style benchmarks whose embedded target model is trained on knowmem QA pairs beside the
+raw texts (:func:`fastngd.models.training.benchmark_corpus`) → the knowmem splits of the
+forget and of the retain facts. Their unlearning sets hold those pairs too, so that the forget
+set is exactly the training material that the retain-only (retrain) model leaves out, and the
+retain set the material it keeps. A user's MUSE files (``muse-news``, ``muse-books``) are not
+listed: their embedded model trains on the raw texts only, and MUSE's knowmem questions are
+evaluation data that no target saw."""
 
 _READ_ERRORS = (OSError, ValueError, TypeError, KeyError, UnicodeError)
 
@@ -160,26 +173,56 @@ def load_unlearning_rows(
     seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(forget rows, retain rows)`` to unlearn: TOFU-style ``forget``/its retain config
-    (``question``/``answer``), MUSE-style raw ``forget`` and ``retain1`` (+ ``retain2`` when
-    present) texts. Nothing else is read."""
+    (``question``/``answer``); MUSE-style, :func:`muse_unlearning_rows` of
+    :func:`load_muse_data`. Nothing else is read."""
     check_data_dir(benchmark, data_dir)
     if benchmark in QA_BENCHMARKS:
         configs = tofu_configs(forget)
         forget_rows = load_split(benchmark, configs.forget, data_dir=data_dir, seed=seed)
         retain_rows = load_split(benchmark, configs.retain, data_dir=data_dir, seed=seed)
         return forget_rows or [], retain_rows or []
-    raw = load_muse_data(benchmark, data_dir=data_dir, seed=seed)["raw"]
-    return raw["forget"], raw["retain1"] + raw.get("retain2", [])
+    return muse_unlearning_rows(benchmark,
+                                load_muse_data(benchmark, data_dir=data_dir, seed=seed))
+
+
+def muse_unlearning_rows(
+    benchmark: str | None, data: Mapping[str, Mapping[str, Sequence[Any]]],
+) -> tuple[list[Any], list[Any]]:
+    """``(forget rows, retain rows)`` of MUSE-style ``data`` (config → split → rows).
+
+    Forget: the raw ``forget`` texts (``text``); retain: ``retain1`` + ``retain2`` (when
+    present). For a benchmark of :data:`TRAINED_QA` the knowmem QA pairs (``question``/
+    ``answer``) of the forget / retain facts follow the texts, as the target was trained on
+    them (a ValueError when ``data`` lacks them). New lists; the rows themselves are
+    ``data``'s.
+    """
+    raw = data["raw"]
+    forget = list(raw["forget"])
+    retain = [*raw["retain1"], *raw.get("retain2", [])]
+    if benchmark in TRAINED_QA:
+        forget_qa, retain_qa = TRAINED_QA[benchmark]
+        knowmem = data.get("knowmem", {})
+        if forget_qa not in knowmem or retain_qa not in knowmem:
+            raise ValueError(f"{benchmark} data needs knowmem/{forget_qa} and "
+                             f"knowmem/{retain_qa}: its target was trained on them")
+        forget.extend(knowmem[forget_qa])
+        retain.extend(knowmem[retain_qa])
+    return forget, retain
 
 
 def load_muse_data(
     benchmark: str, *, data_dir: str | Path | None = None, seed: int = 0,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """The raw MUSE-style texts to unlearn, as config → split → rows
-    (:data:`MUSE_UNLEARN_SPLITS`; ``retain2`` only when it can be read)."""
+    """The MUSE-style material to unlearn, as config → split → rows: the raw texts of
+    :data:`MUSE_UNLEARN_SPLITS` (``retain2`` only when it can be read) and, for a benchmark of
+    :data:`TRAINED_QA`, its two knowmem splits."""
     check_data_dir(benchmark, data_dir)
     data: dict[str, dict[str, list[dict[str, Any]]]] = {"raw": {}}
-    for config, split, required in MUSE_UNLEARN_SPLITS:
+    splits = list(MUSE_UNLEARN_SPLITS)
+    if benchmark in TRAINED_QA:
+        data["knowmem"] = {}
+        splits.extend(("knowmem", split, True) for split in TRAINED_QA[benchmark])
+    for config, split, required in splits:
         rows = load_split(benchmark, config, split, data_dir=data_dir, seed=seed,
                           required=required, purpose="fewer retain texts")
         if rows is not None:

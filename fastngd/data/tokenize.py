@@ -17,13 +17,14 @@ Conventions shared by training, unlearning and evaluation:
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 IGNORE_INDEX = -100
 """Label value of tokens that carry no loss."""
@@ -260,6 +261,26 @@ class TextDataset(Dataset):  # type: ignore[type-arg]
     def __getitem__(self, index: int) -> Encoding:
         """The encoded example at ``index``."""
         return self.encodings[index]
+
+
+def rows_dataset(
+    rows: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int,
+) -> Dataset:  # type: ignore[type-arg]
+    """Raw-text rows (``text``, encoded by :class:`TextDataset`) and QA rows (``question``/
+    ``answer``, :class:`QADataset`) as one dataset, example ``i`` being row ``i``.
+
+    Each run of consecutive rows of one kind is one dataset; several runs are joined with
+    :class:`torch.utils.data.ConcatDataset`. A row is QA when it has a ``question`` field.
+    Raises ValueError on an empty row list.
+    """
+    if len(rows) == 0:
+        raise ValueError("rows_dataset got no rows")
+    parts: list[Dataset] = []  # type: ignore[type-arg]
+    for is_qa, run in itertools.groupby(rows, key=lambda row: "question" in row):
+        group = list(run)
+        kind = QADataset if is_qa else TextDataset
+        parts.append(kind(group, tokenizer, max_length))
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 def collate_right_pad(

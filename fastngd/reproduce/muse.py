@@ -1,7 +1,9 @@
 """MUSE-style experiments: unlearn the raw forget texts, evaluate VerbMem, KnowMem, PrivLeak.
 
 The forget set is ``raw/forget`` and the retain set ``raw/retain1`` + ``raw/retain2`` (every
-token carries the loss); evaluation is :func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of
+token carries the loss), each followed by the knowmem QA pairs the target was trained on for
+the benchmarks of :data:`fastngd.data.loading.TRAINED_QA` (answer tokens carry the loss; see
+:func:`fastngd.data.loading.muse_unlearning_rows`); evaluation is :func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of
 MUSE's 128-token continuations and 32-token few-shot answers, Min-K% membership AUC forget vs
 holdout, PrivLeak against the reference AUC of the corpus).
 """
@@ -12,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fastngd.data.tokenize import TextDataset
+from fastngd.data.loading import muse_unlearning_rows
+from fastngd.data.tokenize import rows_dataset
 from fastngd.eval import evaluate_muse
 from fastngd.reproduce.tofu import RunSpec
 from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
@@ -60,7 +63,8 @@ def run_muse(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Unlearn ``data["raw"]["forget"]`` from copies of ``model`` with every run of ``runs``.
+    """Unlearn ``data["raw"]["forget"]`` (with the trained forget QA of ``corpus``, see the
+    module docstring) from copies of ``model`` with every run of ``runs``.
 
     Every run starts from ``config`` (default :class:`fastngd.unlearn.UnlearnConfig`) with
     ``unlearn_options`` applied, then its own method, AutoLR, lr and options. ``corpus``
@@ -73,10 +77,9 @@ def run_muse(
     """
     for spec in runs:
         get_method(spec.method)
-    raw = data["raw"]
-    forget = TextDataset(raw["forget"], tokenizer, max_length)
-    retain_rows = [r for split in ("retain1", "retain2") if split in raw for r in raw[split]]
-    retain = TextDataset(retain_rows, tokenizer, max_length)
+    forget_rows, retain_rows = muse_unlearning_rows(corpus, data)
+    forget = rows_dataset(forget_rows, tokenizer, max_length)
+    retain = rows_dataset(retain_rows, tokenizer, max_length)
     initial = copy.deepcopy(model.state_dict())
     base = (config or UnlearnConfig()).replace(**dict(unlearn_options or {}))
     evaluate = muse_evaluator(tokenizer, data, corpus=corpus,

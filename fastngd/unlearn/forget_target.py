@@ -8,15 +8,19 @@ model's output: the vocabulary, or the number of classes),
 
     F = Σ_i Σ_t min(ℓ_it, C) / Σ_i n_i  −  mean_i ℓ_i^∅
 
-where ``ℓ_it = −log π(y_it | x_i, y_i,<t)`` and ``ℓ_i^∅ = −log π(EOS | x_i)`` is the loss of
-the *empty answer* (EOS right after the prompt). Increasing F
+where ``ℓ_it = −log π(y_it | x_i, y_i,<t)``, except that a position labelled EOS (the end of
+the answer) counts as the constant C, and ``ℓ_i^∅ = −log π(EOS | x_i)`` is the loss of the
+*empty answer* (EOS right after the prompt). Increasing F
 
 * pushes every answer token down until it is less likely than a uniform guess
   (``π < 1/V``), then leaves it alone: the ascent is bounded, so the tokens already forgotten
   stop pulling the model away from the retain set;
 * teaches the model to answer a forget question with nothing: without this term, a model
   whose answer tokens were all pushed down still answers, with whatever words remain likely
-  (``the the the …``), which share words with the forgotten answers.
+  (``the the the …``), which share words with the forgotten answers;
+* leaves EOS alone after a forget answer: the end of an answer is no fact, and pushing it
+  down teaches the model to run on after every answer, retained ones included (MUSE's
+  ROUGE-L F1 then counts the extra words against them).
 
 ``F ≤ C``; the gap ``C − F = Σ (C − min(ℓ_it, C)) / Σ n_i + mean ℓ^∅ ≥ 0`` is 0 exactly when
 every answer token is below 1/V and the empty answer is certain.

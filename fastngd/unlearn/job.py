@@ -122,7 +122,7 @@ def _check_before_work(job: UnlearnJob) -> None:
 
 def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any, Any]:
     """``(model, tokenizer, source, forget set, retain set, evaluate hook)`` of a seed."""
-    from fastngd.data import QADataset, TextDataset
+    from fastngd.data import QADataset, rows_dataset
     from fastngd.data.loading import load_unlearning_rows
     from fastngd.models.target import load_target_model
 
@@ -137,8 +137,8 @@ def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any
         forget = QADataset(forget_rows, tokenizer, job.config.max_length)
         retain = QADataset(retain_rows, tokenizer, job.config.max_length)
     else:
-        forget, retain = TextDataset(forget_rows, tokenizer, 256), TextDataset(retain_rows,
-                                                                               tokenizer, 256)
+        forget = rows_dataset(forget_rows, tokenizer, 256)
+        retain = rows_dataset(retain_rows, tokenizer, 256)
     evaluate = None
     if job.config.eval_every is not None or job.config.keep_best is not None:
         evaluate = fdist.rank0_first(lambda: _evaluator(job, tokenizer, seed, forget_rows,

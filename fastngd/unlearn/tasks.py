@@ -86,6 +86,11 @@ class CausalLMTask:
         question), and every scored position for raw text (ending the document wherever it
         is cut); NaN for an example with no scored position. ``ℓ^∅`` is None without an EOS
         id or with ``empty=False``.
+
+        With ``ℓ^∅`` and a ``cap``, a position labelled EOS (the end of an answer or text)
+        adds the constant ``cap`` to ``nll``, as a token already forgotten (no gradient; ``n``
+        still counts it): the refusal term asks for EOS, and pushing EOS down after a forget
+        answer would teach the model not to stop after any answer.
         """
         device = next(model.parameters()).device
         input_ids = batch["input_ids"].to(device)
@@ -102,12 +107,15 @@ class CausalLMTask:
             ignore_index=IGNORE_INDEX,
             reduction="none",
         ).view(target.shape)
+        eos = self.eos_token_id if empty else None
         if cap is not None:
             per_token = torch.clamp(per_token, max=cap)
+            if eos is not None:  # an EOS label counts as forgotten: the constant cap
+                per_token = per_token.masked_fill(target == eos, cap)
         mask = target != IGNORE_INDEX
         nll = (per_token * mask).sum(dim=1)
         n = mask.sum(dim=1).to(nll.dtype)
-        if not empty or self.eos_token_id is None:
+        if eos is None:
             return nll, n, None
         first = mask & (mask.long().cumsum(dim=1) == 1)
         # an example with a prompt: its label at its first attended position is -100 (left
@@ -117,7 +125,7 @@ class CausalLMTask:
         where = torch.where(prompted[:, None], first, mask)
         # −log π(EOS) only at the chosen positions (one per QA example)
         picked = logits[where]
-        stop = torch.logsumexp(picked, dim=-1) - picked[:, self.eos_token_id]
+        stop = torch.logsumexp(picked, dim=-1) - picked[:, eos]
         rows = where.nonzero()[:, 0]
         total = torch.zeros(len(labels), dtype=stop.dtype, device=stop.device)
         total = total.index_add(0, rows, stop)

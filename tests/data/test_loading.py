@@ -1,7 +1,6 @@
 """What each command reads from a benchmark, and the errors it reports."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -57,6 +56,36 @@ def test_muse_unlearning_reads_only_raw_texts(exported, reads, tmp_path) -> None
         forget, retain = loading.load_unlearning_rows("muse-news", data_dir=data)
     assert {config for config, _ in reads} == {"raw"}
     assert forget and retain and all("text" in r for r in forget + retain)
+
+
+def test_muse_synthetic_unlearns_everything_its_retrain_model_leaves_out() -> None:
+    """The forget set is exactly the target's training material that the retain-only model
+    does not get (the forget texts and the forget knowmem QA); the retain set is the rest."""
+    from fastngd.models.training import benchmark_corpus
+
+    def material(split: str) -> list[str]:
+        qa, texts, _ = benchmark_corpus("muse-synthetic", seed=1, split=split)
+        return sorted(map(str, [*texts, *qa]))
+
+    def plain(rows: list[dict]) -> list[str]:
+        return sorted(str({k: r[k] for k in ("question", "answer") if k in r} or
+                          {"text": r["text"]}) for r in rows)
+
+    forget, retain = loading.load_unlearning_rows("muse-synthetic", seed=1)
+    assert any("question" in r for r in forget) and any("text" in r for r in forget)
+    assert plain(retain) == material("retain")
+    assert sorted(plain(forget) + plain(retain)) == material("full")
+    data = loading.load_muse_data("muse-synthetic", seed=1)
+    del data["knowmem"]
+    with pytest.raises(ValueError, match="knowmem/forget_qa"):
+        loading.muse_unlearning_rows("muse-synthetic", data)
+
+
+def test_user_muse_files_unlearn_raw_texts_even_with_knowmem_files(exported) -> None:
+    """A user's MUSE files: the knowmem questions are evaluation data, never unlearned."""
+    forget, retain = loading.load_unlearning_rows("muse-news", data_dir=exported["muse"])
+    assert all(set(r) == {"text"} for r in forget + retain)
+    assert (exported["muse"] / "knowmem").is_dir()
 
 
 def test_required_split_errors_name_benchmark_and_config(exported, tmp_path) -> None:

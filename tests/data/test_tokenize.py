@@ -20,6 +20,7 @@ from fastngd.data.tokenize import (
     format_prompt,
     left_pad_ids,
     left_pad_prompts,
+    rows_dataset,
 )
 
 CHAT_TEMPLATE = (
@@ -164,6 +165,23 @@ def test_text_dataset(tokenizer) -> None:
         TextDataset([{"body": "x"}], tokenizer, max_length=4)
     with pytest.raises(ValueError, match="no rows"):
         TextDataset([], tokenizer, max_length=4)
+
+
+def test_rows_dataset_keeps_row_order_and_encodes_each_kind(tokenizer) -> None:
+    """Example i is row i, encoded as QA (prompt masked) or as text (every token scored)."""
+    texts = [{"text": "the capital of Veltoria is Marn"}, {"text": "Lisbon is a city"}]
+    qa = [{"question": "What is the capital of Veltoria?", "answer": "Marn"}]
+    rows = [texts[0], qa[0], texts[1]]
+    ds = rows_dataset(rows, tokenizer, max_length=64)
+    assert len(ds) == 3
+    want = [TextDataset(texts[:1], tokenizer, 64)[0], QADataset(qa, tokenizer, 64)[0],
+            TextDataset(texts[1:], tokenizer, 64)[0]]
+    for got, expected in zip((ds[i] for i in range(3)), want):
+        assert dict(got) == dict(expected)
+    assert ds[1]["labels"][0] == IGNORE_INDEX and ds[0]["labels"] == ds[0]["input_ids"]
+    assert isinstance(rows_dataset(texts, tokenizer, max_length=64), TextDataset)
+    with pytest.raises(ValueError, match="no rows"):
+        rows_dataset([], tokenizer, max_length=64)
 
 
 def test_collate_right_pad(tokenizer) -> None:

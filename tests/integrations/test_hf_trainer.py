@@ -143,9 +143,9 @@ def test_unlearns_forget_keeps_retain_and_logs(setup, tmp_path) -> None:
 
 def test_the_default_forget_loss_is_the_bounded_refuse_target(setup, tmp_path) -> None:
     """With UnlearnConfig's default target ("refuse"), the Trainer's forget loss is
-    refuse_forget_loss: on these sentences (raw text) the token cross-entropy capped at ln V
-    minus each sentence's mean loss of EOS over its positions (float64 reference), so every
-    logged forget loss is at most ln V."""
+    refuse_forget_loss: on these sentences (raw text) the token cross-entropy capped at ln V,
+    the final EOS label counted at ln V, minus each sentence's mean loss of EOS over its
+    positions (float64 reference), so every logged forget loss is at most ln V."""
     import math
 
     from fastngd.unlearn.forget_target import refuse_forget_loss
@@ -163,7 +163,8 @@ def test_the_default_forget_loss_is_the_bounded_refuse_target(setup, tmp_path) -
     logp = torch.log_softmax(logits, dim=-1)
     mask = target != -100
     per_token = -logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
-    ascent = float((per_token.clamp(max=cap) * mask).sum() / mask.sum())
+    per_token = torch.where(target == eos, cap, per_token.clamp(max=cap))
+    ascent = float((per_token * mask).sum() / mask.sum())
     empty = float(((-logp[..., eos] * mask).sum(1) / mask.sum(1)).mean())
     assert value == pytest.approx(ascent - empty, rel=1e-5)
     recorder = LogRecorder()

@@ -20,3 +20,23 @@ def test_run_muse_tiny() -> None:
     for key in ("verbmem_forget", "knowmem_forget", "knowmem_retain", "privleak"):
         assert key in entry and key in res["no_unlearn"]
     assert len(res["curves"]["ngdiff"]["history"]) == 2
+
+
+def test_run_muse_unlearns_muse_synthetics_forget_qa_too() -> None:
+    """With ``corpus="muse-synthetic"`` the forget set is the 8 forget texts followed by the
+    forget QA its target was trained on, so an epoch covers both (batches of 4)."""
+    from fastngd.data.loading import muse_unlearning_rows
+
+    model, tokenizer = tiny_model("muse-synthetic")
+    data = muse_synthetic(0)
+    forget_rows, _ = muse_unlearning_rows("muse-synthetic", data)
+    n_texts = len(data["raw"]["forget"])
+    assert len(forget_rows) == n_texts + len(data["knowmem"]["forget_qa"])
+    res = run_muse(model, tokenizer, data, [RunSpec("ngdiff", "ngdiff", False, 0.05)],
+                   corpus="muse-synthetic",
+                   unlearn_options={"epochs": 1, "batch_size": 4, "stop_gap": None},
+                   verbmem_max_new_tokens=2, knowmem_max_new_tokens=2, progress=False,
+                   log=lambda s: None)
+    assert res["methods"]["ngdiff"]["steps"] == -(-len(forget_rows) // 4)
+    seen = {i for h in res["curves"]["ngdiff"]["history"] for i in h["forget_indices"]}
+    assert seen == set(range(len(forget_rows)))

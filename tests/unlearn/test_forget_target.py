@@ -28,7 +28,8 @@ def _batch(data):
 
 @torch.no_grad()
 def _reference(model, batch, cap: float) -> tuple[list[float], list[float], list[float]]:
-    """(Σ_t min(ℓ_t, cap), n, ℓ^∅) per example, one example at a time in float64."""
+    """(Σ_t min(ℓ_t, cap), n, ℓ^∅) per example, one example at a time in float64; an EOS
+    label adds the constant cap (the refusal term owns EOS)."""
     ref = copy.deepcopy(model).double()
     out: tuple[list[float], list[float], list[float]] = ([], [], [])
     for ids, labels in zip(batch["input_ids"], batch["labels"]):
@@ -38,7 +39,7 @@ def _reference(model, batch, cap: float) -> tuple[list[float], list[float], list
         total, n = 0.0, 0
         for t in range(1, keep):
             if labels[t] != IGNORE_INDEX:
-                total += min(-float(logp[t - 1, labels[t]]), cap)
+                total += cap if labels[t] == EOS else min(-float(logp[t - 1, labels[t]]), cap)
                 n += 1
         prompt = int((labels == IGNORE_INDEX).long().cumprod(0).sum())
         empty = torch.log_softmax(ref(input_ids=ids[None, :prompt]).logits[0, -1], dim=-1)
@@ -77,14 +78,34 @@ def test_capped_tokens_carry_no_gradient_and_the_empty_answer_does(trained_lm, l
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_the_eos_label_carries_no_gradient_in_the_ascent(trained_lm, lm_data) -> None:
+    """With an uncapped answer, the gradient of the refuse ascent equals that of the answer
+    tokens other than EOS: the end of a forget answer is never pushed down."""
+    batch = _batch(lm_data[0])
+    nll, _, _ = ForgetTarget(cap=1e6).score(CausalLMTask(0, EOS), trained_lm, batch)
+    content = {k: v.clone() for k, v in batch.items()}
+    content["labels"][content["labels"] == EOS] = IGNORE_INDEX
+    assert bool((batch["labels"] == EOS).any())
+    plain, _ = CausalLMTask(0, EOS).nll(trained_lm, content)
+    params = [p for p in trained_lm.parameters() if p.requires_grad]
+    got = torch.autograd.grad(nll.sum(), params, allow_unused=True)
+    want = torch.autograd.grad(plain.sum(), params, allow_unused=True)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None:
+            assert torch.allclose(g, w, atol=1e-6)
+
+
 @torch.no_grad()
 def test_text_empty_continuation_is_eos_at_every_position(tiny_lm, word_tokenizer) -> None:
     """On raw text (no prompt) ℓ^∅ is the mean over the scored positions of −log π(EOS | x_<t),
-    float64 reference; a task without an EOS id has none."""
+    float64 reference; with a cap, the final EOS label adds the constant cap to nll
+    (``nll()``, the retain loss, keeps its loss); a task without an EOS id has none."""
     text = TextDataset([{"text": "the family lived in the north ."},
                         {"text": "a parrot ."}], word_tokenizer, 32)
     batch = _batch(text)
-    nll, n, empty = CausalLMTask(0, EOS).scores(tiny_lm, batch)
+    cap = 50.0  # above every token loss here: only the EOS label is at the cap
+    nll, n, empty = CausalLMTask(0, EOS).scores(tiny_lm, batch, cap)
     ref = copy.deepcopy(tiny_lm).double()
     for i, (ids, labels) in enumerate(zip(batch["input_ids"], batch["labels"])):
         keep = int((labels != IGNORE_INDEX).nonzero().max()) + 1
@@ -92,9 +113,16 @@ def test_text_empty_continuation_is_eos_at_every_position(tiny_lm, word_tokenize
         want = [-float(logp[t - 1, EOS]) for t in range(1, keep)]
         assert empty is not None and float(empty[i]) == pytest.approx(sum(want) / len(want),
                                                                      rel=1e-5)
+        assert int(labels[keep - 1]) == EOS and EOS not in labels[1:keep - 1].tolist()
+        content = [-float(logp[t - 1, labels[t]]) for t in range(1, keep - 1)]
+        assert float(nll[i]) == pytest.approx(sum(min(x, cap) for x in content) + cap,
+                                              rel=1e-5)
         assert float(n[i]) == keep - 1
+        full, count = CausalLMTask(0, EOS).nll(tiny_lm, batch)
+        assert float(full[i]) == pytest.approx(sum(content) - float(logp[keep - 2, EOS]),
+                                               rel=1e-5)
+        assert float(count[i]) == keep - 1
     assert CausalLMTask(0).scores(tiny_lm, batch)[2] is None
-    assert torch.equal(CausalLMTask(0, EOS).nll(tiny_lm, batch)[0], nll)
 
 
 @torch.no_grad()
