@@ -268,11 +268,20 @@ def muse_seeds() -> list[Run]:
     return _runs(("muse-synthetic",), specs, seeds=(0, 1, 2))
 
 
+def sweep_seeds() -> list[Run]:
+    """The fixed-rate sweep of NGDiff (SGD: 0.05/0.1/0.2) on seeds 1 and 2 of every data set
+    but muse-synthetic (``muse-seeds`` has it), so that AutoLR meets the sweep on the three
+    seeds that ``seeds`` has (seed 0 is in ``tofu-sweep`` and ``heldout``)."""
+    sweep = [("ngdiff", "fixed", lr, {}) for lr in (0.05, 0.1, 0.2)]
+    sets = tuple(d for d in TOFU_SPLITS + HELDOUT if d != "muse-synthetic")
+    return _runs(sets, sweep, seeds=(1, 2))
+
+
 def results() -> list[Run]:
     """Everything the README's Results section reports (the union of the grids above)."""
     seen: dict[str, Run] = {}
     for grid in (tofu_sweep, heldout, baselines, baselines_wide, seeds, adam_seeds,
-                 ascent_seeds, muse_seeds):
+                 ascent_seeds, muse_seeds, sweep_seeds):
         for run in grid():
             seen.setdefault(run.key, run)
     return list(seen.values())
@@ -287,6 +296,7 @@ GRIDS: dict[str, Callable[[], list[Run]]] = {
     "baselines": baselines,
     "seeds": seeds,
     "muse-seeds": muse_seeds,
+    "sweep-seeds": sweep_seeds,
     "results": results,
     "screen-final": screen_final,
     "screen-example": screen_example,

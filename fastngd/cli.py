@@ -523,8 +523,8 @@ def _add_reproduce_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "reproduce", parents=[parent], help="run the experiments over several methods and seeds",
         description="tofu: unlearn a TOFU forget split with every method; muse: unlearn the "
-                    "MUSE forget texts (muse-synthetic: and its forget QA); digits: forget one class of scikit-learn's digits "
-                    "with a small network. Writes per-seed JSON, results.json (mean, std) and "
+                    "MUSE forget texts (muse-synthetic: and its forget QA); digits: forget "
+                    "one class of scikit-learn's digits with a small network. Writes per-seed JSON, results.json (mean, std) and "
                     "table.txt into --out.",
     )
     p.add_argument("experiment", choices=["tofu", "muse", "digits"], help="which experiment")

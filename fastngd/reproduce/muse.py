@@ -3,9 +3,10 @@
 The forget set is ``raw/forget`` and the retain set ``raw/retain1`` + ``raw/retain2`` (every
 token carries the loss), each followed by the knowmem QA pairs the target was trained on for
 the benchmarks of :data:`fastngd.data.loading.TRAINED_QA` (answer tokens carry the loss; see
-:func:`fastngd.data.loading.muse_unlearning_rows`); evaluation is :func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of
-MUSE's 128-token continuations and 32-token few-shot answers, Min-K% membership AUC forget vs
-holdout, PrivLeak against the reference AUC of the corpus).
+:func:`fastngd.data.loading.muse_unlearning_rows`); evaluation is
+:func:`fastngd.eval.evaluate_muse` (ROUGE-L F1 ×100 of MUSE's 128-token continuations and
+32-token few-shot answers, Min-K% membership AUC forget vs holdout, PrivLeak against the
+reference AUC of the corpus).
 """
 from __future__ import annotations
 
