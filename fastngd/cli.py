@@ -337,13 +337,13 @@ def _add_finetune_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     """``fastngd unlearn``: one method, one or more seeds; see
     :func:`fastngd.unlearn.job.run_unlearn_job`."""
-    from fastngd.data.loading import QA_BENCHMARKS
+    from fastngd.data.loading import QA_BENCHMARKS, TRAINED_QA
     from fastngd.unlearn.job import UnlearnJob, run_unlearn_job
 
     _set_threads(args)
     if args.benchmark not in QA_BENCHMARKS:
-        _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget "
-                                         "texts, and muse-synthetic's forget QA)")
+        qa = " and the forget QA its target learned" if args.benchmark in TRAINED_QA else ""
+        _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts{qa})")
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
                                lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                backend=args.backend)
@@ -524,8 +524,8 @@ def _add_reproduce_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
         "reproduce", parents=[parent], help="run the experiments over several methods and seeds",
         description="tofu: unlearn a TOFU forget split with every method; muse: unlearn the "
                     "MUSE forget texts (muse-synthetic: and its forget QA); digits: forget "
-                    "one class of scikit-learn's digits with a small network. Writes per-seed JSON, results.json (mean, std) and "
-                    "table.txt into --out.",
+                    "one class of scikit-learn's digits with a small network. Writes "
+                    "per-seed JSON, results.json (mean, std) and table.txt into --out.",
     )
     p.add_argument("experiment", choices=["tofu", "muse", "digits"], help="which experiment")
     p.add_argument("--model", default=None, help="HF id or folder (tofu, muse; default embedded)")

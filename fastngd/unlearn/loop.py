@@ -169,18 +169,20 @@ class UnlearnResult:
 
 
 def _as_dataset(data: Any, tokenizer: Any, max_length: int, what: str) -> Any:
-    """Encode QA rows with ``tokenizer`` when needed; pass datasets of examples through."""
+    """Encode rows of QA pairs and raw text with ``tokenizer`` when needed
+    (:func:`fastngd.data.rows_dataset`); pass datasets of examples through."""
     if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
         raise TypeError(f"{what} must be a sized, indexable dataset, got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError(f"the {what} set is empty")
     first = data[0]
-    if isinstance(first, Mapping) and "question" in first and "input_ids" not in first:
+    if (isinstance(first, Mapping) and ("question" in first or "text" in first)
+            and "input_ids" not in first):
         if tokenizer is None:
-            raise ValueError(f"{what} holds QA rows: pass tokenizer=... to encode them")
-        from fastngd.data.tokenize import QADataset
+            raise ValueError(f"{what} holds rows of text: pass tokenizer=... to encode them")
+        from fastngd.data.tokenize import rows_dataset
 
-        return QADataset(data, tokenizer, max_length)
+        return rows_dataset(data, tokenizer, max_length)
     return data
 
 
@@ -598,8 +600,9 @@ def unlearn(
         model: a causal LM (Hugging Face style: ``model(input_ids=..., attention_mask=...)
             .logits``) or a classifier (``model(x)`` → logits).
         forget, retain: datasets of encoded examples (e.g. :class:`fastngd.data.QADataset`),
-            of ``(x, y)`` pairs, or lists of QA rows (``question``/``answer``; then pass
-            ``tokenizer``, they are encoded with ``config.max_length``).
+            of ``(x, y)`` pairs, or lists of QA rows (``question``/``answer``) and raw-text
+            rows (``text``), in any mix (then pass ``tokenizer``; they are encoded with
+            ``config.max_length`` by :func:`fastngd.data.rows_dataset`).
         config: every run setting (:class:`UnlearnConfig`; default ``UnlearnConfig()``). A
             string is a method name (``unlearn(m, f, r, "npo", epochs=3)``).
         evaluate: ``evaluate(model)`` → metrics, recorded at step 0, every
@@ -617,7 +620,7 @@ def unlearn(
             Under ``torchrun`` rank 0 writes the (gathered) checkpoint while the others
             wait; every rank reads it on resume, so the folder must be shared by all ranks.
         task: how to batch and score examples (inferred from the first example).
-        tokenizer: encodes QA rows (and gives the pad id when the model has none).
+        tokenizer: encodes rows (and gives the pad id when the model has none).
         progress: show a tqdm progress bar.
         **settings: fields of :class:`UnlearnConfig` overriding ``config`` (``epochs=3``).
 

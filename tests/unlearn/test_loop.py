@@ -60,6 +60,19 @@ def test_qa_rows_are_encoded_with_tokenizer(tiny_lm, qa_split, word_tokenizer) -
         unlearn(tiny_lm, forget, retain, epochs=1)
 
 
+def test_text_and_qa_rows_are_encoded_together(tiny_lm, qa_split, word_tokenizer) -> None:
+    """Raw-text rows mixed with QA rows (a MUSE-style forget set with its QA) are encoded by
+    rows_dataset: every row is an example of the run."""
+    forget, retain = qa_split
+    mixed = [{"text": "the family lived in the north ."}, *forget[:3]]
+    result = unlearn(tiny_lm, mixed, retain, epochs=1, batch_size=2, tokenizer=word_tokenizer)
+    assert result.steps == 2
+    seen = sorted(i for h in result.history for i in h["forget_indices"])
+    assert seen == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="tokenizer"):
+        unlearn(tiny_lm, mixed, retain, epochs=1)
+
+
 def test_protocol_pairs_each_forget_batch_with_a_retain_batch() -> None:
     model, forget, retain = make_classifier_data()
     seen: list[int] = []
