@@ -137,17 +137,16 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]],
         by_seed[group_key(run, rec)].setdefault(run.seed, rec)  # one record per setting and seed
         befores[run.seed] = rec["before"]
     groups = {name: list(recs.values()) for name, recs in by_seed.items()}
-    seeds = sorted(s for s in (retrain or {}) if s in befores)
-    retrain = [(retrain or {})[s] for s in seeds]
+    references = {s: m for s, m in sorted((retrain or {}).items()) if s in befores}
     lines = [f"## {dataset}", "| setting | " + " | ".join(cols) + " | bar | steps | s |",
              "|---" * (len(cols) + 4) + "|"]
     lines.append("| before | " + " | ".join(_mean_std([b.get(c) for b in befores.values()])
                                             for c in cols) + " | | | |")
-    if retrain:
+    if references:
         lines.append("| retrain (retain-only model) | " + " | ".join(
-            _mean_std([m.get(c) for m in retrain]) for c in cols)
-            + f" | {sum(passes(kind, m, befores[s]) for s, m in zip(seeds, retrain))}"
-              f"/{len(retrain)} | | |")
+            _mean_std([m.get(c) for m in references.values()]) for c in cols)
+            + f" | {sum(passes(kind, m, befores[s]) for s, m in references.items())}"
+              f"/{len(references)} | | |")
     for name, recs in groups.items():
         ok = [r for r in recs if not r.get("diverged")]
         cells = [_mean_std([r["metrics"].get(c) for r in ok]) for c in cols]
@@ -267,8 +266,8 @@ def report(runs: Sequence[Run], root: Path) -> None:
     print(f"{len(records)}/{len(runs)} runs finished")
     for dataset, recs in by_dataset.items():
         print()
-        references = {run.seed: targets.retrain(dataset, run.seed, build=False)
-                      for run, _ in recs}
+        references = {seed: targets.retrain(dataset, seed, build=False)
+                      for seed in sorted({run.seed for run, _ in recs})}
         retrain = {s: r["metrics"] for s, r in references.items() if r}
         print(table(dataset, recs, retrain))
         for line in autolr_vs_fixed(dataset, recs):

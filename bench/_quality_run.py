@@ -93,14 +93,13 @@ class Targets:
         _write(path, record)
         return record
 
-
     def retrain(self, dataset: str, seed: int, build: bool = True) -> dict[str, Any] | None:
         """The metrics record of ``dataset``'s retrain reference for ``seed``
         (:func:`_quality_targets.retrain_model`; cached next to the targets), or None: no
         reference, or not built yet and ``build`` is False."""
-        from _quality_targets import RETRAIN_SPLITS, retrain_model
+        from _quality_targets import RETRAIN_SPLITS, retrain_model, split_name
 
-        if dataset.partition("/")[0] not in RETRAIN_SPLITS:
+        if split_name(dataset)[0] not in RETRAIN_SPLITS:
             return None
         path = self.root / "targets" / f"{dataset.replace('/', '_')}-s{seed}-retrain.json"
         if path.exists():
@@ -108,7 +107,6 @@ class Targets:
         if not build:
             return None
         reference = retrain_model(dataset, seed, self.root)
-        assert reference is not None
         record = {"metrics": reference.evaluate(reference.model), "source": reference.source}
         _write(path, record)
         return record

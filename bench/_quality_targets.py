@@ -249,15 +249,13 @@ RETRAIN_SPLITS = {"muse-synthetic": "retain"}
 """Data sets with a retrain reference → the training split of their retain-only model."""
 
 
-def retrain_model(dataset: str, seed: int, root: Path) -> Target | None:
-    """The retain-only model of ``dataset`` (:data:`RETRAIN_SPLITS`; None for the others),
-    with the target's evaluator: trained from the same seed and recipe as the target on its
-    material without the forget set (built on first use, cached under ``ROOT/cache``)."""
+def retrain_model(dataset: str, seed: int, root: Path) -> Target:
+    """The retain-only model of ``dataset`` (one of :data:`RETRAIN_SPLITS`), with the
+    target's evaluator: trained from the same seed and recipe as the target on its material
+    without the forget set (built on first use, cached under ``ROOT/cache``)."""
     from fastngd.models.target import load_target_model
 
     bench, _ = split_name(dataset)
-    if bench not in RETRAIN_SPLITS:
-        return None
     model, tokenizer, source = load_target_model(None, benchmark=bench, seed=seed,
                                                  cache_dir=root / "cache", progress=False,
                                                  split=RETRAIN_SPLITS[bench])
