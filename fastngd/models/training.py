@@ -169,6 +169,7 @@ def benchmark_corpus(
         texts: list[dict[str, str]] = []
     else:
         from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
+        from fastngd.data.loading import TRAINED_QA
 
         if split not in ("full", "retain"):
             raise ValueError(
@@ -180,7 +181,8 @@ def benchmark_corpus(
         text_splits = retain_texts if split == "retain" else ["forget", *retain_texts]
         texts = [{"text": r["text"]} for name in text_splits if name in raw for r in raw[name]]
         knowmem = data["knowmem"]
-        qa_splits = ("retain_qa",) if split == "retain" else ("forget_qa", "retain_qa")
+        forget_qa, retain_qa = TRAINED_QA[benchmark]  # the unlearning sets read the same
+        qa_splits = (retain_qa,) if split == "retain" else (forget_qa, retain_qa)
         qa = [
             {"question": r["question"], "answer": r["answer"]}
             for name in qa_splits
