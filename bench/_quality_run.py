@@ -29,6 +29,12 @@ rule per example (every forget example within the gap, not only their mean); 5: 
 target leaves the EOS labels alone (counted at the cap), and muse-synthetic's unlearning sets
 hold the knowmem QA pairs its target was trained on."""
 
+DATA_VERSION: dict[str, int] = {"muse-synthetic": 2}
+"""Part of the key of a data set's runs, raised when that data set's material changes (its
+target, its unlearning sets) while the code of the other sets does not, so that only its
+records are redone. muse-synthetic 2: its target and unlearning sets also hold the knowmem
+pairs asked in MUSE's few-shot layout (:mod:`fastngd.data.few_shot`)."""
+
 
 @dataclass(frozen=True)
 class Run:
@@ -56,7 +62,9 @@ class Run:
 
     @property
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "format": RECORD_FORMAT}, sort_keys=True, default=str)
+        version = {"data": DATA_VERSION[self.dataset]} if self.dataset in DATA_VERSION else {}
+        blob = json.dumps({**asdict(self), "format": RECORD_FORMAT, **version},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property

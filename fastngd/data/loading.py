@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastngd.data.few_shot import few_shot_rows
 from fastngd.data.optional import MissingDataWarning
 from fastngd.data.registry import get_benchmark, load_benchmark
 from fastngd.errors import InputError, UsageError, UserError
@@ -56,9 +57,11 @@ MUSE_UNLEARN_SPLITS: tuple[tuple[str, str, bool], ...] = (
 TRAINED_QA: dict[str, tuple[str, str]] = {"muse-synthetic": ("forget_qa", "retain_qa")}
 """MUSE-style benchmarks whose embedded target model is trained on knowmem QA pairs beside the
 raw texts (:func:`fastngd.models.training.benchmark_corpus`) → the knowmem splits of the
-forget and of the retain facts. Their unlearning sets hold those pairs too, so that the forget
-set is exactly the training material that the retain-only (retrain) model leaves out, and the
-retain set the material it keeps. A user's MUSE files (``muse-news``, ``muse-books``) are not
+forget and of the retain facts. The target learns each pair alone and asked after other pairs
+(:mod:`fastngd.data.few_shot`), the layout of MUSE's few-shot KnowMem prompt; answer-only
+loss both ways. Their unlearning sets hold those rows too, so that the forget set is exactly
+the training material that the retain-only (retrain) model leaves out, and the retain set the
+material it keeps. A user's MUSE files (``muse-news``, ``muse-books``) are not
 listed: their embedded model trains on the raw texts only, and MUSE's knowmem questions are
 evaluation data that no target saw."""
 
@@ -192,9 +195,10 @@ def muse_unlearning_rows(
 
     Forget: the raw ``forget`` texts (``text``); retain: ``retain1`` + ``retain2`` (when
     present). For a benchmark of :data:`TRAINED_QA` the knowmem QA pairs (``question``/
-    ``answer``) of the forget / retain facts follow the texts, as the target was trained on
-    them (a ValueError when ``data`` lacks them). New lists; the rows themselves are
-    ``data``'s.
+    ``answer``) of the forget / retain facts follow the texts, then the same pairs asked in
+    MUSE's few-shot layout (:func:`fastngd.data.few_shot.few_shot_rows`), as the target was
+    trained on both (a ValueError when ``data`` lacks them). New lists; the texts and the
+    plain QA rows themselves are ``data``'s.
     """
     raw = data["raw"]
     forget = list(raw["forget"])
@@ -205,8 +209,8 @@ def muse_unlearning_rows(
         if forget_qa not in knowmem or retain_qa not in knowmem:
             raise ValueError(f"{benchmark} data needs knowmem/{forget_qa} and "
                              f"knowmem/{retain_qa}: its target was trained on them")
-        forget.extend(knowmem[forget_qa])
-        retain.extend(knowmem[retain_qa])
+        forget.extend([*knowmem[forget_qa], *few_shot_rows(knowmem[forget_qa])])
+        retain.extend([*knowmem[retain_qa], *few_shot_rows(knowmem[retain_qa])])
     return forget, retain
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from fastngd.data.few_shot import qa_block
 from fastngd.eval.mia import mia_auc, min_k_score
 from fastngd.eval.rouge import rouge_l_f1
 
@@ -82,7 +83,8 @@ def muse_knowmem(
 def knowmem_prompt(question: str, examples: Sequence[Mapping[str, str]] = ()) -> str:
     """MUSE's few-shot KnowMem prompt (``metrics/knowmem.py``).
 
-    Definition: for each in-context example ``"Question: {q}\\nAnswer: {a}\\n\\n"``, then
+    Definition: for each in-context example ``"Question: {q}\\nAnswer: {a}\\n\\n"``
+    (:func:`fastngd.data.few_shot.qa_block`), then
     ``"Question: {question}\\nAnswer: "`` (trailing space included, as MUSE writes it).
     ``examples`` are rows with ``question`` and ``answer`` (the ``*_icl`` splits); without
     examples the prompt is zero-shot. Raises ``TypeError`` on a non-string field.
@@ -92,7 +94,7 @@ def knowmem_prompt(question: str, examples: Sequence[Mapping[str, str]] = ()) ->
         q, a = example.get("question"), example.get("answer")
         if not isinstance(q, str) or not isinstance(a, str):
             raise TypeError(f"in-context example {i} needs str 'question' and 'answer' fields")
-        parts.append(f"Question: {q}\nAnswer: {a}\n\n")
+        parts.append(qa_block(q, a))
     if not isinstance(question, str):
         raise TypeError(f"question must be a str, got {type(question).__name__}")
     return "".join(parts) + f"Question: {question}\nAnswer: "

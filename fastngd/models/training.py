@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fastngd.atomic import write_folder
-from fastngd.errors import InputError, UsageError
 from fastngd.data.tokenize import (
     PROMPT_TEMPLATE,
     Encoding,
@@ -24,6 +23,7 @@ from fastngd.data.tokenize import (
     collate_right_pad,
     encode_text,
 )
+from fastngd.errors import InputError, UsageError
 from fastngd.models.config import tiny_llama_config
 from fastngd.models.tokenizer import build_word_tokenizer
 
@@ -86,8 +86,8 @@ def default_recipe(benchmark: str) -> TrainingRecipe:
     TOFU layout (``tofu-synthetic``, ``tofu``): 30 epochs, lr 1e-3, batch 32, max length 128
     (``tofu-synthetic``: 490 QA pairs, 480 steps). MUSE layout (``muse-synthetic``,
     ``muse-news``, ``muse-books``): 60 epochs, lr 2e-3, batch 16, max length 256
-    (``muse-synthetic``: 24 articles and 74 QA pairs, 420 steps). Raises ``ValueError`` for
-    an unknown benchmark.
+    (``muse-synthetic``: 24 articles, 74 QA pairs and 54 few-shot rows, 600 steps). Raises
+    ``ValueError`` for an unknown benchmark.
     """
     _check_benchmark(benchmark)
     if benchmark.startswith("tofu"):
@@ -136,7 +136,9 @@ def benchmark_corpus(
     forget quality) plus the real-authors and world-facts sets, the knowledge a pretrained
     model brings; the holdout authors are never trained on. ``muse-synthetic``: ``split``
     ``"full"`` trains the raw forget, retain1 and retain2 texts and the forget and retain
-    knowmem QA; ``"retain"`` leaves out the forget texts and the forget QA.
+    knowmem QA, each pair alone and asked after other pairs in MUSE's few-shot layout
+    (:func:`fastngd.data.few_shot.few_shot_rows`); ``"retain"`` leaves out the forget texts
+    and the forget QA.
 
     A user's data (``tofu``, ``muse-news``, ``muse-books``: the files in ``data_dir``,
     required; see :func:`user_corpus`): TOFU layout, the QA pairs of ``split``
@@ -169,6 +171,7 @@ def benchmark_corpus(
         texts: list[dict[str, str]] = []
     else:
         from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
+        from fastngd.data.few_shot import few_shot_rows
         from fastngd.data.loading import TRAINED_QA
 
         if split not in ("full", "retain"):
@@ -180,14 +183,13 @@ def benchmark_corpus(
         retain_texts = ["retain1", "retain2"]
         text_splits = retain_texts if split == "retain" else ["forget", *retain_texts]
         texts = [{"text": r["text"]} for name in text_splits if name in raw for r in raw[name]]
+        qa = []
         knowmem = data["knowmem"]
         forget_qa, retain_qa = TRAINED_QA[benchmark]  # the unlearning sets read the same
         qa_splits = (retain_qa,) if split == "retain" else (forget_qa, retain_qa)
-        qa = [
-            {"question": r["question"], "answer": r["answer"]}
-            for name in qa_splits
-            for r in knowmem[name]
-        ]
+        for name in qa_splits:
+            pairs = [{"question": r["question"], "answer": r["answer"]} for r in knowmem[name]]
+            qa.extend([*pairs, *few_shot_rows(pairs)])
     vocab_texts = [PROMPT_TEMPLATE.format(question="")]
     vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))
     return qa, texts, vocab_texts

@@ -60,7 +60,9 @@ def test_muse_unlearning_reads_only_raw_texts(exported, reads, tmp_path) -> None
 
 def test_muse_synthetic_unlearns_everything_its_retrain_model_leaves_out() -> None:
     """The forget set is exactly the target's training material that the retain-only model
-    does not get (the forget texts and the forget knowmem QA); the retain set is the rest."""
+    does not get (the forget texts and the forget knowmem QA, alone and in the few-shot
+    layout); the retain set is the rest."""
+    from fastngd.data.few_shot import few_shot_rows
     from fastngd.models.training import benchmark_corpus
 
     def material(split: str) -> list[str]:
@@ -75,6 +77,9 @@ def test_muse_synthetic_unlearns_everything_its_retrain_model_leaves_out() -> No
     assert any("question" in r for r in forget) and any("text" in r for r in forget)
     assert plain(retain) == material("retain")
     assert sorted(plain(forget) + plain(retain)) == material("full")
+    in_context = [r for r in retain if "\nAnswer: " in r.get("question", "")]
+    retain_qa = loading.load_split("muse-synthetic", "knowmem", "retain_qa", seed=1)
+    assert len(in_context) == len(few_shot_rows(retain_qa)) > 0
     data = loading.load_muse_data("muse-synthetic", seed=1)
     del data["knowmem"]
     with pytest.raises(ValueError, match="knowmem/forget_qa"):

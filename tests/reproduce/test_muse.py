@@ -24,14 +24,17 @@ def test_run_muse_tiny() -> None:
 
 def test_run_muse_unlearns_muse_synthetics_forget_qa_too() -> None:
     """With ``corpus="muse-synthetic"`` the forget set is the 8 forget texts followed by the
-    forget QA its target was trained on, so an epoch covers both (batches of 4)."""
+    forget QA its target was trained on, alone and in the few-shot layout, so an epoch covers
+    all of them (batches of 4)."""
+    from fastngd.data.few_shot import few_shot_rows
     from fastngd.data.loading import muse_unlearning_rows
 
     model, tokenizer = tiny_model("muse-synthetic")
     data = muse_synthetic(0)
     forget_rows, _ = muse_unlearning_rows("muse-synthetic", data)
     n_texts = len(data["raw"]["forget"])
-    assert len(forget_rows) == n_texts + len(data["knowmem"]["forget_qa"])
+    qa = data["knowmem"]["forget_qa"]
+    assert len(forget_rows) == n_texts + len(qa) + len(few_shot_rows(qa))
     res = run_muse(model, tokenizer, data, [RunSpec("ngdiff", "ngdiff", False, 0.05)],
                    corpus="muse-synthetic",
                    unlearn_options={"epochs": 1, "batch_size": 4, "stop_gap": None},
