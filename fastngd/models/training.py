@@ -337,7 +337,7 @@ def _with_epochs(recipe: TrainingRecipe, epochs: int | None) -> TrainingRecipe:
 def _training_set(qa_rows: list[dict[str, str]], text_rows: list[dict[str, str]],
                   tokenizer: PreTrainedTokenizerFast, max_length: int) -> Dataset[Any]:
     """The QA pairs (answer-only loss) and the raw texts' windows, as one dataset."""
-    datasets: list[Dataset[Any]] = []
+    datasets: list[Any] = []  # QADataset and the text windows' list of encodings
     if qa_rows:
         datasets.append(QADataset(qa_rows, tokenizer, max_length))
     if text_rows:

@@ -102,8 +102,8 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return (model(x).argmax(-1) == y).float().mean().item()
 
 
-def _scores(model: nn.Module, data: DigitsData, forget_class: int) -> dict[str, float]:
-    out = {}
+def _scores(model: nn.Module, data: DigitsData, forget_class: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         f = y == forget_class
         out[f"{split}_forget_accuracy"] = accuracy(model, x[f], y[f])

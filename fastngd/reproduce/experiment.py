@@ -116,9 +116,10 @@ def _lm_seed(exp: Experiment, runs: list[RunSpec], config: UnlearnConfig, seed: 
         from fastngd.eval import load_muse_eval_data
         from fastngd.reproduce.muse import run_muse
 
-        data = load_muse_data(exp.benchmark, data_dir=exp.data_dir, seed=seed)
-        data.update(load_muse_eval_data(exp.benchmark, data_dir=exp.data_dir, seed=seed))
-        res = run_muse(model, tokenizer, data, runs, seed=seed, config=config,
+        material: dict[str, Any] = load_muse_data(exp.benchmark, data_dir=exp.data_dir,
+                                                  seed=seed)
+        material.update(load_muse_eval_data(exp.benchmark, data_dir=exp.data_dir, seed=seed))
+        res = run_muse(model, tokenizer, material, runs, seed=seed, config=config,
                        corpus=exp.benchmark)
     res["model"] = source
     curves = res.pop("curves")

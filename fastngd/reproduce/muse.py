@@ -18,6 +18,7 @@ from typing import Any
 from fastngd.data.loading import muse_unlearning_rows
 from fastngd.data.tokenize import rows_dataset
 from fastngd.eval import evaluate_muse
+from fastngd.eval.muse_protocol import Data
 from fastngd.reproduce.tofu import RunSpec
 from fastngd.unlearn import UnlearnConfig, UnlearningDiverged, get_method, unlearn
 
@@ -25,7 +26,7 @@ __all__ = ["muse_evaluator", "run_muse"]
 
 
 def muse_evaluator(
-    tokenizer: Any, data: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], *,
+    tokenizer: Any, data: Data, *,
     corpus: str | None = None, verbmem_max_new_tokens: int = 128,
     knowmem_max_new_tokens: int = 32, max_length: int = 256,
 ) -> Callable[[Any], dict[str, Any]]:

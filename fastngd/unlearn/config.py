@@ -112,8 +112,12 @@ def base_options(
         options["base"] = base
     for key, value in (("momentum", momentum), ("betas", betas), ("eps", eps),
                        ("weight_decay", weight_decay)):
-        if value is not None:
-            options[key] = tuple(float(v) for v in value) if key == "betas" else float(value)
+        if value is None:
+            continue
+        if key == "betas":
+            options[key] = tuple(float(v) for v in value)  # type: ignore[union-attr]
+        else:
+            options[key] = float(value)  # type: ignore[arg-type]
     check_base_options(options)
     return options
 
