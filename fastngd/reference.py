@@ -13,7 +13,8 @@ update ``u`` (:class:`ReferenceBase`) → fixed step ``θ − η·u``, or GeN al
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -111,7 +112,7 @@ def surgery_direction(strategy: str, retain: Sequence[Tensor], forget: Sequence[
     r = [x.double() for x in retain]
     if strategy in ("sago", "sago_prefer_retain", "pcgrad"):
         return [_surgery_tensor(strategy, hi, ri, alpha, gamma, eps) for hi, ri in zip(h, r)]
-    dot = lambda a, b: sum(float((x * y).sum()) for x, y in zip(a, b))  # noqa: E731
+    dot = lambda a, b: sum(float((x * y).sum()) for x, y in zip(a, b))
     if strategy == "pcgrad_global":
         g_dot = dot(h, r)
         if g_dot < 0:

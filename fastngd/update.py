@@ -82,7 +82,7 @@ def _gradients(p: Tensor, g_r: Any) -> tuple[Tensor, Any, Tensor]:
 
 
 def gather_buckets(param_groups: list[dict[str, Any]], state: Any, base: BaseUpdate,
-                   retain_key: str) -> "OrderedDict[tuple, Bucket]":
+                   retain_key: str) -> OrderedDict[tuple, Bucket]:
     """Group the managed tensors that have a gradient in either task by device, dtype and
     sharding, creating the base's state of a parameter the first time it takes part."""
     buckets: OrderedDict[tuple, Bucket] = OrderedDict()

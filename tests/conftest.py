@@ -1,7 +1,13 @@
-"""Shared test settings: a hypothesis profile sized for 2-core CI machines."""
+"""Shared test settings: a hypothesis profile sized for 2-core CI machines, and Triton's
+interpreter, set before anything imports triton: pytest loads the conftest files of the
+folders named on the command line before any test module, and one that imports fastngd
+(``tests/reproduce/conftest.py``) imports triton before the Triton test modules could set
+it."""
 from __future__ import annotations
 
 import os
+
+os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
 
 from hypothesis import HealthCheck, settings
 

@@ -53,7 +53,8 @@ it multiplies: apply it as two normal factors (e.g. a power of two, then the res
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

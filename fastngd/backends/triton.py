@@ -47,7 +47,6 @@ from fastngd.compact import (
     quantize_blockwise,
 )
 
-from .triton_version import MIN_TRITON, triton_version_supported
 from .base import (
     BASE_KINDS,
     HYPER_COLUMNS,
@@ -56,6 +55,7 @@ from .base import (
     scalar_dtype,
     state_names,
 )
+from .triton_version import MIN_TRITON, triton_version_supported
 
 __all__ = ["TritonBackend", "require_triton"]
 

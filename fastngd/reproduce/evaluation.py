@@ -9,7 +9,6 @@ or the JSON ``fastngd eval --out`` wrote for the retain-only model).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = ["EVAL_MAX_LENGTH", "EvalRequest", "evaluate_model", "model_label"]
