@@ -204,7 +204,7 @@ def on_rank0(action: Callable[[], T], what: str = "failed") -> T | None:
     if is_main():
         try:
             result = action()
-        except Exception as exc:  # raised again below, on every rank
+        except Exception as exc:  # noqa: BLE001 - raised again below, on every rank
             error = exc
     _broadcast_outcome(error, what)
     return result

@@ -59,7 +59,7 @@ class _Workers:
             try:
                 with torch.no_grad():
                     fn()
-            except BaseException as e:  # re-raised by the caller
+            except BaseException as e:  # noqa: BLE001 (re-raised by the caller)
                 err = e
             self._done.put(err)
 
