@@ -54,12 +54,12 @@ def few_shot_rows(
     """
     if isinstance(group, bool) or not isinstance(group, int) or group < 2:
         raise ValueError(f"few_shot_rows: group must be an int >= 2, got {group!r}")
-    pairs = [(row.get("question"), row.get("answer")) for row in rows]
-    blocks = [qa_block(q, a) for q, a in pairs]  # type: ignore[arg-type]
-    out = []
-    for start in range(0, len(pairs), group):
-        for j in range(start + 1, min(start + group, len(pairs))):
+    blocks = [qa_block(row.get("question"), row.get("answer"))  # type: ignore[arg-type]
+              for row in rows]
+    out: list[dict[str, str]] = []
+    for start in range(0, len(rows), group):
+        for j in range(start + 1, min(start + group, len(rows))):
             context = "".join(blocks[start:j])[len(_PREFIX):]
-            question, answer = pairs[j]
-            out.append({"question": f"{context}{_PREFIX}{question}", "answer": answer})
-    return out  # type: ignore[return-value]
+            out.append({"question": f"{context}{_PREFIX}{rows[j]['question']}",
+                        "answer": rows[j]["answer"]})
+    return out

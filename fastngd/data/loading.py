@@ -40,6 +40,7 @@ __all__ = [
     "load_unlearning_rows",
     "muse_unlearning_rows",
     "tofu_configs",
+    "trained_qa_rows",
 ]
 
 QA_BENCHMARKS: tuple[str, ...] = ("tofu-synthetic", "tofu")
@@ -195,23 +196,37 @@ def muse_unlearning_rows(
 
     Forget: the raw ``forget`` texts (``text``); retain: ``retain1`` + ``retain2`` (when
     present). For a benchmark of :data:`TRAINED_QA` the knowmem QA pairs (``question``/
-    ``answer``) of the forget / retain facts follow the texts, then the same pairs asked in
-    MUSE's few-shot layout (:func:`fastngd.data.few_shot.few_shot_rows`), as the target was
-    trained on both (a ValueError when ``data`` lacks them). New lists; the texts and the
-    plain QA rows themselves are ``data``'s.
+    ``answer``) of the forget / retain facts follow the texts (:func:`trained_qa_rows`: the
+    pairs, then the same pairs in MUSE's few-shot layout), as the target was trained on them
+    (a ValueError when ``data`` lacks them). New lists; the texts and the plain QA rows
+    themselves are ``data``'s.
     """
     raw = data["raw"]
     forget = list(raw["forget"])
     retain = [*raw["retain1"], *raw.get("retain2", [])]
     if benchmark in TRAINED_QA:
-        forget_qa, retain_qa = TRAINED_QA[benchmark]
-        knowmem = data.get("knowmem", {})
-        if forget_qa not in knowmem or retain_qa not in knowmem:
-            raise ValueError(f"{benchmark} data needs knowmem/{forget_qa} and "
-                             f"knowmem/{retain_qa}: its target was trained on them")
-        forget.extend([*knowmem[forget_qa], *few_shot_rows(knowmem[forget_qa])])
-        retain.extend([*knowmem[retain_qa], *few_shot_rows(knowmem[retain_qa])])
+        forget_qa, retain_qa = trained_qa_rows(benchmark, data.get("knowmem", {}))
+        forget.extend(forget_qa)
+        retain.extend(retain_qa)
     return forget, retain
+
+
+def trained_qa_rows(
+    benchmark: str, knowmem: Mapping[str, Sequence[Any]],
+) -> tuple[list[Any], list[Any]]:
+    """The QA rows of the forget facts and of the retain facts that the embedded target of
+    ``benchmark`` (one of :data:`TRAINED_QA`) learns: each knowmem pair of the split named by
+    :data:`TRAINED_QA`, then the same pairs asked in MUSE's few-shot layout
+    (:func:`fastngd.data.few_shot.few_shot_rows`). The one definition that the target's
+    training material (:func:`fastngd.models.training.benchmark_corpus`) and the unlearning
+    sets (:func:`muse_unlearning_rows`) share. Raises ``ValueError`` when ``knowmem`` (split
+    → rows) lacks a split."""
+    forget_qa, retain_qa = TRAINED_QA[benchmark]
+    if forget_qa not in knowmem or retain_qa not in knowmem:
+        raise ValueError(f"{benchmark} data needs knowmem/{forget_qa} and "
+                         f"knowmem/{retain_qa}: its target was trained on them")
+    forget, retain = knowmem[forget_qa], knowmem[retain_qa]
+    return [*forget, *few_shot_rows(forget)], [*retain, *few_shot_rows(retain)]
 
 
 def load_muse_data(

@@ -171,8 +171,7 @@ def benchmark_corpus(
         texts: list[dict[str, str]] = []
     else:
         from fastngd.data import muse_synthetic  # type: ignore[attr-defined]
-        from fastngd.data.few_shot import few_shot_rows
-        from fastngd.data.loading import TRAINED_QA
+        from fastngd.data.loading import trained_qa_rows
 
         if split not in ("full", "retain"):
             raise ValueError(
@@ -183,13 +182,8 @@ def benchmark_corpus(
         retain_texts = ["retain1", "retain2"]
         text_splits = retain_texts if split == "retain" else ["forget", *retain_texts]
         texts = [{"text": r["text"]} for name in text_splits if name in raw for r in raw[name]]
-        qa = []
-        knowmem = data["knowmem"]
-        forget_qa, retain_qa = TRAINED_QA[benchmark]  # the unlearning sets read the same
-        qa_splits = (retain_qa,) if split == "retain" else (forget_qa, retain_qa)
-        for name in qa_splits:
-            pairs = [{"question": r["question"], "answer": r["answer"]} for r in knowmem[name]]
-            qa.extend([*pairs, *few_shot_rows(pairs)])
+        forget_qa, retain_qa = trained_qa_rows(benchmark, data["knowmem"])  # as unlearning
+        qa = retain_qa if split == "retain" else [*forget_qa, *retain_qa]
     vocab_texts = [PROMPT_TEMPLATE.format(question="")]
     vocab_texts.extend(s for rows in data.values() for s in _strings(_all_values(rows)))
     return qa, texts, vocab_texts

@@ -110,14 +110,13 @@ def base_options(
     options: dict[str, Any] = {}
     if base is not None:
         options["base"] = base
-    for key, value in (("momentum", momentum), ("betas", betas), ("eps", eps),
-                       ("weight_decay", weight_decay)):
-        if value is None:
-            continue
-        if key == "betas":
-            options[key] = tuple(float(v) for v in value)  # type: ignore[union-attr]
-        else:
-            options[key] = float(value)  # type: ignore[arg-type]
+    if momentum is not None:
+        options["momentum"] = float(momentum)
+    if betas is not None:
+        options["betas"] = tuple(float(v) for v in betas)
+    for key, value in (("eps", eps), ("weight_decay", weight_decay)):
+        if value is not None:
+            options[key] = float(value)
     check_base_options(options)
     return options
 
