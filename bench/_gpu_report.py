@@ -8,8 +8,8 @@ A part's status in the report:
 * ``crashed``: its process died (non-zero exit, no complete record);
 * ``not_run``: no time was left for it.
 
-Targets (issue 13) are measurements, judged as ``met`` true/false (``None`` when not
-measured); a missed target does not fail the check, it is reported as a miss. In a smoke
+Targets (the speed and memory goals of the README's "GPU check") are measurements, judged as
+``met`` true/false (``None`` when not measured); a missed target does not fail the check, it is reported as a miss. In a smoke
 run they are computed the same way but mean nothing.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tables, the quality bar and trade-off plots of ``bench/quality.py`` runs.
 
-The bar (issue 14), per run, relative to the target model before unlearning:
+The quality bar of the README, per run, relative to the target model before unlearning:
 
 * TOFU layout: forget ROUGE-L recall ≤ 0.02, forget fact accuracy 0, retain ROUGE-L recall
   ≥ 0.95× before;

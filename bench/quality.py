@@ -12,8 +12,8 @@ settings), so an interrupted sweep resumes where it stopped and grids share runs
 models and held-out data are built on first use under ``ROOT/cache`` and ``ROOT/data``; at the
 end, ``run`` builds the retrain reference (the retain-only model) of each data set that has
 one (``muse-synthetic``), which ``report`` shows as a row of its table.
-``report`` prints one table per data set (mean ± std over seeds), the quality bar of
-issue 14, and writes a trade-off plot per data set (forget metric vs retain metric) to
+``report`` prints one table per data set (mean ± std over seeds), the README's quality
+bar, and writes a trade-off plot per data set (forget metric vs retain metric) to
 ``ROOT/plots``. Run it with ``nice`` in the background: hours on 2 cores for the full grids.
 """
 from __future__ import annotations

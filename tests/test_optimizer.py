@@ -272,7 +272,7 @@ def test_gdiff_can_hurt_the_retain_loss() -> None:
     assert cr().item() > l0
 
 
-# ---------------------------------------------------------------------------- bad input (issue 12)
+# ---------------------------------------------------------------------------- bad input
 def test_a_closure_that_misses_the_parameters_is_an_error() -> None:
     """A closure whose loss reaches none of the optimizer's parameters (another model, or a
     tensor outside the optimizer) raises instead of giving that task weight 0."""

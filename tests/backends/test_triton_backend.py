@@ -365,7 +365,7 @@ _SCALE = st.floats(min_value=-30.0, max_value=30.0).map(lambda e: 10.0**e)
        seed=st.integers(0, 2**16))
 def test_ngdiff_step_is_right_at_every_scale(tb: TritonBackend, sr: float, sf: float,
                                              dtype: torch.dtype, seed: int) -> None:
-    """Issue 12: gradients at scales 1e-30 … 1e30 (squares far outside float32). The Gram,
+    """Gradients at scales 1e-30 … 1e30 (squares far outside float32). The Gram,
     the cosine, the NGDiff weights and the step itself match the float64 reference."""
     shapes = [(300,), (6, 5)]
     r = [(t * sr).to(dtype) for t in _bucket(torch.float64, seed, shapes)]
