@@ -169,6 +169,21 @@ def _point(kind: str, rec: dict[str, Any]) -> tuple[float, float] | None:
     return x, (m[ry] / b[ry] if b[ry] else m[ry])
 
 
+def beats(kind: str, rec: dict[str, Any], other: dict[str, Any], margin: float) -> bool:
+    """Whether run ``other`` beats run ``rec``: it dominates it in (forget, retain) — no
+    worse on either axis and better by more than ``margin`` on one — or meets the quality
+    bar where ``rec`` misses (a diverged ``rec`` is beaten by any finished run)."""
+    mine, theirs = _point(kind, rec), _point(kind, other)
+    if theirs is None:
+        return False
+    if mine is None:
+        return True
+    dom = (theirs[0] <= mine[0] and theirs[1] >= mine[1]
+           and (theirs[0] < mine[0] - margin or theirs[1] > mine[1] + margin))
+    return dom or (passes(kind, other.get("metrics"), other["before"])
+                   and not passes(kind, rec.get("metrics"), rec["before"]))
+
+
 def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
                     margin: float = 0.005) -> list[str]:
     """Per seed and run length: whether a fixed-rate NGDiff run of the sweep (same base,
@@ -184,20 +199,32 @@ def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
                  and r.base == run.base and r.seed == run.seed and r.options == same]
         if not fixed:
             continue
-        auto, auto_ok = _point(kind, rec), passes(kind, rec.get("metrics"), rec["before"])
-        beaten = []
-        for r, x in fixed:
-            pt, ok = _point(kind, x), passes(kind, x.get("metrics"), x["before"])
-            if pt is None:
-                continue
-            dom = auto is None or (pt[0] <= auto[0] and pt[1] >= auto[1]
-                                   and (pt[0] < auto[0] - margin or pt[1] > auto[1] + margin))
-            if dom or (ok and not auto_ok):
-                beaten.append(f"lr={r.lr:g}")
+        beaten = [f"lr={r.lr:g}" for r, x in fixed if beats(kind, rec, x, margin)]
         lrs = ", ".join(f"{r.lr:g}" for r, _ in fixed)
         lines.append(f"{group_key(run)} s{run.seed}: "
                      + (f"WORSE than fixed {', '.join(beaten)}" if beaten
                         else f"not worse than any fixed rate of the sweep ({lrs})"))
+    return lines
+
+
+def frontier(dataset: str, records: list[tuple[Run, dict[str, Any]]],
+             margin: float = 0.005) -> list[str]:
+    """Per seed with baselines: whether any other method (any rate, fixed or adaptive, same
+    seed and base; NGDiff's own fixed rates are :func:`autolr_vs_fixed`'s) beats NGDiff +
+    AutoLR with the defaults (:func:`beats`), i.e. whether it sits on the frontier."""
+    kind = kind_of(dataset)
+    lines = []
+    for run, rec in records:
+        if run.method != "ngdiff" or run.step == "fixed" or run.options:
+            continue
+        others = [(r, x) for r, x in records if r.method != "ngdiff" and r.seed == run.seed
+                  and r.base == run.base and r.options.get("forget_target") != "ascent"]
+        if not others:
+            continue
+        beaten = [f"{r.method} lr={r.lr:g}" for r, x in others if beats(kind, rec, x, margin)]
+        lines.append(f"{group_key(run)} s{run.seed}: "
+                     + (f"DOMINATED by {', '.join(beaten)}" if beaten
+                        else f"on the frontier against {len(others)} baseline runs"))
     return lines
 
 
@@ -270,7 +297,7 @@ def report(runs: Sequence[Run], root: Path) -> None:
                       for seed in sorted({run.seed for run, _ in recs})}
         retrain = {s: r["metrics"] for s, r in references.items() if r}
         print(table(dataset, recs, retrain))
-        for line in autolr_vs_fixed(dataset, recs):
+        for line in autolr_vs_fixed(dataset, recs) + frontier(dataset, recs):
             print(f"- {line}")
         print(f"plot: {plot(dataset, recs, root / 'plots', retrain=retrain)}")
 

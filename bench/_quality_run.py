@@ -20,14 +20,16 @@ from typing import Any
 from _quality_targets import Target, load_target
 
 HISTORY_KEYS = ("loss_retain", "loss_forget", "lr")
-RECORD_FORMAT = 5
+RECORD_FORMAT = 6
 """Part of every run's key, raised when the code behind the defaults changes so that older
 records are not reused (the keys of earlier releases had no format: the ascent target).
 2 was a first form of the ``"refuse"`` target (a second forward for the empty answers, QA
 data only); 3: the empty continuation from the same forward, raw text included; 4: the gap
 rule per example (every forget example within the gap, not only their mean); 5: the refuse
 target leaves the EOS labels alone (counted at the cap), and muse-synthetic's unlearning sets
-hold the knowmem QA pairs its target was trained on."""
+hold the knowmem QA pairs its target was trained on; 6: the retain check before a run stops
+(``UnlearnConfig.retain_check``: retain examples the target reproduced and the run broke are
+repaired)."""
 
 DATA_VERSION: dict[str, int] = {"muse-synthetic": 2}
 """Part of the key of a data set's runs, raised when that data set's material changes (its
@@ -211,7 +213,8 @@ def execute(run: Run, targets: Targets) -> dict[str, Any]:
     record.update(diverged=False, metrics=metrics, steps=result.steps,
                   completed=result.completed, unlearn_seconds=seconds,
                   eval_seconds=time.perf_counter() - t1, history=history,
-                  final_lr=result.final_lr, forget_rises=example_rises(result.history))
+                  final_lr=result.final_lr, forget_rises=example_rises(result.history),
+                  retain_check=result.retain_check)
     _write(path, record)
     return record
 

@@ -142,6 +142,15 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
     p.add_argument("--stop-quantile", type=float, default=None, metavar="Q",
                    help=f"the quantile of --stop-example-rise, in [0, 1); 0: every example "
                         f"(default {d.stop_quantile:g})")
+    p.add_argument("--retain-check", type=_count_or_off, default=None, metavar="N|off",
+                   help=f"when the stopping rule fires, check up to N retain examples the "
+                        f"model reproduced before unlearning and repair those the run broke "
+                        f"(default {d.retain_check}); off: stop at once")
+    p.add_argument("--retain-repair-steps", type=int, default=None,
+                   help=f"steps of each repair round (default {d.retain_repair_steps})")
+    p.add_argument("--retain-repair-rounds", type=int, default=None,
+                   help=f"the most repair rounds before stopping anyway "
+                        f"(default {d.retain_repair_rounds})")
     _add_base_args(p)
 
 
@@ -155,13 +164,26 @@ def _nats_or_off(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {text!r}")
 
 
+def _count_or_off(text: str) -> int | str:
+    """``--retain-check``: a number of examples, or ``off``."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of examples or 'off', got {text!r}")
+
+
 def _forget_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``forget_target`` and the stopping settings (``stop_gap``, ``stop_rise``,
-    ``stop_min_steps``, ``stop_example_rise``, ``stop_quantile``) of the flags that were
-    given (``off`` → None)."""
+    """``forget_target``, the stopping settings (``stop_gap``, ``stop_rise``,
+    ``stop_min_steps``, ``stop_example_rise``, ``stop_quantile``) and the retain check's
+    (``retain_check``, ``retain_repair_steps``, ``retain_repair_rounds``) of the flags that
+    were given (``off`` → None)."""
     out = _given(forget_target=args.forget_target, stop_min_steps=args.stop_min_steps,
-                 stop_quantile=args.stop_quantile)
-    for key in ("stop_gap", "stop_rise", "stop_example_rise"):
+                 stop_quantile=args.stop_quantile,
+                 retain_repair_steps=args.retain_repair_steps,
+                 retain_repair_rounds=args.retain_repair_rounds)
+    for key in ("stop_gap", "stop_rise", "stop_example_rise", "retain_check"):
         value = getattr(args, key)
         if value is not None:
             out[key] = None if value == "off" else value

@@ -32,6 +32,7 @@ from fastngd.unlearn.objectives import (
     npo_loss,
     simnpo_loss,
 )
+from fastngd.unlearn.retain_check import RetainCheck
 from fastngd.unlearn.selection import Selection, parse_keep_best
 from fastngd.unlearn.stopping import ExampleLossStop, ForgetGapStop, ForgetLossStop, stopping_rule
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask, Task, infer_task
@@ -52,6 +53,7 @@ __all__ = [
     "ForgetObjective",
     "ForgetTarget",
     "Method",
+    "RetainCheck",
     "Selection",
     "Task",
     "UnlearnConfig",

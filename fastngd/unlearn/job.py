@@ -203,6 +203,16 @@ def save_model(model: nn.Module, tokenizer: Any, folder: Path,
     write_folder(folder, write, overwrite=True)
 
 
+def _check_text(check: dict[str, Any] | None) -> str:
+    """The retain check's line end: how many examples it kept, and the broken count of each
+    check (empty without the check)."""
+    if check is None:
+        return ""
+    counts = ", ".join(str(entry["broken"]) for entry in check["log"]) or "none"
+    return (f"; retain check: {check['kept']} of {check['checked']} examples reproduced "
+            f"before, broken at each check: {counts}")
+
+
 def _summary(job: UnlearnJob, config: UnlearnConfig, source: str,
              result: UnlearnResult | None) -> dict[str, Any]:
     last = result.history[-1] if result is not None and result.history else {}
@@ -217,6 +227,7 @@ def _summary(job: UnlearnJob, config: UnlearnConfig, source: str,
         "options": config.shared_options(),
         "memory": result.memory if result else None,
         "best": result.best if result else None,
+        "retain_check": result.retain_check if result else None,
     }
 
 
@@ -291,7 +302,8 @@ def _run_seed(job: UnlearnJob, seed: int, log: Log) -> dict[str, Any]:
         f"{last.get('loss_retain', float('nan')):.4f}, forget objective "
         f"{last.get('loss_forget', float('nan')):.4f}, final lr {result.final_lr:.4g}; "
         f"{memory['trainable_parameters']:,} of {memory['parameters']:,} parameters trained "
-        f"(gradient buffers {memory['gradient_buffer_bytes'] / 2**20:.1f} MiB)")
+        f"(gradient buffers {memory['gradient_buffer_bytes'] / 2**20:.1f} MiB)"
+        + _check_text(result.retain_check))
     fdist.on_rank0(lambda: _write_outputs(job, folder, work, tokenizer, result, summary, log),
                    "could not write the outputs")
     return summary

@@ -66,6 +66,7 @@ from fastngd.unlearn.forget_target import (
 )
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.objectives import ForgetObjective, get_objective, mean_nll
+from fastngd.unlearn.retain_check import RetainCheck, check_sample
 from fastngd.unlearn.selection import parse_keep_best
 from fastngd.unlearn.state import (
     all_rng_states,
@@ -120,7 +121,8 @@ class UnlearnResult:
         history: one record per step: ``step`` (1-based), ``epoch``, ``loss_retain``,
             ``loss_forget`` (the forget closure's value), ``norm_retain``, ``norm_forget``,
             ``cosine``, ``weight_retain``, ``weight_forget``, ``lr``, ``lr_scale``,
-            ``lr_updated``, ``forget_indices`` (the forget batch, indices into the forget
+            ``lr_updated``, ``retain_repair`` (the broken retain examples that lead the
+            step's retain batch, 0 outside a repair round), ``forget_indices`` (the forget batch, indices into the forget
             set) and ``forget_losses`` (each of those examples' token-mean cross-entropy
             ``nll_i / n_i`` before the step, each token's loss capped under the
             ``"refuse"`` target, NaN without a target token); under ``"refuse"`` also
@@ -135,6 +137,10 @@ class UnlearnResult:
         best: with ``keep_best``: ``{"step", "score", "selection", "metrics"}`` of the best
             evaluation (None before any finite score).
         memory: :func:`fastngd.models.lora.trainable_memory` of the trained model.
+        retain_check: with ``config.retain_check`` (:mod:`.retain_check`): ``checked`` (retain
+            examples scored), ``kept`` (those reproduced before unlearning), ``rounds``
+            (repair rounds run) and ``log`` (``{"step", "broken"}`` of every check); None
+            without the check.
     """
 
     model: nn.Module
@@ -146,6 +152,7 @@ class UnlearnResult:
     completed: bool
     best: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)
+    retain_check: dict[str, Any] | None = None
     _best_state: dict[str, Any] | None = field(default=None, repr=False)
     _best_path: Path | None = field(default=None, repr=False)
 
@@ -276,7 +283,8 @@ def _divergence_advice(config: UnlearnConfig) -> str:
     return "Try a smaller --lr, or turn AutoLR on (--autolr)"
 
 
-LEGACY_SETTINGS: dict[str, Any] = {"forget_target": "ascent", "stop_gap": None}
+LEGACY_SETTINGS: dict[str, Any] = {"forget_target": "ascent", "stop_gap": None,
+                                   "retain_check": None}
 """What a checkpoint written before these settings existed ran with (it is compared with
 these, not with today's defaults, when it is resumed)."""
 
@@ -286,7 +294,8 @@ class _Run:
 
     def __init__(self, model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig,
                  evaluate: Evaluator | None, callbacks: Sequence[StepCallback],
-                 checkpoint_dir: str | Path | None, task: Task | None, tokenizer: Any) -> None:
+                 checkpoint_dir: str | Path | None, task: Task | None, tokenizer: Any,
+                 rule: StepCallback | None = None) -> None:
         self.config = config
         self.spec = get_method(config.method)
         self.objective = get_objective(self.spec.objective, **config.objective_options)
@@ -297,7 +306,11 @@ class _Run:
         self.target = resolve_forget_target(config, self.task, self.model,
                                             self.task.collate([self.forget[0]]))
         reshard_fsdp(self.model)  # output_size may have run a forward
-        self.evaluate_hook, self.callbacks = evaluate, list(callbacks)
+        self.evaluate_hook, self.callbacks, self.rule = evaluate, list(callbacks), rule
+        self.retain_check: RetainCheck | None = None
+        if config.retain_check is not None and hasattr(self.task, "agreement"):
+            self.retain_check = RetainCheck(config.retain_repair_steps,
+                                            config.retain_repair_rounds)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.selection = parse_keep_best(config.keep_best) if config.keep_best else None
         self.world, self.rank = fdist.world_size(), fdist.rank()
@@ -315,6 +328,7 @@ class _Run:
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, Any] | None = None
         self.ref_nll: Tensor | None = None
+        self.checked = 0
         self._plans: dict[int, EpochPlan] = {}
 
     def _infer_task(self, tokenizer: Any) -> Task:
@@ -346,6 +360,13 @@ class _Run:
         if self.objective.needs_reference and self.ref_nll is None:
             self.ref_nll = _reference_nll(self.model, self.task, self.forget,
                                           self.config.batch_size)
+        check = self.retain_check
+        if check is not None and self.step_count == 0 and not check.kept:
+            assert self.config.retain_check is not None
+            indices = check_sample(len(self.retain), self.config.retain_check, self.config.seed)
+            check.start(self.model, self.task, self.retain, indices,
+                        self.config.effective_retain_batch_size)
+            self.checked = len(indices)
 
     def _load(self, saved: dict[str, Any]) -> None:
         saved_world = int(saved["config"].get("world_size", 1))
@@ -376,6 +397,9 @@ class _Run:
                 f"{self.checkpoint_dir / BEST_NAME} (the best evaluation so far) is missing; "
                 "start the run over"
             )
+        if self.retain_check is not None and saved.get("retain_check") is not None:
+            self.retain_check.load_state_dict(saved["retain_check"])
+            self.checked = int(saved["retain_check"].get("checked", 0))
         rng_ranks = saved.get("rng_ranks")
         set_rng_state(rng_ranks[self.rank] if rng_ranks is not None else saved["rng"])
 
@@ -403,6 +427,10 @@ class _Run:
         Raises UnlearningDiverged when the optimizer skipped the step (non-finite values)."""
         epoch, position = divmod(self.step_count, self.per_epoch)
         batch_idx, r_idx = self._plan(epoch)[position]
+        repair = 0
+        if self.retain_check is not None and self.retain_check.repairing:
+            repair = min(len(self.retain_check.pending), len(r_idx))
+            r_idx = self.retain_check.retain_indices(r_idx)
         f_idx = batch_idx
         if self.world > 1:  # this rank's equal share of both batches
             f_idx = rank_share(batch_idx, self.rank, self.world)
@@ -420,6 +448,7 @@ class _Run:
         self.step_count += 1
         entry = {"step": self.step_count, "epoch": epoch + 1,
                  **{k: stats[k] for k in _HISTORY_KEYS},
+                 "retain_repair": repair,
                  **({"forget_cap": self.target.cap} if self.target.cap is not None else {}),
                  "forget_indices": [int(i) for i in batch_idx]}
         per_example = {"forget_losses": sink["forget"]}
@@ -475,9 +504,17 @@ class _Run:
                 "ref_nll": self.ref_nll, "rng": rng_states[0],
                 "rng_ranks": rng_states if self.world > 1 else None,
                 "history": self.history, "evals": self.evals, "best": self.best,
+                "retain_check": self._check_state(),
             })
 
         fdist.on_rank0(write, "could not write the checkpoint")
+
+    def _check_state(self) -> dict[str, Any] | None:
+        """The retain check's state with the number of examples it scored (None: no
+        check)."""
+        if self.retain_check is None:
+            return None
+        return {**self.retain_check.state_dict(), "checked": self.checked}
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self) -> None:
@@ -515,6 +552,10 @@ class _Run:
         for callback in self.callbacks:
             if callback(entry):
                 stop = True
+        if self.rule is not None and self.rule(entry) and not stop:
+            stop = self.retain_check is None or self.retain_check.on_stop(
+                self.step_count, self.model, self.task, self.retain,
+                self.config.effective_retain_batch_size)
         step, every = self.step_count, self.config.eval_every
         if every is not None and step % every == 0 and step < self.total:
             self.evaluate()
@@ -560,8 +601,16 @@ class _Run:
             steps=self.step_count, wall_seconds=time.perf_counter() - start,
             completed=completed, best=self.best,
             memory=trainable_memory(self.model, self.config.retain_storage),
-            _best_state=self.best_state, _best_path=best_path,
+            retain_check=self._check_summary(), _best_state=self.best_state,
+            _best_path=best_path,
         )
+
+    def _check_summary(self) -> dict[str, Any] | None:
+        state = self._check_state()
+        if state is None:
+            return None
+        return {"checked": state["checked"], "kept": len(state["kept"]),
+                "rounds": state["rounds_done"], "log": state["log"]}
 
 
 def _resolve_config(config: UnlearnConfig | str | None, settings: Mapping[str, Any]) -> UnlearnConfig:
@@ -608,9 +657,11 @@ def unlearn(
         evaluate: ``evaluate(model)`` → metrics, recorded at step 0, every
             ``config.eval_every`` steps and at the end; with ``config.keep_best`` the best
             evaluation's model state is kept (:meth:`UnlearnResult.best_state`).
-        callbacks: called after every step with the step record; returning True stops
-            (the stopping rule of ``config``, :func:`stopping_rule`, is added; on resume
-            it is replayed over the saved history first).
+        callbacks: called after every step with the step record; returning True stops.
+            The stopping rule of ``config`` (:func:`stopping_rule`; on resume it is
+            replayed over the saved history first) runs after them; when it fires, the
+            retain check of ``config.retain_check`` (:mod:`.retain_check`) decides whether
+            the run stops or first repairs retain examples it broke.
         checkpoint_dir, resume: whole-run checkpoints (every ``config.checkpoint_every``
             steps, default every epoch, and at the end). A folder that already holds a
             checkpoint is refused unless ``resume=True`` (which starts afresh when the
@@ -638,10 +689,8 @@ def unlearn(
     if resolved.keep_best is not None and evaluate is None:
         raise UsageError("keep_best needs an evaluate hook (evaluate=...) that returns its metric")
     rule = stopping_rule(resolved)
-    if rule is not None:
-        callbacks = [*callbacks, rule]
     run = _Run(model, forget, retain, resolved, evaluate, callbacks, checkpoint_dir, task,
-               tokenizer)
+               tokenizer, rule)
     run.restore(resume)
     if rule is not None:  # a resumed run's rule continues from the saved history
         for entry in run.history:

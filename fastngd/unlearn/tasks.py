@@ -37,7 +37,9 @@ class Task(Protocol):
     The ``"refuse"`` forget target (:mod:`fastngd.unlearn.forget_target`) also needs
     ``output_size(model, batch) -> int`` (V of the cap ln V) and, for its
     empty-continuation term, ``scores(model, batch, cap) -> (nll, n, ℓ^∅)``; a task without
-    them runs with ``forget_target="ascent"``.
+    them runs with ``forget_target="ascent"``. The retain check
+    (:mod:`fastngd.unlearn.retain_check`) needs ``agreement(model, batch) -> a``; a task
+    without it runs unchecked.
     """
 
     def collate(self, examples: Sequence[Any]) -> Any:
@@ -135,6 +137,22 @@ class CausalLMTask:
                                    torch.full_like(per_example, math.nan))
 
     @torch.no_grad()
+    def agreement(self, model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+        """``a_i``: the fraction of each example's scored tokens that are the model's greedy
+        choice under teacher forcing, ``[B]`` (1: greedy decoding reproduces the example;
+        NaN without a scored token)."""
+        device = next(model.parameters()).device
+        labels = batch["labels"].to(device)
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits
+        target = labels[:, 1:]
+        mask = target != IGNORE_INDEX
+        hits = ((logits[:, :-1, :].argmax(dim=-1) == target) & mask).sum(dim=1)
+        n = mask.sum(dim=1)
+        return torch.where(n > 0, hits.double() / n.clamp(min=1),
+                           torch.full(n.shape, math.nan, dtype=torch.float64, device=device))
+
+    @torch.no_grad()
     def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:
         """The vocabulary size V of the model's logits: the output embedding's size when
         the model has one (Hugging Face models, sharded or not), else one forward of
@@ -175,6 +193,13 @@ class ClassifierTask:
         if cap is not None:
             nll = torch.clamp(nll, max=cap)
         return nll, torch.ones_like(nll)
+
+    @torch.no_grad()
+    def agreement(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """``a_i``: 1 where the predicted class is the label, else 0, ``[B]``."""
+        device = next(model.parameters()).device
+        x, y = batch
+        return (model(x.to(device)).argmax(dim=-1) == y.to(device)).double()
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> int:

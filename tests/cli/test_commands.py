@@ -90,6 +90,8 @@ def test_unlearn_then_eval(tiny_model: str, tmp_path: Path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "npo" and summary["autolr"] is False and summary["steps"] == 5
     assert summary["memory"]["trainable_parameters"] == summary["memory"]["parameters"] > 0
+    check = summary["retain_check"]  # the run ends at its epoch: scored, never checked
+    assert check["checked"] > 0 and check["log"] == [] and check["rounds"] == 0
     assert len(json.loads((out / "history.json").read_text())) == 5
     assert (out / "model" / "config.json").exists()
     assert (out / "checkpoint" / "checkpoint.pt").exists()

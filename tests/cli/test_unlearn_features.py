@@ -192,6 +192,31 @@ def test_target_flags_set_the_target_and_the_gap_rule(flags: list[str], target: 
         assert isinstance(rule, ForgetGapStop) and rule.gap == gap
 
 
+@pytest.mark.parametrize("flags, want", [
+    ([], (1024, 4, 5)),
+    (["--retain-check", "200", "--retain-repair-steps", "2", "--retain-repair-rounds", "0"],
+     (200, 2, 0)),
+    (["--retain-check", "off"], (None, 4, 5)),
+])
+def test_retain_check_flags_set_the_check(flags: list[str], want: tuple) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+
+    args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+    config = _config_from_args(args)
+    assert (config.retain_check, config.retain_repair_steps,
+            config.retain_repair_rounds) == want
+
+
+@pytest.mark.parametrize("flags", [["--retain-check", "many"], ["--retain-check", "0"],
+                                   ["--retain-repair-steps", "0"]])
+def test_bad_retain_check_flags_are_refused(flags: list[str]) -> None:
+    from fastngd.cli import _build_parser, _config_from_args
+
+    with pytest.raises((SystemExit, ValueError)):
+        args = _build_parser().parse_args(["unlearn", "--model", "m", *flags, "--out", "o"])
+        _config_from_args(args)
+
+
 def test_an_unknown_forget_target_is_refused_by_the_parser(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["unlearn", "--forget-target", "forget", "--out", str(tmp_path / "x")])

@@ -47,7 +47,8 @@ def single(engine: str) -> dict[str, Any]:
     """The single-process run (full batches) matching ``engine``: with the root parameter
     for ``fsdp2-root*``, with the AdamW base for ``*-adamw``."""
     assert not dist.is_initialized()
-    name = "single-adamw" if "adamw" in engine else "single"
+    name = ("single-adamw" if "adamw" in engine else "single-repair" if "repair" in engine
+            else "single")
     key = f"{name}:{'root' in engine}"
     if key not in _SINGLE:
         _SINGLE[key] = unlearn_worker.run_logged(name, "root" in engine)
@@ -60,8 +61,9 @@ def _history(ranks: list[dict], rank: int, name: str) -> list[dict]:
     return history
 
 
-def _assert_close_histories(got: list[dict], ref: list[dict], what: Any) -> None:
-    assert len(got) == len(ref) == N_STEPS, what
+def _assert_close_histories(got: list[dict], ref: list[dict], what: Any,
+                            n_steps: int = N_STEPS) -> None:
+    assert len(got) == len(ref) == n_steps, what
     for step, (a, b) in enumerate(zip(got, ref)):
         for key in unlearn_worker.KEYS:
             assert math.isclose(a[key], b[key], rel_tol=1e-6, abs_tol=1e-9), (
@@ -101,6 +103,28 @@ def test_each_rank_reads_its_share_of_every_batch(ranks, engine: str) -> None:
         for step, ((f_got, r_got), (f_all, r_all)) in enumerate(zip(shares, full)):
             assert f_got == f_all[rank::WORLD], (engine, rank, step, f_got, f_all)
             assert r_got == r_all[rank::WORLD], (engine, rank, step, r_got, r_all)
+
+
+@pytest.mark.parametrize("engine", unlearn_worker.REPAIRED)
+def test_the_retain_check_repairs_under_torchrun_as_in_one_process(ranks, engine: str) -> None:
+    """Every rank takes the same check decisions as the single process, and reads its share
+    of each repair batch (the broken examples first)."""
+    ref = single(engine)
+    assert ref["check"]["rounds"] >= 1 and ref["check"]["log"][-1]["broken"] == 0
+    repairs = [h["retain_repair"] for h in ref["history"]]
+    assert sum(r > 0 for r in repairs) == 4 * ref["check"]["rounds"]
+    for rank in range(WORLD):
+        _assert_close_histories(_history(ranks, rank, engine), ref["history"], (engine, rank),
+                                n_steps=len(ref["history"]))
+        _assert_close_params(ranks[rank][f"{engine}:final"], ref["final"])
+        assert ranks[rank][f"{engine}:check"] == ref["check"]
+        # the reads of a check (after step k's callbacks) land in step k + 1's log
+        checked = {entry["step"] for entry in ref["check"]["log"]}
+        for step, ((_, r_got), (_, r_all)) in enumerate(zip(ranks[rank][f"{engine}:shares"],
+                                                           ref["shares"])):
+            if step not in checked:
+                assert r_got == r_all[rank::WORLD], (engine, rank, step)
+        assert len(checked) < len(ref["shares"]) - 2
 
 
 @pytest.mark.parametrize("engine", unlearn_worker.RESUMED)

@@ -7,7 +7,9 @@ the optimizer averages the losses, so each rank's history must equal the single-
 full-batch one. Each rank writes ``OUT/unlearn{rank}.pt``: ``{name: value or error}`` with
 
 * ``engine``: the loop's history; ``engine:shares``: per step, the forget and retain example
-  indices this rank read; ``engine:final``: the gathered final parameters;
+  indices this rank read; ``engine:final``: the gathered final parameters; ``engine:check``:
+  the retain check's summary (the ``*-repair`` engines stop early and repair broken retain
+  examples, :data:`REPAIR`);
 * ``engine-resume`` (for :data:`RESUMED`): the history of a run stopped after
   :data:`STOP_AT` steps with a checkpoint, then resumed on a perturbed fresh model;
   ``engine-resume:final``, its final parameters; ``engine-resume:shares``, the indices read
@@ -42,10 +44,15 @@ SETTINGS: dict[str, Any] = {
 ADAMW: dict[str, Any] = {"optimizer_options": {"base": "adamw", "weight_decay": 0.01},
                          "lr": 0.05}
 """The settings of the ``*-adamw`` engines (per-parameter optimizer state)."""
+REPAIR: dict[str, Any] = {"stop_min_steps": 0, "epochs": 6, "autolr": False}
+"""The settings of the ``*-repair`` engines: the stopping rule fires from the first step, the
+retain check finds broken retain examples and runs repair rounds (9 steps in all)."""
+REPAIRED = ("ddp-repair", "fsdp2-repair")
 RESUMED = ("ddp", "fsdp2", "fsdp2-adamw")
 STOP_AT = 3
 """Steps of the interrupted run (2 steps per epoch: the checkpoint lands mid-epoch)."""
-KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine", "lr", "lr_scale")
+KEYS = ("loss_retain", "loss_forget", "norm_retain", "norm_forget", "cosine", "lr", "lr_scale",
+        "retain_repair")
 LIST_KEYS = ("forget_indices", "forget_losses")
 """Per-example fields of each record: the whole batch's, gathered from the ranks' shares."""
 
@@ -125,6 +132,8 @@ def run_logged(engine: str, root_param: bool = False, **options: Any) -> dict[st
     model = wrap(make_model(root_param or "root" in engine), engine)
     if "adamw" in engine:
         options = {**ADAMW, **options}
+    if "repair" in engine:
+        options = {**REPAIR, **options}
     if options.pop("perturb", False):
         with torch.no_grad():
             for p in model.parameters():
@@ -143,7 +152,8 @@ def run_logged(engine: str, root_param: bool = False, **options: Any) -> dict[st
     result = unlearn(model, forget, retain, evaluate=start_recording, callbacks=[end_of_step],
                      **{**SETTINGS, **options})
     history = [{k: rec[k] for k in KEYS + LIST_KEYS} for rec in result.history]
-    return {"history": history, "shares": shares, "final": full_params(model)}
+    return {"history": history, "shares": shares, "final": full_params(model),
+            "check": result.retain_check}
 
 
 def run(engine: str, root_param: bool = False) -> list[dict[str, Any]]:
@@ -206,7 +216,7 @@ def main(out_dir: str) -> int:
     rank = dist.get_rank()
     results: dict[str, Any] = {}
     try:
-        jobs = [(engine, None) for engine in ENGINES]
+        jobs = [(engine, None) for engine in ENGINES + REPAIRED]
         jobs += [(f"{engine}-resume", engine) for engine in RESUMED]
         jobs.append(("ddp-failed-write", None))
         for name, resumed in jobs:

@@ -69,7 +69,7 @@ def test_config_stop_rise_adds_the_rule() -> None:
         runs[(rise, min_steps)] = unlearn(model, forget, retain, "ngdiff", epochs=10,
                                           batch_size=4, lr=0.5, autolr=False,
                                           stop_rise=rise, stop_min_steps=min_steps,
-                                          forget_target="ascent")
+                                          forget_target="ascent", retain_check=None)
     model, forget, retain = make_classifier_data()
     rule = ForgetLossStop(rise=0.5)
     ref = unlearn(model, forget, retain, "ngdiff", epochs=10, batch_size=4, lr=0.5,
@@ -223,7 +223,7 @@ def test_config_stop_example_rise_stops_where_the_rule_says() -> None:
     model, forget, retain = make_classifier_data()
     ran = unlearn(model, forget, retain, "ngdiff", epochs=30, batch_size=4, lr=0.5,
                   autolr=False, stop_rise=None, stop_example_rise=1.0, stop_min_steps=0,
-                  forget_target="ascent")
+                  forget_target="ascent", retain_check=None)
     rule = ExampleLossStop(rise=1.0)
     replay = [rule(h) for h in ran.history]
     assert not ran.completed and replay.index(True) + 1 == ran.steps
@@ -365,7 +365,7 @@ def test_config_refuses_bad_target_settings(changes) -> None:
 def test_config_stop_gap_stops_where_the_rule_says() -> None:
     model, forget, retain = make_classifier_data()
     ran = unlearn(model, forget, retain, "ngdiff", epochs=60, batch_size=4, lr=0.5,
-                  autolr=False, stop_gap=0.2, stop_min_steps=0)
+                  autolr=False, stop_gap=0.2, stop_min_steps=0, retain_check=None)
     rule = ForgetGapStop(gap=0.2)
     replay = [rule(h) for h in ran.history]
     assert not ran.completed and replay.index(True) + 1 == ran.steps

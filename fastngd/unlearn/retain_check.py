@@ -1,0 +1,148 @@
+"""The retain check of :func:`fastngd.unlearn.unlearn`: before a run stops, make sure it has
+not broken retain examples the model reproduced before unlearning, and repair those it has.
+
+An example is *reproduced* when every scored target is the model's greedy choice under
+teacher forcing (a task's ``agreement``):
+
+    a_i = (1/n_i)·Σ_t 1[argmax_v π(v | x_i,<t) = y_i,t] = 1
+
+(for a QA pair: greedy decoding gives the answer word for word; for a classifier: the label
+is the predicted class). Before the first step the loop scores a seeded sample of at most
+``retain_check`` retain examples (all of them when there are fewer) and keeps the set K of
+those reproduced. Each time the stopping rule fires, the examples of K with ``a_i < 1`` now
+are *broken*; with none the run stops. Otherwise the next ``retain_repair_steps`` steps put
+the broken examples first in their retain batches (filled up with the step's own retain
+examples to the usual retain batch size), the stopping rule must fire again, and the check
+runs again; after ``retain_repair_rounds`` rounds the run stops whatever the check says.
+The forget side is untouched: its batches, its objective and the stopping rule go on as
+before. Runs that end at the epoch limit or at ``max_steps`` are not checked.
+
+Why: the retain batches are drawn at random, so an example whose answer a forget step
+damaged may not be drawn again before the run stops; a retain loss near zero on the last
+batches says nothing about it. The check looks at each of them, and a few steps aimed at
+them restore them (NGDiff keeps the forget side from moving back, Lemma 4).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastngd.distributed import reshard_fsdp
+
+__all__ = ["RetainCheck", "check_sample"]
+
+
+def check_sample(n_retain: int, size: int, seed: int) -> list[int]:
+    """The retain indices the check scores: all ``n_retain`` when ``size ≥ n_retain``, else
+    ``size`` of them drawn without replacement from a generator seeded with ``seed``
+    (sorted)."""
+    if size >= n_retain:
+        return list(range(n_retain))
+    generator = torch.Generator().manual_seed(int(seed) * 7_919 + 17)
+    return sorted(torch.randperm(n_retain, generator=generator)[:size].tolist())
+
+
+@torch.no_grad()
+def agreements(model: nn.Module, task: Any, data: Any, indices: Sequence[int],
+               batch_size: int) -> list[float]:
+    """``a_i`` of the examples ``indices`` of ``data`` (``task.agreement`` in batches of
+    ``batch_size``; the same batches on every rank, so that sharded models gather their
+    parameters together)."""
+    out: list[float] = []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        batch = task.collate([data[i] for i in chunk])
+        reshard_fsdp(model)
+        values: Tensor = task.agreement(model, batch)
+        out.extend(values.float().cpu().tolist())
+    reshard_fsdp(model)
+    return out
+
+
+@dataclass
+class RetainCheck:
+    """The state of the retain check of one run (see the module docstring).
+
+    Attributes:
+        repair_steps: steps of each repair round (≥ 1).
+        rounds: the most repair rounds (≥ 0; 0: check and report, never repair).
+        kept: the retain indices reproduced before unlearning (K).
+        pending: the broken examples the current round repairs.
+        steps_left: repair steps left in the current round.
+        rounds_done: repair rounds started.
+        log: ``{"step", "broken"}`` of every check (``broken``: how many of K).
+    """
+
+    repair_steps: int = 4
+    rounds: int = 5
+    kept: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    steps_left: int = 0
+    rounds_done: int = 0
+    log: list[dict[str, int]] = field(default_factory=list)
+
+    def start(self, model: nn.Module, task: Any, data: Any, indices: Sequence[int],
+              batch_size: int) -> None:
+        """Find K: the examples of ``indices`` the model reproduces now."""
+        scores = agreements(model, task, data, indices, batch_size)
+        self.kept = [i for i, a in zip(indices, scores) if a >= 1.0]
+
+    def broken(self, model: nn.Module, task: Any, data: Any, batch_size: int) -> list[int]:
+        """The examples of K the model no longer reproduces."""
+        scores = agreements(model, task, data, self.kept, batch_size)
+        return [i for i, a in zip(self.kept, scores) if a < 1.0]
+
+    @property
+    def repairing(self) -> bool:
+        """Whether a repair round has steps left."""
+        return self.steps_left > 0
+
+    def on_stop(self, step: int, model: nn.Module, task: Any, data: Any,
+                batch_size: int) -> bool:
+        """The stopping rule fired at ``step``: True to stop (nothing broken, or no round
+        left), False after starting a repair round. Called while a round has steps left it
+        lets the round finish (False)."""
+        if self.repairing:
+            return False
+        if not self.kept:
+            return True
+        broken = self.broken(model, task, data, batch_size)
+        self.log.append({"step": int(step), "broken": len(broken)})
+        if not broken or self.rounds_done >= self.rounds:
+            return True
+        self.pending, self.steps_left = broken, self.repair_steps
+        self.rounds_done += 1
+        return False
+
+    def retain_indices(self, planned: Sequence[int]) -> list[int]:
+        """The retain batch of a repair step: the broken examples first (a window of them,
+        moving on each step, when there are more than the batch holds), then the step's
+        planned examples not among them, ``len(planned)`` in all. Counts one repair step."""
+        size = len(planned)
+        offset = (self.repair_steps - self.steps_left) * size
+        pending = self.pending
+        if len(pending) > size:
+            start = offset % len(pending)
+            pending = (pending[start:] + pending[:start])[:size]
+        chosen = set(pending)
+        batch = list(pending) + [i for i in planned if i not in chosen]
+        self.steps_left -= 1
+        return batch[:size]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state, for checkpoints (plain lists and ints)."""
+        return {"kept": list(self.kept), "pending": list(self.pending),
+                "steps_left": self.steps_left, "rounds_done": self.rounds_done,
+                "log": [dict(x) for x in self.log]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.kept = [int(i) for i in state["kept"]]
+        self.pending = [int(i) for i in state["pending"]]
+        self.steps_left = int(state["steps_left"])
+        self.rounds_done = int(state["rounds_done"])
+        self.log = [{k: int(v) for k, v in x.items()} for x in state["log"]]

@@ -1,0 +1,209 @@
+"""The retain check: its sample, its repair batches and its decisions against their
+definitions, each task's agreement against a float64 reference, and inside unlearn()."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastngd.errors import UsageError
+from fastngd.unlearn import UnlearnConfig, unlearn
+from fastngd.unlearn.retain_check import RetainCheck, check_sample
+from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask
+
+from .conftest import make_classifier_data
+
+
+@given(n=st.integers(1, 300), size=st.integers(1, 400), seed=st.integers(0, 10**6))
+def test_the_sample_is_every_example_or_a_seeded_subset(n, size, seed) -> None:
+    sample = check_sample(n, size, seed)
+    assert sample == sorted(set(sample)) and all(0 <= i < n for i in sample)
+    assert len(sample) == min(n, size)
+    assert sample == check_sample(n, size, seed)
+
+
+@given(data=st.data(), size=st.integers(1, 12), steps=st.integers(1, 6))
+def test_repair_batches_lead_with_the_broken_examples(data, size, steps) -> None:
+    """Each repair batch has the planned batch's size, distinct examples drawn from the
+    broken and the planned ones, and starts with the broken ones (a moving window of them
+    when they do not fit); the round's batches hold min(#broken, steps·size) of them."""
+    pending = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=30, unique=True))
+    check = RetainCheck(repair_steps=steps, rounds=1, pending=pending, steps_left=steps)
+    seen: set[int] = set()
+    for k in range(steps):
+        planned = data.draw(st.lists(st.integers(0, 40), min_size=size, max_size=size,
+                                     unique=True))
+        batch = check.retain_indices(planned)
+        assert len(batch) == size == len(set(batch))
+        assert set(batch) <= set(pending) | set(planned)
+        lead = min(len(pending), size)
+        assert set(batch[:lead]) <= set(pending)
+        seen |= set(batch[:lead])
+        assert check.steps_left == steps - k - 1
+    assert len(seen) == min(len(pending), steps * size)
+    assert not check.repairing
+
+
+class _Scripted(RetainCheck):
+    """A check whose ``broken`` returns a scripted list per call."""
+
+    def __init__(self, script: list[list[int]], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.script, self.calls = list(script), 0
+
+    def broken(self, model, task, data, batch_size):
+        self.calls += 1
+        return self.script.pop(0)
+
+
+def test_stop_decisions_follow_the_rounds() -> None:
+    check = _Scripted([[3, 5], [5], []], repair_steps=2, rounds=3, kept=[1, 3, 5])
+    assert check.on_stop(10, None, None, None, 4) is False          # 2 broken: round 1
+    assert (check.pending, check.steps_left, check.rounds_done) == ([3, 5], 2, 1)
+    assert check.on_stop(11, None, None, None, 4) is False          # the round goes on
+    check.retain_indices([0, 1, 2, 4])
+    check.retain_indices([0, 1, 2, 4])
+    assert check.calls == 1
+    assert check.on_stop(12, None, None, None, 4) is False          # 1 broken: round 2
+    check.steps_left = 0
+    assert check.on_stop(14, None, None, None, 4) is True           # nothing broken
+    assert check.log == [{"step": 10, "broken": 2}, {"step": 12, "broken": 1},
+                         {"step": 14, "broken": 0}]
+
+
+def test_the_run_stops_when_the_rounds_are_spent() -> None:
+    check = _Scripted([[1], [1]], repair_steps=1, rounds=1, kept=[1])
+    assert check.on_stop(5, None, None, None, 4) is False
+    check.steps_left = 0
+    assert check.on_stop(6, None, None, None, 4) is True
+    assert check.rounds_done == 1 and check.log[-1] == {"step": 6, "broken": 1}
+
+
+def test_nothing_kept_means_nothing_to_check() -> None:
+    check = _Scripted([], kept=[])
+    assert check.on_stop(1, None, None, None, 4) is True and check.calls == 0
+
+
+def test_state_round_trip() -> None:
+    check = RetainCheck(repair_steps=3, rounds=2, kept=[1, 2], pending=[2], steps_left=1,
+                        rounds_done=1, log=[{"step": 4, "broken": 1}])
+    other = RetainCheck()
+    other.load_state_dict(check.state_dict())
+    assert other.state_dict() == check.state_dict()
+
+
+def test_lm_agreement_matches_a_float64_reference(trained_lm, lm_data) -> None:
+    forget, retain = lm_data
+    task = CausalLMTask(pad_token_id=0)
+    batch = task.collate([*forget.encodings[:3], *retain.encodings[:5]])
+    got = task.agreement(trained_lm, batch)
+    model64 = trained_lm.double()
+    with torch.no_grad():
+        logits = model64(input_ids=batch["input_ids"],
+                         attention_mask=batch["attention_mask"]).logits
+    for i in range(len(got)):
+        hits = n = 0
+        for t in range(1, batch["labels"].shape[1]):
+            label = int(batch["labels"][i, t])
+            if label == -100:
+                continue
+            n += 1
+            hits += int(int(logits[i, t - 1].argmax()) == label)
+        assert got[i].item() == pytest.approx(hits / n)
+    assert got.max().item() == 1.0  # the trained model reproduces some examples
+
+
+def test_classifier_agreement_is_the_hit_of_the_predicted_class() -> None:
+    model, _, retain = make_classifier_data()
+    task = ClassifierTask()
+    x, y = task.collate(retain)
+    want = (model(x).argmax(dim=-1) == y).double()
+    assert torch.equal(task.agreement(model, (x, y)), want)
+
+
+def _trained_classifier() -> tuple[torch.nn.Module, list, list]:
+    """The MLP of ``make_classifier_data`` fitted to every example (all reproduced)."""
+    model, forget, retain = make_classifier_data()
+    x = torch.stack([a for a, _ in forget + retain])
+    y = torch.stack([b for _, b in forget + retain])
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(400):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model, forget, retain
+
+
+def _reproduced(model: torch.nn.Module, data: list) -> torch.Tensor:
+    x = torch.stack([a for a, _ in data])
+    y = torch.stack([b for _, b in data])
+    with torch.no_grad():
+        return model(x).argmax(dim=-1) == y
+
+
+SETTINGS = {"batch_size": 4, "retain_batch_size": 8, "lr": 1.0, "autolr": False,
+            "stop_min_steps": 0}
+
+
+def test_the_check_repairs_what_a_run_broke() -> None:
+    """At a large fixed rate the run breaks retain examples the model classified correctly;
+    without the check it stops with them broken, with the check it repairs them (and the
+    forget class stays forgotten)."""
+    model, forget, retain = _trained_classifier()
+    assert bool(_reproduced(model, retain).all())
+    plain = unlearn(model, forget, retain, "ngdiff", retain_check=None, **SETTINGS)
+    assert plain.retain_check is None
+    assert int((~_reproduced(model, retain)).sum()) >= 1
+
+    model, forget, retain = _trained_classifier()
+    checked = unlearn(model, forget, retain, "ngdiff", **SETTINGS)
+    summary = checked.retain_check
+    assert summary is not None and summary["checked"] == summary["kept"] == len(retain)
+    assert summary["log"][0]["step"] == plain.steps and summary["log"][0]["broken"] >= 1
+    assert summary["log"][-1]["broken"] == 0 and bool(_reproduced(model, retain).all())
+    assert not bool(_reproduced(model, forget).any())
+    repairs = [h["retain_repair"] for h in checked.history]
+    assert sum(r > 0 for r in repairs) == UnlearnConfig().retain_repair_steps * summary["rounds"]
+    assert all(r == 0 for r in repairs[:plain.steps])
+
+
+def test_a_run_resumed_inside_a_repair_round_ends_as_an_uninterrupted_one(tmp_path) -> None:
+    model, forget, retain = _trained_classifier()
+    whole = unlearn(model, forget, retain, "ngdiff", **SETTINGS)
+    first = whole.retain_check["log"][0]["step"]
+    assert whole.steps > first + 2
+    model, forget, retain = _trained_classifier()
+    unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, max_steps=first + 2,
+            **SETTINGS)
+    resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
+                      **SETTINGS)
+    assert resumed.steps == whole.steps
+    assert resumed.retain_check == whole.retain_check
+    assert [h["retain_repair"] for h in resumed.history] == \
+        [h["retain_repair"] for h in whole.history]
+
+
+def test_a_language_model_run_checks_its_retain_set(trained_lm, lm_data) -> None:
+    forget, retain = lm_data
+    task = CausalLMTask(pad_token_id=0)
+    before = task.agreement(trained_lm, task.collate(retain.encodings))
+    result = unlearn(trained_lm, forget, retain, "ngdiff", batch_size=2, retain_batch_size=4,
+                     epochs=3, stop_min_steps=0)
+    summary = result.retain_check
+    assert summary is not None and summary["checked"] == len(retain)
+    assert summary["kept"] == int((before == 1.0).sum())
+
+
+@pytest.mark.parametrize("changes", [
+    {"retain_check": 0}, {"retain_check": -3}, {"retain_check": True},
+    {"retain_repair_steps": 0}, {"retain_repair_rounds": -1}, {"retain_repair_rounds": 1.5},
+])
+def test_config_refuses_bad_check_settings(changes) -> None:
+    with pytest.raises(UsageError):
+        UnlearnConfig(**changes).validate()
+
+
+def test_config_allows_a_check_without_repairs() -> None:
+    UnlearnConfig(retain_repair_rounds=0).validate()
+    UnlearnConfig(retain_check=None).validate()
