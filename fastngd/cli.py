@@ -24,7 +24,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 _EXAMPLES = """examples:
   fastngd demo --out demo-run                 # the main job, 5-8 minutes on 2 CPU cores
@@ -154,24 +154,23 @@ def _add_unlearn_args(p: argparse.ArgumentParser, *, method: bool) -> None:
     _add_base_args(p)
 
 
-def _nats_or_off(text: str) -> float | str:
-    """``--stop-gap``, ``--stop-rise``, ``--stop-example-rise``: a number of nats, or ``off``."""
-    if text.strip().lower() == "off":
-        return "off"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {text!r}")
+def _or_off(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, or ``"off"``."""
+    def parse(text: str) -> Any:
+        if text.strip().lower() == "off":
+            return "off"
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'off', got {text!r}")
+
+    return parse
 
 
-def _count_or_off(text: str) -> int | str:
-    """``--retain-check``: a number of examples, or ``off``."""
-    if text.strip().lower() == "off":
-        return "off"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of examples or 'off', got {text!r}")
+_nats_or_off = _or_off(float, "a number of nats")
+"""``--stop-gap``, ``--stop-rise``, ``--stop-example-rise``: a number of nats, or ``off``."""
+_count_or_off = _or_off(int, "a number of examples")
+"""``--retain-check``: a number of examples, or ``off``."""
 
 
 def _forget_settings(args: argparse.Namespace) -> dict[str, Any]:
