@@ -15,7 +15,7 @@ the broken examples first in their retain batches (filled up with the step's own
 examples to the usual retain batch size), the stopping rule must fire again, and the check
 runs again; after ``retain_repair_rounds`` rounds the run stops whatever the check says.
 The forget side is untouched: its batches, its objective and the stopping rule go on as
-before. Runs that end at the epoch limit or at ``max_steps`` are not checked.
+before. The epoch limit and ``max_steps`` still end a run wherever it is, in a round or not.
 
 Why: the retain batches are drawn at random, so an example whose answer a forget step
 damaged may not be drawn again before the run stops; a retain loss near zero on the last
