@@ -357,6 +357,11 @@ class _Run:
                     "(resume=True in Python) or choose another folder"
                 )
             self._load(load_checkpoint(folder))  # type: ignore[arg-type]
+
+    def _prepare(self) -> None:
+        """What a new run measures on the model before its first step, in eval mode (called
+        by :meth:`execute`; a resumed run has both from its checkpoint): NPO's reference
+        NLLs, and the retain examples the model reproduces."""
         if self.objective.needs_reference and self.ref_nll is None:
             self.ref_nll = _reference_nll(self.model, self.task, self.forget,
                                           self.config.batch_size)
@@ -576,6 +581,7 @@ class _Run:
                    disable=not progress, leave=False)
         max_steps = self.config.max_steps
         try:
+            self._prepare()
             if self.step_count == 0 and not self.evals:
                 self.evaluate()
             stop = False

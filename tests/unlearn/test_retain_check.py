@@ -207,3 +207,24 @@ def test_config_refuses_bad_check_settings(changes) -> None:
 def test_config_allows_a_check_without_repairs() -> None:
     UnlearnConfig(retain_repair_rounds=0).validate()
     UnlearnConfig(retain_check=None).validate()
+
+
+def test_a_model_in_training_mode_is_measured_in_eval_mode(tmp_path) -> None:
+    """Dropout must not decide which retain examples count as reproduced, nor NPO's
+    reference NLLs: both are taken in eval mode, and the model's mode is given back."""
+    model, forget, retain = _trained_classifier()
+    model = torch.nn.Sequential(model[0], model[1], torch.nn.Dropout(0.9), model[2])
+    model.train()
+    want = int(_reproduced(model.eval(), retain).sum())
+    x = torch.stack([a for a, _ in forget])
+    y = torch.stack([b for _, b in forget])
+    with torch.no_grad():
+        ref = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+    model.train()
+    result = unlearn(model, forget, retain, "npo", max_steps=1, batch_size=4,
+                     checkpoint_dir=tmp_path)
+    assert model.training
+    assert result.retain_check["kept"] == want == len(retain)
+    from fastngd.unlearn import load_checkpoint
+
+    torch.testing.assert_close(load_checkpoint(tmp_path)["ref_nll"], ref)
