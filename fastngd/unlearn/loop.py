@@ -66,7 +66,7 @@ from fastngd.unlearn.forget_target import (
 )
 from fastngd.unlearn.methods import get_method
 from fastngd.unlearn.objectives import ForgetObjective, get_objective, mean_nll
-from fastngd.unlearn.retain_check import RetainCheck, check_sample
+from fastngd.unlearn.retain_check import RetainCheck
 from fastngd.unlearn.selection import parse_keep_best
 from fastngd.unlearn.state import (
     all_rng_states,
@@ -328,7 +328,6 @@ class _Run:
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, Any] | None = None
         self.ref_nll: Tensor | None = None
-        self.checked = 0
         self._plans: dict[int, EpochPlan] = {}
 
     def _infer_task(self, tokenizer: Any) -> Task:
@@ -368,10 +367,8 @@ class _Run:
         check = self.retain_check
         if check is not None and self.step_count == 0 and not check.kept:
             assert self.config.retain_check is not None
-            indices = check_sample(len(self.retain), self.config.retain_check, self.config.seed)
-            check.start(self.model, self.task, self.retain, indices,
-                        self.config.effective_retain_batch_size)
-            self.checked = len(indices)
+            check.start(self.model, self.task, self.retain, self.config.retain_check,
+                        self.config.seed, self.config.effective_retain_batch_size)
 
     def _load(self, saved: dict[str, Any]) -> None:
         saved_world = int(saved["config"].get("world_size", 1))
@@ -404,7 +401,6 @@ class _Run:
             )
         if self.retain_check is not None and saved.get("retain_check") is not None:
             self.retain_check.load_state_dict(saved["retain_check"])
-            self.checked = int(saved["retain_check"].get("checked", 0))
         rng_ranks = saved.get("rng_ranks")
         set_rng_state(rng_ranks[self.rank] if rng_ranks is not None else saved["rng"])
 
@@ -434,8 +430,7 @@ class _Run:
         batch_idx, r_idx = self._plan(epoch)[position]
         repair = 0
         if self.retain_check is not None and self.retain_check.repairing:
-            repair = min(len(self.retain_check.pending), len(r_idx))
-            r_idx = self.retain_check.retain_indices(r_idx)
+            r_idx, repair = self.retain_check.repair_batch(r_idx)
         f_idx = batch_idx
         if self.world > 1:  # this rank's equal share of both batches
             f_idx = rank_share(batch_idx, self.rank, self.world)
@@ -509,17 +504,11 @@ class _Run:
                 "ref_nll": self.ref_nll, "rng": rng_states[0],
                 "rng_ranks": rng_states if self.world > 1 else None,
                 "history": self.history, "evals": self.evals, "best": self.best,
-                "retain_check": self._check_state(),
+                "retain_check": (None if self.retain_check is None
+                                 else self.retain_check.state_dict()),
             })
 
         fdist.on_rank0(write, "could not write the checkpoint")
-
-    def _check_state(self) -> dict[str, Any] | None:
-        """The retain check's state with the number of examples it scored (None: no
-        check)."""
-        if self.retain_check is None:
-            return None
-        return {**self.retain_check.state_dict(), "checked": self.checked}
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self) -> None:
@@ -607,16 +596,9 @@ class _Run:
             steps=self.step_count, wall_seconds=time.perf_counter() - start,
             completed=completed, best=self.best,
             memory=trainable_memory(self.model, self.config.retain_storage),
-            retain_check=self._check_summary(), _best_state=self.best_state,
-            _best_path=best_path,
+            retain_check=None if self.retain_check is None else self.retain_check.summary(),
+            _best_state=self.best_state, _best_path=best_path,
         )
-
-    def _check_summary(self) -> dict[str, Any] | None:
-        state = self._check_state()
-        if state is None:
-            return None
-        return {"checked": state["checked"], "kept": len(state["kept"]),
-                "rounds": state["rounds_done"], "log": state["log"]}
 
 
 def _resolve_config(config: UnlearnConfig | str | None, settings: Mapping[str, Any]) -> UnlearnConfig:

@@ -70,6 +70,7 @@ class RetainCheck:
     Attributes:
         repair_steps: steps of each repair round (≥ 1).
         rounds: the most repair rounds (≥ 0; 0: check and report, never repair).
+        checked: how many retain examples :meth:`start` scored.
         kept: the retain indices reproduced before unlearning (K).
         pending: the broken examples the current round repairs.
         steps_left: repair steps left in the current round.
@@ -79,16 +80,20 @@ class RetainCheck:
 
     repair_steps: int = 4
     rounds: int = 5
+    checked: int = 0
     kept: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
     steps_left: int = 0
     rounds_done: int = 0
     log: list[dict[str, int]] = field(default_factory=list)
 
-    def start(self, model: nn.Module, task: Any, data: Any, indices: Sequence[int],
+    def start(self, model: nn.Module, task: Any, data: Any, size: int, seed: int,
               batch_size: int) -> None:
-        """Find K: the examples of ``indices`` the model reproduces now."""
+        """Find K: the examples of :func:`check_sample` ``(len(data), size, seed)`` that the
+        model reproduces now."""
+        indices = check_sample(len(data), size, seed)
         scores = agreements(model, task, data, indices, batch_size)
+        self.checked = len(indices)
         self.kept = [i for i, a in zip(indices, scores) if a >= 1.0]
 
     def broken(self, model: nn.Module, task: Any, data: Any, batch_size: int) -> list[int]:
@@ -118,10 +123,11 @@ class RetainCheck:
         self.rounds_done += 1
         return False
 
-    def retain_indices(self, planned: Sequence[int]) -> list[int]:
-        """The retain batch of a repair step: the broken examples first (a window of them,
-        moving on each step, when there are more than the batch holds), then the step's
-        planned examples not among them, ``len(planned)`` in all. Counts one repair step."""
+    def repair_batch(self, planned: Sequence[int]) -> tuple[list[int], int]:
+        """The retain batch of a repair step and how many broken examples lead it: the
+        broken examples first (a window of them, moving on each step, when there are more
+        than the batch holds), then the step's planned examples not among them,
+        ``len(planned)`` in all. Counts one repair step."""
         size = len(planned)
         offset = (self.repair_steps - self.steps_left) * size
         pending = self.pending
@@ -131,16 +137,23 @@ class RetainCheck:
         chosen = set(pending)
         batch = list(pending) + [i for i in planned if i not in chosen]
         self.steps_left -= 1
-        return batch[:size]
+        return batch[:size], len(pending)
+
+    def summary(self) -> dict[str, Any]:
+        """``checked``, ``kept`` (how many), ``rounds`` (started) and ``log``: what
+        :class:`fastngd.unlearn.UnlearnResult` reports."""
+        return {"checked": self.checked, "kept": len(self.kept), "rounds": self.rounds_done,
+                "log": [dict(x) for x in self.log]}
 
     def state_dict(self) -> dict[str, Any]:
         """The state, for checkpoints (plain lists and ints)."""
-        return {"kept": list(self.kept), "pending": list(self.pending),
+        return {"checked": self.checked, "kept": list(self.kept), "pending": list(self.pending),
                 "steps_left": self.steps_left, "rounds_done": self.rounds_done,
                 "log": [dict(x) for x in self.log]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
+        self.checked = int(state["checked"])
         self.kept = [int(i) for i in state["kept"]]
         self.pending = [int(i) for i in state["pending"]]
         self.steps_left = int(state["steps_left"])

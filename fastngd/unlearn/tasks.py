@@ -94,12 +94,7 @@ class CausalLMTask:
         still counts it): the refusal term asks for EOS, and pushing EOS down after a forget
         answer would teach the model not to stop after any answer.
         """
-        device = next(model.parameters()).device
-        input_ids = batch["input_ids"].to(device)
-        attention = batch["attention_mask"].to(device)
-        labels = batch["labels"].to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits
-        logits = logits[:, :-1, :]
+        logits, labels, attention = self._shifted(model, batch)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
         target = labels[:, 1:]
@@ -136,21 +131,29 @@ class CausalLMTask:
         return nll, n, torch.where(counts > 0, per_example,
                                    torch.full_like(per_example, math.nan))
 
+    @staticmethod
+    def _shifted(model: nn.Module,
+                 batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logits[:, :-1], labels, attention_mask)`` of one forward, on the model's device:
+        the logits at position ``t`` predict ``labels[:, t + 1]``."""
+        device = next(model.parameters()).device
+        attention = batch["attention_mask"].to(device)
+        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=attention).logits
+        return logits[:, :-1, :], batch["labels"].to(device), attention
+
     @torch.no_grad()
     def agreement(self, model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
         """``a_i``: the fraction of each example's scored tokens that are the model's greedy
         choice under teacher forcing, ``[B]`` (1: greedy decoding reproduces the example;
         NaN without a scored token)."""
-        device = next(model.parameters()).device
-        labels = batch["labels"].to(device)
-        logits = model(input_ids=batch["input_ids"].to(device),
-                       attention_mask=batch["attention_mask"].to(device)).logits
+        logits, labels, _ = self._shifted(model, batch)
         target = labels[:, 1:]
         mask = target != IGNORE_INDEX
-        hits = ((logits[:, :-1, :].argmax(dim=-1) == target) & mask).sum(dim=1)
+        hits = ((logits.argmax(dim=-1) == target) & mask).sum(dim=1)
         n = mask.sum(dim=1)
         return torch.where(n > 0, hits.double() / n.clamp(min=1),
-                           torch.full(n.shape, math.nan, dtype=torch.float64, device=device))
+                           torch.full(n.shape, math.nan, dtype=torch.float64,
+                                      device=hits.device))
 
     @torch.no_grad()
     def output_size(self, model: nn.Module, batch: Mapping[str, Tensor]) -> int:

@@ -34,10 +34,10 @@ def test_repair_batches_lead_with_the_broken_examples(data, size, steps) -> None
     for k in range(steps):
         planned = data.draw(st.lists(st.integers(0, 40), min_size=size, max_size=size,
                                      unique=True))
-        batch = check.retain_indices(planned)
+        batch, lead = check.repair_batch(planned)
         assert len(batch) == size == len(set(batch))
         assert set(batch) <= set(pending) | set(planned)
-        lead = min(len(pending), size)
+        assert lead == min(len(pending), size)
         assert set(batch[:lead]) <= set(pending)
         seen |= set(batch[:lead])
         assert check.steps_left == steps - k - 1
@@ -62,8 +62,8 @@ def test_stop_decisions_follow_the_rounds() -> None:
     assert check.on_stop(10, None, None, None, 4) is False          # 2 broken: round 1
     assert (check.pending, check.steps_left, check.rounds_done) == ([3, 5], 2, 1)
     assert check.on_stop(11, None, None, None, 4) is False          # the round goes on
-    check.retain_indices([0, 1, 2, 4])
-    check.retain_indices([0, 1, 2, 4])
+    check.repair_batch([0, 1, 2, 4])
+    check.repair_batch([0, 1, 2, 4])
     assert check.calls == 1
     assert check.on_stop(12, None, None, None, 4) is False          # 1 broken: round 2
     check.steps_left = 0
@@ -86,11 +86,13 @@ def test_nothing_kept_means_nothing_to_check() -> None:
 
 
 def test_state_round_trip() -> None:
-    check = RetainCheck(repair_steps=3, rounds=2, kept=[1, 2], pending=[2], steps_left=1,
-                        rounds_done=1, log=[{"step": 4, "broken": 1}])
+    check = RetainCheck(repair_steps=3, rounds=2, checked=7, kept=[1, 2], pending=[2],
+                        steps_left=1, rounds_done=1, log=[{"step": 4, "broken": 1}])
     other = RetainCheck()
     other.load_state_dict(check.state_dict())
     assert other.state_dict() == check.state_dict()
+    assert other.summary() == {"checked": 7, "kept": 2, "rounds": 1,
+                               "log": [{"step": 4, "broken": 1}]}
 
 
 def test_lm_agreement_matches_a_float64_reference(trained_lm, lm_data) -> None:
