@@ -31,11 +31,22 @@ hold the knowmem QA pairs its target was trained on; 6: the retain check before 
 (``UnlearnConfig.retain_check``: retain examples the target reproduced and the run broke are
 repaired)."""
 
-DATA_VERSION: dict[str, int] = {"muse-synthetic": 2}
-"""Part of the key of a data set's runs, raised when that data set's material changes (its
-target, its unlearning sets) while the code of the other sets does not, so that only its
-records are redone. muse-synthetic 2: its target and unlearning sets also hold the knowmem
-pairs asked in MUSE's few-shot layout (:mod:`fastngd.data.few_shot`)."""
+DATA_VERSION: dict[str, int] = {"muse-synthetic": 2, "tofu-synthetic/forget01": 2,
+                                "people/forget01": 2, "chronicles": 2}
+"""Part of the key of a data set's runs, raised when that data set's runs change while the
+others' do not (its material: its target, its unlearning sets; or code that only its runs
+reach), so that only its records are redone. muse-synthetic 2: its target and unlearning
+sets also hold the knowmem pairs asked in MUSE's few-shot layout
+(:mod:`fastngd.data.few_shot`). The forget01 splits and chronicles 2: a repair round of the
+retain check under way at the epoch limit runs to its end (the runs of these sets were the
+only ones of ``results`` to reach their limit in a round or with the rule firing at its last
+step and examples broken)."""
+
+BASE_VERSION: dict[str, int] = {"adam": 2, "adamw": 2, "momentum": 2}
+"""Part of the key of a base's runs, raised when the code behind the runs of the bases with
+momentum changes while that of the SGD base does not, so that only their records are redone.
+2: each repair round of the retain check starts from a cleared momentum
+(:meth:`fastngd.NGDiffOptimizer.reset_momentum`, a no-op for SGD)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ class Run:
     @property
     def key(self) -> str:
         version = {"data": DATA_VERSION[self.dataset]} if self.dataset in DATA_VERSION else {}
+        if self.base in BASE_VERSION:
+            version["base_version"] = BASE_VERSION[self.base]
         blob = json.dumps({**asdict(self), "format": RECORD_FORMAT, **version},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]

@@ -276,6 +276,31 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                 p.grad = None
         self._stashed_loss = None if loss_retain is None else loss_retain.detach().reshape(())
 
+    @torch.no_grad()
+    def reset_momentum(self) -> None:
+        """Clear the base's running average of past directions, in place, for every
+        parameter that has state: Adam's and AdamW's first moment ``m`` (their second moment
+        ``v`` and step count ``t`` are kept, so the next update is
+        ``(1 − β₁)·g/(1 − β₁ᵗ)/(√v̂ + ε)``: the new direction alone, at about ``1 − β₁`` of a
+        full step, growing back as ``m`` refills) and heavy-ball's buffer ``b`` (the next
+        step is ``b = g``, as on a first step). Nothing for ``sgd``, which has no such state.
+
+        What it is for: steering the next steps by what their own batches say, e.g. when a
+        loop changes what the steps aim at (:mod:`fastngd.unlearn.retain_check` calls it at
+        the start of each repair round).
+        """
+        names = self.base.momentum_names
+        if not names:
+            return
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                for name in names:
+                    if name in state:
+                        state[name].zero_()
+
     def discard_retain_grad(self) -> None:
         """Drop a stashed retain gradient (e.g. after an aborted step)."""
         for group in self.param_groups:

@@ -52,12 +52,15 @@ class BaseUpdate:
 
     Class attributes: ``name`` (the backend ``kind``), ``defaults`` (its per-group
     hyper-parameters and their default values, torch's), ``counts_steps`` (keeps a
-    per-tensor step count ``"step"``, as torch's Adam does, for the bias corrections).
+    per-tensor step count ``"step"``, as torch's Adam does, for the bias corrections),
+    ``momentum_names`` (the state buffers that carry a running average of past directions,
+    which :meth:`fastngd.NGDiffOptimizer.reset_momentum` clears).
     """
 
     name: ClassVar[str] = "abstract"
     defaults: ClassVar[dict[str, Any]] = {}
     counts_steps: ClassVar[bool] = False
+    momentum_names: ClassVar[tuple[str, ...]] = ()
 
     @property
     def state_names(self) -> tuple[str, ...]:

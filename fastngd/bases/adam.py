@@ -31,6 +31,7 @@ class Adam(BaseUpdate):
     defaults: ClassVar[dict[str, Any]] = {"betas": (0.9, 0.999), "eps": 1e-8,
                                           "weight_decay": 0.0}
     counts_steps: ClassVar[bool] = True
+    momentum_names: ClassVar[tuple[str, ...]] = ("exp_avg",)
 
     def validate(self, group: dict[str, Any]) -> None:
         super().validate(group)

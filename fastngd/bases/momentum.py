@@ -20,6 +20,7 @@ class Momentum(BaseUpdate):
 
     name: ClassVar[str] = "momentum"
     defaults: ClassVar[dict[str, Any]] = {"momentum": 0.9, "weight_decay": 0.0}
+    momentum_names: ClassVar[tuple[str, ...]] = ("momentum_buffer",)
 
     def validate(self, group: dict[str, Any]) -> None:
         super().validate(group)

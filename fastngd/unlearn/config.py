@@ -158,7 +158,8 @@ class UnlearnConfig:
             :data:`fastngd.step_sizes.STEP_SIZES` (``"gen"``: the paper's GeN;
             ``"gen-guard"``: GeN with the retain-loss safeguard and a trust region);
             ``"fixed"`` whenever ``autolr`` is off.
-        epochs: passes over the forget set (at most: see ``stop_rise``).
+        epochs: passes over the forget set (at most: see ``stop_rise``; a repair round of
+            the retain check under way at the limit still runs to its end).
         stop_rise: stop once the smoothed forget loss has risen by this many nats over its
             first value (:class:`fastngd.unlearn.stopping.ForgetLossStop`), after at least
             ``stop_min_steps`` steps; ``None``: run every epoch.
@@ -190,7 +191,8 @@ class UnlearnConfig:
         retain_repair_steps: steps of each repair round (their retain batches start with
             the broken examples).
         retain_repair_rounds: the most repair rounds before the run stops anyway (0:
-            check and report only).
+            check and report only). Rounds may take a run past its epoch limit, by at most
+            ``retain_repair_rounds × retain_repair_steps`` steps.
         batch_size: forget examples per step.
         retain_batch_size: retain examples per step (``None``: ``batch_size``).
         lr: initial (GeN) or fixed learning rate η of ``θ ← θ − η·d``.

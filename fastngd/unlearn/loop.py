@@ -132,8 +132,9 @@ class UnlearnResult:
             steps and at the end.
         steps: steps done in total (resumed ones included).
         wall_seconds: time spent in this call.
-        completed: the run did all its epochs (False when stopped by ``max_steps`` or a
-            callback).
+        completed: the run did all its epochs (False when stopped by ``max_steps``, a
+            callback or the stopping rule; repair rounds of the retain check may run past
+            the last epoch).
         best: with ``keep_best``: ``{"step", "score", "selection", "metrics"}`` of the best
             evaluation (None before any finite score).
         memory: :func:`fastngd.models.lora.trainable_memory` of the trained model.
@@ -540,23 +541,49 @@ class _Run:
                        "could not write the best model state")
 
     # ------------------------------------------------------------------ the run
+    @property
+    def _repairing(self) -> bool:
+        """A repair round of the retain check has steps left."""
+        return self.retain_check is not None and self.retain_check.repairing
+
     def _after_step(self, entry: dict[str, Any]) -> bool:
-        """Callbacks, periodic evaluation and checkpoints after a step; True stops."""
+        """Callbacks, the stopping rule and the retain check, then evaluation (every
+        ``eval_every`` steps and at the end) and checkpoints (every ``checkpoint_every``
+        steps and at the end); True when the run ends here.
+
+        The end: a callback or the check stops the run, or the epoch limit is reached with
+        no repair round under way. Past the limit a round runs to its end, and the check
+        follows it without waiting for the rule (the limit has already said stop)."""
         stop = False
         for callback in self.callbacks:
             if callback(entry):
                 stop = True
-        if self.rule is not None and self.rule(entry) and not stop:
-            stop = self.retain_check is None or self.retain_check.on_stop(
-                self.step_count, self.model, self.task, self.retain,
-                self.config.effective_retain_batch_size)
+        fired = self.rule is not None and self.rule(entry)
+        round_over = (self.step_count >= self.total and entry["retain_repair"] > 0
+                      and not self._repairing)
+        if (fired or round_over) and not stop:
+            stop = self._retain_check_stops()
+        end = stop or (self.step_count >= self.total and not self._repairing)
         step, every = self.step_count, self.config.eval_every
-        if every is not None and step % every == 0 and step < self.total:
+        if end or (every is not None and step % every == 0):
             self.evaluate()
-        if step % (self.config.checkpoint_every or self.per_epoch) == 0 or step == self.total:
-            if step == self.total:
-                self.evaluate()
+        if end or step % (self.config.checkpoint_every or self.per_epoch) == 0:
             self.checkpoint()
+        return end
+
+    def _retain_check_stops(self) -> bool:
+        """The stopping rule fired: True to stop (no retain check, or the check lets the run
+        stop). A repair round that starts here begins from a cleared momentum
+        (:meth:`fastngd.NGDiffOptimizer.reset_momentum`): its steps follow the repair batches,
+        not the running average of the unlearning steps before it."""
+        check = self.retain_check
+        if check is None:
+            return True
+        rounds = check.rounds_done
+        stop = check.on_stop(self.step_count, self.model, self.task, self.retain,
+                             self.config.effective_retain_batch_size)
+        if check.rounds_done > rounds:
+            self.optimizer.reset_momentum()
         return stop
 
     def execute(self, progress: bool) -> UnlearnResult:
@@ -573,18 +600,18 @@ class _Run:
             self._prepare()
             if self.step_count == 0 and not self.evals:
                 self.evaluate()
-            stop = False
-            while self.step_count < self.total and not stop:
+            end = False
+            while not end and (self.step_count < self.total or self._repairing):
                 if max_steps is not None and self.step_count >= max_steps:
+                    if self.checkpoint_dir is not None:
+                        self.checkpoint()  # a pause: resume=True goes on from here
                     break
                 entry = self.step()
                 bar.update(1)
                 bar.set_postfix(L_R=f"{entry['loss_retain']:.3f}",
                                 L_F=f"{entry['loss_forget']:.3f}", lr=f"{entry['lr']:.3g}")
-                stop = self._after_step(entry)
+                end = self._after_step(entry)
             completed = self.step_count >= self.total
-            if not completed and self.checkpoint_dir is not None:
-                self.checkpoint()
         finally:
             bar.close()
             self.model.train(was_training)

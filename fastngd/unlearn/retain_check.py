@@ -14,8 +14,15 @@ are *broken*; with none the run stops. Otherwise the next ``retain_repair_steps`
 the broken examples first in their retain batches (filled up with the step's own retain
 examples to the usual retain batch size), the stopping rule must fire again, and the check
 runs again; after ``retain_repair_rounds`` rounds the run stops whatever the check says.
+Each round starts from a cleared momentum (:meth:`fastngd.NGDiffOptimizer.reset_momentum`;
+nothing to clear with the SGD base): with Adam's β₁ = 0.9 the first moment would otherwise
+still carry 0.9⁴ ≈ 66 % of the unlearning steps' direction after a 4-step round.
 The forget side is untouched: its batches, its objective and the stopping rule go on as
-before. The epoch limit and ``max_steps`` still end a run wherever it is, in a round or not.
+before. ``max_steps`` ends a run wherever it is, in a round or not. The epoch limit does
+not cut a round: one under way at the limit (or started by the check when the rule fires
+at the last step of the limit) runs to its end, the check follows it at once, and past the
+limit only repair rounds run (at most ``retain_repair_rounds × retain_repair_steps`` steps
+past it). A run whose rule has not fired by the limit ends there, unchecked.
 
 Why: the retain batches are drawn at random, so an example whose answer a forget step
 damaged may not be drawn again before the run stops; a retain loss near zero on the last
@@ -31,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastngd import distributed as fdist
 from fastngd.distributed import reshard_fsdp
 
 __all__ = ["RetainCheck", "check_sample"]
@@ -50,17 +58,27 @@ def check_sample(n_retain: int, size: int, seed: int) -> list[int]:
 def agreements(model: nn.Module, task: Any, data: Any, indices: Sequence[int],
                batch_size: int) -> list[float]:
     """``a_i`` of the examples ``indices`` of ``data`` (``task.agreement`` in batches of
-    ``batch_size``; the same batches on every rank, so that sharded models gather their
-    parameters together)."""
-    out: list[float] = []
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
-        batch = task.collate([data[i] for i in chunk])
+    ``batch_size``, in order).
+
+    Under ``torchrun`` the batches are dealt to the ranks in turn (batch b to rank b mod W),
+    so each example is scored in the same batch as in one process and the work is shared.
+    Every rank runs the same number of forwards (one with no batch left scores a batch
+    again and discards it), so that sharded models gather their parameters together; one
+    all_reduce of ``len(indices)`` numbers gives every rank every value."""
+    world, rank = fdist.world_size(), fdist.rank()
+    batches = [list(indices[s:s + batch_size]) for s in range(0, len(indices), batch_size)]
+    device = next(model.parameters()).device
+    values = torch.zeros(len(indices), dtype=torch.float32, device=device)
+    for turn in range(-(-len(batches) // world)):
+        b = turn * world + rank
+        own = b < len(batches)
+        chunk = batches[b] if own else batches[rank % len(batches)]
         reshard_fsdp(model)
-        values: Tensor = task.agreement(model, batch)
-        out.extend(values.float().cpu().tolist())
+        scores: Tensor = task.agreement(model, task.collate([data[i] for i in chunk]))
+        if own:
+            values[b * batch_size:b * batch_size + len(chunk)] = scores.float().to(device)
     reshard_fsdp(model)
-    return out
+    return fdist.sum_over_ranks(values).cpu().tolist()  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -12,6 +12,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastngd import BASES, NGDiffOptimizer
 from fastngd.bases import get_base
@@ -42,7 +44,12 @@ def _d(g_r, g_f):
     return reference_direction(g_r, g_f, "ngdiff", w_r, w_f)
 
 
-def _run(base: str, dtype: torch.dtype, steps: int = 8):
+TORCH_MOMENTUM = {"sgd": (), "momentum": ("momentum_buffer",), "adam": ("exp_avg",),
+                  "adamw": ("exp_avg",)}
+"""torch's names of the buffers that ``reset_momentum`` clears."""
+
+
+def _run(base: str, dtype: torch.dtype, steps: int = 8, reset_at: tuple[int, ...] = ()):
     g = torch.Generator().manual_seed(0)
     theta = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
     ours = [torch.nn.Parameter(t.clone()) for t in theta]
@@ -54,7 +61,12 @@ def _run(base: str, dtype: torch.dtype, steps: int = 8):
     ref = TORCH[base]([{"params": theirs[:2], "lr": 0.05, **hyper[0]},
                        {"params": theirs[2:], "lr": 0.1, **hyper[1]}])
     worst = 0.0
-    for _ in range(steps):
+    for k in range(steps):
+        if k in reset_at:  # ours cleared by the API, torch's by hand
+            opt.reset_momentum()
+            for p in theirs:
+                for name in TORCH_MOMENTUM[base]:
+                    ref.state[p][name].zero_()
         g_r = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
         g_f = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in SHAPES]
         for p, x in zip(ours, g_r):
@@ -84,6 +96,57 @@ def test_float32_matches_torch(base: str) -> None:
     worst, moved, _ = _run(base, torch.float32)
     assert moved > 0.05
     assert worst <= 2e-5
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_reset_momentum_matches_torch_with_its_buffer_cleared(base: str) -> None:
+    """``reset_momentum`` between steps is torch's optimizer with ``momentum_buffer`` /
+    ``exp_avg`` set to zero there (``exp_avg_sq`` and ``step`` kept)."""
+    worst, moved, _ = _run(base, torch.float64, reset_at=(3, 6))
+    assert moved > 0.05
+    assert worst <= 1e-12
+
+
+@pytest.mark.parametrize("base", ["momentum", "adam"])
+def test_reset_momentum_changes_the_next_steps(base: str) -> None:
+    """The reset is not a no-op for a base with momentum: without it the same gradients give
+    other parameters (so the comparison above has teeth)."""
+    _, _, plain = _run(base, torch.float64)
+    _, _, reset = _run(base, torch.float64, reset_at=(3,))
+    a = [p for g in plain.param_groups for p in g["params"]]
+    b = [p for g in reset.param_groups for p in g["params"]]
+    assert max(float((x.detach() - y.detach()).abs().max()) for x, y in zip(a, b)) > 1e-3
+
+
+@settings(max_examples=25, deadline=None)
+@given(base=st.sampled_from(BASES), steps=st.integers(0, 3),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_reset_momentum_clears_exactly_the_momentum_buffers(base, steps, dtype) -> None:
+    """After ``reset_momentum`` every buffer of ``momentum_names`` is zero, every other
+    state entry (second moment, step count) is unchanged, and the parameters are untouched."""
+    g = torch.Generator().manual_seed(steps)
+    params = [torch.nn.Parameter(torch.randn(s, generator=g).to(dtype)) for s in SHAPES]
+    opt = NGDiffOptimizer(params, lr=0.01, base=base, autolr=False, backend="torch")
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g).to(dtype)
+        opt.stash_retain_grad()
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g).to(dtype)
+        opt.step()
+    before = {id(p): {k: v.clone() for k, v in opt.state[p].items()} for p in params}
+    theta = [p.detach().clone() for p in params]
+    opt.reset_momentum()
+    names = get_base(base).momentum_names
+    assert set(names) <= set(get_base(base).state_names)
+    for p, t in zip(params, theta):
+        assert torch.equal(p.detach(), t)
+        assert set(opt.state[p]) == set(before[id(p)])
+        for key, value in opt.state[p].items():
+            if key in names:
+                assert not bool(value.any())
+            else:
+                assert torch.equal(value, before[id(p)][key])
 
 
 def test_a_wrong_base_is_seen() -> None:

@@ -127,6 +127,26 @@ def test_the_retain_check_repairs_under_torchrun_as_in_one_process(ranks, engine
         assert len(checked) < len(ref["shares"]) - 2
 
 
+@pytest.mark.parametrize("engine", unlearn_worker.REPAIRED)
+def test_the_ranks_share_the_retain_checks(ranks, engine: str) -> None:
+    """Each check's examples are split between the ranks in whole batches: together they
+    score every example the single process scores, each rank at most its turns' batches."""
+    ref = single(engine)
+    size = unlearn_worker.SETTINGS["retain_batch_size"]
+    steps = [entry["step"] for entry in ref["check"]["log"] if entry["step"] < len(ref["shares"])]
+    assert steps
+    for step in steps:
+        scored = ref["shares"][step][1][:-size]  # the check's reads, then the step's batch
+        turns = -(-len(scored) // size // WORLD)
+        assert len(scored) > size, (engine, step)  # more than one batch: there is work to share
+        seen: set[int] = set()
+        for rank in range(WORLD):
+            reads = ranks[rank][f"{engine}:shares"][step][1][:-(size // WORLD)]
+            assert len(reads) <= turns * size < len(scored), (engine, rank, step)
+            seen |= set(reads)
+        assert seen == set(scored), (engine, step)
+
+
 @pytest.mark.parametrize("engine", unlearn_worker.RESUMED)
 def test_checkpoint_and_resume_under_torchrun(ranks, engine: str) -> None:
     name = f"{engine}-resume"

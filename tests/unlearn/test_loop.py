@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from fastngd.unlearn import CausalLMTask, mean_nll, unlearn
+from fastngd.unlearn import CausalLMTask, load_checkpoint, mean_nll, unlearn
 
 from .conftest import make_classifier_data
 
@@ -96,6 +96,21 @@ def test_evaluate_runs_at_start_every_k_and_end() -> None:
     expected = [0] + list(range(3, steps, 3)) + [steps]
     assert [e["step"] for e in result.evals] == expected
     assert result.evals[0]["forget_acc"] == 0.5 and len(calls) == len(expected)
+
+
+@pytest.mark.parametrize("how", ["callback", "rule"])
+def test_a_run_that_stops_early_is_evaluated_at_its_end(tmp_path, how) -> None:
+    """The end of a run stopped by a callback or by the stopping rule is evaluated (and
+    checkpointed) like the end of its last epoch, once."""
+    model, forget, retain = make_classifier_data()
+    stop = {"callbacks": [lambda rec: rec["step"] >= 5]} if how == "callback" else \
+        {"stop_min_steps": 0, "lr": 1.0, "autolr": False, "retain_check": None}
+    result = unlearn(model, forget, retain, epochs=20, batch_size=2, eval_every=4,
+                     evaluate=lambda m: {"x": 1.0}, checkpoint_dir=tmp_path, **stop)
+    assert not result.completed and result.steps < 20 * -(-len(forget) // 2)
+    steps = [e["step"] for e in result.evals]
+    assert steps == [0] + list(range(4, result.steps, 4)) + [result.steps]
+    assert load_checkpoint(tmp_path)["step"] == result.steps
 
 
 def test_callback_can_stop_and_model_mode_restored() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastngd import NGDiffOptimizer
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, unlearn
-from fastngd.unlearn.retain_check import RetainCheck, check_sample
+from fastngd.unlearn.retain_check import RetainCheck, agreements, check_sample
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask
 
 from .conftest import make_classifier_data
@@ -55,6 +56,51 @@ class _Scripted(RetainCheck):
     def broken(self, model, task, data, batch_size):
         self.calls += 1
         return self.script.pop(0)
+
+
+class _ValuesTask:
+    """A task whose agreement of example i is ``values[i]``; logs every batch it scores."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values, self.batches = values, []
+
+    def collate(self, rows: list[int]) -> list[int]:
+        return rows
+
+    def agreement(self, model: torch.nn.Module, batch: list[int]) -> torch.Tensor:
+        self.batches.append(list(batch))
+        return torch.tensor([self.values[i] for i in batch])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), batch_size=st.integers(1, 9), world=st.integers(1, 4),
+       seed=st.integers(0, 1000))
+def test_the_ranks_share_the_scoring_in_whole_batches(n, batch_size, world, seed) -> None:
+    """Under W ranks (simulated): every rank runs the same number of forwards, batch b of the
+    one-process order goes to rank b mod W (the rest are fillers), and the values gathered
+    (summed over the ranks) are the one-process values."""
+    from fastngd.unlearn import retain_check as module
+
+    indices = sorted(torch.randperm(60, generator=torch.Generator().manual_seed(seed))[:n]
+                     .tolist())
+    values = torch.rand(60, generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    model = torch.nn.Linear(1, 1)
+    alone = _ValuesTask(values)
+    want = agreements(model, alone, list(range(60)), indices, batch_size)
+    assert want == [torch.tensor(values[i]).item() for i in indices]
+    per_rank, scored = [], []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module.fdist, "world_size", lambda: world)
+        mp.setattr(module.fdist, "sum_over_ranks", lambda t: t)
+        for rank in range(world):
+            mp.setattr(module.fdist, "rank", lambda rank=rank: rank)
+            task = _ValuesTask(values)
+            per_rank.append(agreements(model, task, list(range(60)), indices, batch_size))
+            scored.append(task.batches)
+    assert len({len(batches) for batches in scored}) == 1  # the same forwards on every rank
+    for b, batch in enumerate(alone.batches):
+        assert scored[b % world][b // world] == batch
+    assert [sum(v) for v in zip(*per_rank)] == (want if n else [])
 
 
 def test_stop_decisions_follow_the_rounds() -> None:
@@ -170,16 +216,90 @@ def test_the_check_repairs_what_a_run_broke() -> None:
     assert all(r == 0 for r in repairs[:plain.steps])
 
 
-def test_a_run_resumed_inside_a_repair_round_ends_as_an_uninterrupted_one(tmp_path) -> None:
+ADAM = {**SETTINGS, "lr": 0.3, "optimizer_options": {"base": "adam"}}
+"""The same with the Adam base (a rate at which its run breaks retain examples)."""
+
+
+def test_each_repair_round_starts_from_a_cleared_momentum(monkeypatch) -> None:
+    """With the Adam base, ``reset_momentum`` is called once per round, right where a check
+    starts it, and leaves the first moment zero; the rounds repair every broken example."""
+    calls: list[tuple[int, float]] = []
+    original = NGDiffOptimizer.reset_momentum
+
+    def spy(self: NGDiffOptimizer) -> None:
+        original(self)
+        first = [s["exp_avg"] for s in self.state.values() if "exp_avg" in s]
+        calls.append((int(self.num_steps), max(float(m.abs().max()) for m in first)))
+
+    monkeypatch.setattr(NGDiffOptimizer, "reset_momentum", spy)
     model, forget, retain = _trained_classifier()
-    whole = unlearn(model, forget, retain, "ngdiff", **SETTINGS)
+    result = unlearn(model, forget, retain, "ngdiff", **ADAM)
+    summary = result.retain_check
+    assert summary is not None and summary["rounds"] >= 1
+    started = [x["step"] for x in summary["log"] if x["broken"] > 0][:summary["rounds"]]
+    assert [step for step, _ in calls] == started
+    assert all(norm == 0.0 for _, norm in calls)
+    assert summary["log"][-1]["broken"] == 0 and bool(_reproduced(model, retain).all())
+    assert not bool(_reproduced(model, forget).any())
+
+
+def _at_the_limit(epochs: int = 3) -> tuple[dict, int]:
+    """Adam settings whose stopping rule may first fire at the last step of ``epochs``
+    epochs (as on a forget set of one batch), and that step."""
+    total = epochs * -(-len(make_classifier_data()[1]) // ADAM["batch_size"])
+    return {**ADAM, "epochs": epochs, "stop_min_steps": total}, total
+
+
+def test_repair_rounds_run_past_the_epoch_limit(tmp_path) -> None:
+    """The rule fires at the limit's last step with examples broken: the rounds run past the
+    limit (only repair steps there), the check follows each at once, and the run ends
+    repaired; without the check it ends at the limit."""
+    settings, total = _at_the_limit()
+    model, forget, retain = _trained_classifier()
+    plain = unlearn(model, forget, retain, "ngdiff", **{**settings, "retain_check": None})
+    assert plain.steps == total and plain.completed
+    model, forget, retain = _trained_classifier()
+    result = unlearn(model, forget, retain, "ngdiff", **settings)
+    summary, steps = result.retain_check, UnlearnConfig().retain_repair_steps
+    assert summary["log"][0] == {"step": total, "broken": summary["log"][0]["broken"]}
+    assert summary["log"][0]["broken"] >= 1 and summary["rounds"] >= 1
+    assert result.steps == total + steps * summary["rounds"] and result.completed
+    assert [x["step"] for x in summary["log"]] == \
+        [total + steps * k for k in range(summary["rounds"] + 1)]
+    assert all(h["retain_repair"] > 0 for h in result.history[total:])
+    assert summary["log"][-1]["broken"] == 0 and bool(_reproduced(model, retain).all())
+    assert not bool(_reproduced(model, forget).any())
+    model, forget, retain = _trained_classifier()
+    unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, max_steps=total + 2,
+            **settings)
+    resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
+                      **settings)
+    assert resumed.steps == result.steps and resumed.retain_check == summary
+
+
+def test_past_the_limit_the_rounds_are_bounded(monkeypatch) -> None:
+    """With rounds that never repair everything (a check that always finds the same example
+    broken), a run ends ``rounds × steps`` past its limit."""
+    settings, total = _at_the_limit()
+    model, forget, retain = _trained_classifier()
+    monkeypatch.setattr(RetainCheck, "broken", lambda self, *a: self.kept[:1])
+    result = unlearn(model, forget, retain, "ngdiff", **{**settings, "retain_repair_rounds": 2})
+    assert result.retain_check["rounds"] == 2
+    assert result.steps == total + 2 * UnlearnConfig().retain_repair_steps
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, ADAM], ids=["sgd", "adam"])
+def test_a_run_resumed_inside_a_repair_round_ends_as_an_uninterrupted_one(
+        tmp_path, settings) -> None:
+    model, forget, retain = _trained_classifier()
+    whole = unlearn(model, forget, retain, "ngdiff", **settings)
     first = whole.retain_check["log"][0]["step"]
     assert whole.steps > first + 2
     model, forget, retain = _trained_classifier()
     unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, max_steps=first + 2,
-            **SETTINGS)
+            **settings)
     resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
-                      **SETTINGS)
+                      **settings)
     assert resumed.steps == whole.steps
     assert resumed.retain_check == whole.retain_check
     assert [h["retain_repair"] for h in resumed.history] == \
