@@ -65,19 +65,23 @@ def agreements(model: nn.Module, task: Any, data: Any, indices: Sequence[int],
     Every rank runs the same number of forwards (one with no batch left scores a batch
     again and discards it), so that sharded models gather their parameters together; one
     all_reduce of ``len(indices)`` numbers gives every rank every value."""
+    if not indices:
+        return []
     world, rank = fdist.world_size(), fdist.rank()
     batches = [list(indices[s:s + batch_size]) for s in range(0, len(indices), batch_size)]
-    device = next(model.parameters()).device
-    values = torch.zeros(len(indices), dtype=torch.float32, device=device)
+    values: Tensor | None = None  # on the device of the scores (the collective's device)
     for turn in range(-(-len(batches) // world)):
         b = turn * world + rank
         own = b < len(batches)
         chunk = batches[b] if own else batches[rank % len(batches)]
         reshard_fsdp(model)
-        scores: Tensor = task.agreement(model, task.collate([data[i] for i in chunk]))
+        scores = task.agreement(model, task.collate([data[i] for i in chunk])).float()
+        if values is None:
+            values = torch.zeros(len(indices), dtype=torch.float32, device=scores.device)
         if own:
-            values[b * batch_size:b * batch_size + len(chunk)] = scores.float().to(device)
+            values[b * batch_size:b * batch_size + len(chunk)] = scores
     reshard_fsdp(model)
+    assert values is not None
     return fdist.sum_over_ranks(values).cpu().tolist()  # type: ignore[no-any-return]
 
 
