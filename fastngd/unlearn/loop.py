@@ -132,9 +132,9 @@ class UnlearnResult:
             steps and at the end.
         steps: steps done in total (resumed ones included).
         wall_seconds: time spent in this call.
-        completed: the run did all its epochs (False when stopped by ``max_steps``, a
-            callback or the stopping rule; repair rounds of the retain check may run past
-            the last epoch).
+        completed: the run did all its epochs and ended (False when paused by
+            ``max_steps``, or stopped before its last epoch by a callback or the stopping
+            rule; repair rounds of the retain check may run past the last epoch).
         best: with ``keep_best``: ``{"step", "score", "selection", "metrics"}`` of the best
             evaluation (None before any finite score).
         memory: :func:`fastngd.models.lora.trainable_memory` of the trained model.
@@ -324,6 +324,7 @@ class _Run:
         )
         self.record = self._config_record()
         self.step_count = 0
+        self.ended = False  # the run has ended (not paused): a resumed one takes no step
         self.history: list[dict[str, Any]] = []
         self.evals: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
@@ -392,6 +393,7 @@ class _Run:
         load_optimizer_state(self.optimizer, saved["optimizer"])
         self.step_count = int(saved["step"])
         self.history, self.evals = list(saved["history"]), list(saved["evals"])
+        self.ended = bool(saved.get("ended", False))
         self.ref_nll = saved["ref_nll"]
         self.best = saved.get("best")
         if self.best is not None and self.checkpoint_dir is not None \
@@ -505,6 +507,7 @@ class _Run:
                 "ref_nll": self.ref_nll, "rng": rng_states[0],
                 "rng_ranks": rng_states if self.world > 1 else None,
                 "history": self.history, "evals": self.evals, "best": self.best,
+                "ended": self.ended,
                 "retain_check": (None if self.retain_check is None
                                  else self.retain_check.state_dict()),
             })
@@ -546,24 +549,33 @@ class _Run:
         """A repair round of the retain check has steps left."""
         return self.retain_check is not None and self.retain_check.repairing
 
+    @property
+    def _round_unchecked(self) -> bool:
+        """A repair round has ended and no check has followed it yet (the last check found
+        examples broken and started it; the run would have stopped otherwise)."""
+        check = self.retain_check
+        return (check is not None and not check.repairing and bool(check.log)
+                and check.log[-1]["broken"] > 0)
+
     def _after_step(self, entry: dict[str, Any]) -> bool:
         """Callbacks, the stopping rule and the retain check, then evaluation (every
         ``eval_every`` steps and at the end) and checkpoints (every ``checkpoint_every``
         steps and at the end); True when the run ends here.
 
         The end: a callback or the check stops the run, or the epoch limit is reached with
-        no repair round under way. Past the limit a round runs to its end, and the check
-        follows it without waiting for the rule (the limit has already said stop)."""
+        no repair round under way. From the limit on, a round runs to its end and the check
+        follows a round that has ended without waiting for the rule (the limit has already
+        said stop)."""
         stop = False
         for callback in self.callbacks:
             if callback(entry):
                 stop = True
         fired = self.rule is not None and self.rule(entry)
-        round_over = (self.step_count >= self.total and entry["retain_repair"] > 0
-                      and not self._repairing)
-        if (fired or round_over) and not stop:
+        at_limit = self.step_count >= self.total
+        if (fired or (at_limit and self._round_unchecked)) and not stop:
             stop = self._retain_check_stops()
-        end = stop or (self.step_count >= self.total and not self._repairing)
+        end = stop or (at_limit and not self._repairing)
+        self.ended = end
         step, every = self.step_count, self.config.eval_every
         if end or (every is not None and step % every == 0):
             self.evaluate()
@@ -572,8 +584,9 @@ class _Run:
         return end
 
     def _retain_check_stops(self) -> bool:
-        """The stopping rule fired: True to stop (no retain check, or the check lets the run
-        stop). A repair round that starts here begins from a cleared momentum
+        """The stopping rule fired, or a round ended at or past the epoch limit: True to stop
+        (no retain check, or the check lets the run stop). A repair round that starts here
+        begins from a cleared momentum
         (:meth:`fastngd.NGDiffOptimizer.reset_momentum`): its steps follow the repair batches,
         not the running average of the unlearning steps before it."""
         check = self.retain_check
@@ -600,9 +613,10 @@ class _Run:
             self._prepare()
             if self.step_count == 0 and not self.evals:
                 self.evaluate()
-            end = False
-            while not end and (self.step_count < self.total or self._repairing):
+            paused = False
+            while not self.ended and (self.step_count < self.total or self._repairing):
                 if max_steps is not None and self.step_count >= max_steps:
+                    paused = True
                     if self.checkpoint_dir is not None:
                         self.checkpoint()  # a pause: resume=True goes on from here
                     break
@@ -610,8 +624,8 @@ class _Run:
                 bar.update(1)
                 bar.set_postfix(L_R=f"{entry['loss_retain']:.3f}",
                                 L_F=f"{entry['loss_forget']:.3f}", lr=f"{entry['lr']:.3g}")
-                end = self._after_step(entry)
-            completed = self.step_count >= self.total
+                self._after_step(entry)
+            completed = not paused and self.step_count >= self.total
         finally:
             bar.close()
             self.model.train(was_training)

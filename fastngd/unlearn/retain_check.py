@@ -18,11 +18,12 @@ Each round starts from a cleared momentum (:meth:`fastngd.NGDiffOptimizer.reset_
 nothing to clear with the SGD base): with Adam's β₁ = 0.9 the first moment would otherwise
 still carry 0.9⁴ ≈ 66 % of the unlearning steps' direction after a 4-step round.
 The forget side is untouched: its batches, its objective and the stopping rule go on as
-before. ``max_steps`` ends a run wherever it is, in a round or not. The epoch limit does
+before. ``max_steps`` pauses a run wherever it is, in a round or not. The epoch limit does
 not cut a round: one under way at the limit (or started by the check when the rule fires
 at the last step of the limit) runs to its end, the check follows it at once, and past the
 limit only repair rounds run (at most ``retain_repair_rounds × retain_repair_steps`` steps
-past it). A run whose rule has not fired by the limit ends there, unchecked.
+past it); a round that ended before the limit without the rule firing again is checked at
+the limit. A run whose rule has not fired by the limit ends there, unchecked.
 
 Why: the retain batches are drawn at random, so an example whose answer a forget step
 damaged may not be drawn again before the run stops; a retain loss near zero on the last

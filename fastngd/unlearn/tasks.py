@@ -38,8 +38,9 @@ class Task(Protocol):
     ``output_size(model, batch) -> int`` (V of the cap ln V) and, for its
     empty-continuation term, ``scores(model, batch, cap) -> (nll, n, ℓ^∅)``; a task without
     them runs with ``forget_target="ascent"``. The retain check
-    (:mod:`fastngd.unlearn.retain_check`) needs ``agreement(model, batch) -> a``; a task
-    without it runs unchecked.
+    (:mod:`fastngd.unlearn.retain_check`) needs ``agreement(model, batch) -> a`` (one value
+    per example, on the device of the model's outputs: under ``torchrun`` the check gathers
+    them with a collective there); a task without it runs unchecked.
     """
 
     def collate(self, examples: Sequence[Any]) -> Any:

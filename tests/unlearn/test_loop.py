@@ -113,6 +113,22 @@ def test_a_run_that_stops_early_is_evaluated_at_its_end(tmp_path, how) -> None:
     assert load_checkpoint(tmp_path)["step"] == result.steps
 
 
+def test_resuming_a_run_that_has_ended_takes_no_step(tmp_path) -> None:
+    """The checkpoint of a run that ended early (its stopping rule) says so: resuming it
+    gives the same result, with no further step, check or evaluation."""
+    model, forget, retain = make_classifier_data()
+    settings = {"epochs": 20, "batch_size": 2, "stop_min_steps": 0, "lr": 1.0,
+                "autolr": False, "evaluate": lambda m: {"x": 1.0}, "checkpoint_dir": tmp_path}
+    first = unlearn(model, forget, retain, **settings)
+    assert not first.completed and first.steps < 20 * -(-len(forget) // 2)
+    params = [p.detach().clone() for p in model.parameters()]
+    again = unlearn(model, forget, retain, resume=True, **settings)
+    assert again.steps == first.steps and not again.completed
+    assert again.evals == first.evals and again.retain_check == first.retain_check
+    assert again.history == first.history
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), params))
+
+
 def test_callback_can_stop_and_model_mode_restored() -> None:
     model, forget, retain = make_classifier_data()
     model.train()

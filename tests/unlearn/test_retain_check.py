@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fastngd import NGDiffOptimizer
 from fastngd.errors import UsageError
 from fastngd.unlearn import UnlearnConfig, unlearn
+from fastngd.unlearn import loop
 from fastngd.unlearn.retain_check import RetainCheck, agreements, check_sample
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask
 
@@ -286,6 +287,35 @@ def test_past_the_limit_the_rounds_are_bounded(monkeypatch) -> None:
     result = unlearn(model, forget, retain, "ngdiff", **{**settings, "retain_repair_rounds": 2})
     assert result.retain_check["rounds"] == 2
     assert result.steps == total + 2 * UnlearnConfig().retain_repair_steps
+
+
+@pytest.mark.parametrize("fire", [5, 4, 3])
+def test_a_round_that_ended_before_the_limit_is_checked_at_the_limit(monkeypatch, fire) -> None:
+    """A rule that fires once, ``fire`` steps before the limit, starts a round that ends
+    before or at the limit; if the rule does not fire again, the check still runs at the
+    limit (never a stale log at the end)."""
+    settings, total = _at_the_limit()
+    monkeypatch.setattr(loop, "stopping_rule",
+                        lambda config: (lambda rec: rec["step"] == total - fire))
+    model, forget, retain = _trained_classifier()
+    result = unlearn(model, forget, retain, "ngdiff", **{**settings, "stop_min_steps": 0})
+    log = result.retain_check["log"]
+    assert log[0]["step"] == total - fire and log[0]["broken"] >= 1
+    assert log[1]["step"] == max(total, total - fire + 4)  # the round's end, at the limit
+    assert log[-1]["step"] == result.steps  # the last check is at the run's last step
+
+
+def test_completed_means_every_epoch_and_the_end(tmp_path) -> None:
+    """A pause by ``max_steps`` inside a round past the limit is not ``completed``; the run
+    that goes on from it is."""
+    settings, total = _at_the_limit()
+    model, forget, retain = _trained_classifier()
+    paused = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path,
+                     max_steps=total + 2, **settings)
+    assert paused.steps == total + 2 and not paused.completed
+    resumed = unlearn(model, forget, retain, "ngdiff", checkpoint_dir=tmp_path, resume=True,
+                      **settings)
+    assert resumed.steps > total + 2 and resumed.completed
 
 
 @pytest.mark.parametrize("settings", [SETTINGS, ADAM], ids=["sgd", "adam"])
