@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from fastngd import NGDiffOptimizer
 from fastngd.errors import UsageError
-from fastngd.unlearn import UnlearnConfig, unlearn
-from fastngd.unlearn import loop
+from fastngd.unlearn import UnlearnConfig, loop, unlearn
 from fastngd.unlearn.retain_check import RetainCheck, agreements, check_sample
 from fastngd.unlearn.tasks import CausalLMTask, ClassifierTask
 
