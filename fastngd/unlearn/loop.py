@@ -549,18 +549,10 @@ class _Run:
         """A repair round of the retain check has steps left."""
         return self.retain_check is not None and self.retain_check.repairing
 
-    @property
-    def _round_unchecked(self) -> bool:
-        """A repair round has ended and no check has followed it yet (the last check found
-        examples broken and started it; the run would have stopped otherwise)."""
-        check = self.retain_check
-        return (check is not None and not check.repairing and bool(check.log)
-                and check.log[-1]["broken"] > 0)
-
-    def _after_step(self, entry: dict[str, Any]) -> bool:
+    def _after_step(self, entry: dict[str, Any]) -> None:
         """Callbacks, the stopping rule and the retain check, then evaluation (every
         ``eval_every`` steps and at the end) and checkpoints (every ``checkpoint_every``
-        steps and at the end); True when the run ends here.
+        steps and at the end); sets ``ended`` when the run ends here.
 
         The end: a callback or the check stops the run, or the epoch limit is reached with
         no repair round under way. From the limit on, a round runs to its end and the check
@@ -572,16 +564,15 @@ class _Run:
                 stop = True
         fired = self.rule is not None and self.rule(entry)
         at_limit = self.step_count >= self.total
-        if (fired or (at_limit and self._round_unchecked)) and not stop:
+        round_over = self.retain_check is not None and self.retain_check.round_over
+        if (fired or (at_limit and round_over)) and not stop:
             stop = self._retain_check_stops()
-        end = stop or (at_limit and not self._repairing)
-        self.ended = end
+        self.ended = stop or (at_limit and not self._repairing)
         step, every = self.step_count, self.config.eval_every
-        if end or (every is not None and step % every == 0):
+        if self.ended or (every is not None and step % every == 0):
             self.evaluate()
-        if end or step % (self.config.checkpoint_every or self.per_epoch) == 0:
+        if self.ended or step % (self.config.checkpoint_every or self.per_epoch) == 0:
             self.checkpoint()
-        return end
 
     def _retain_check_stops(self) -> bool:
         """The stopping rule fired, or a round ended at or past the epoch limit: True to stop
@@ -617,8 +608,7 @@ class _Run:
             while not self.ended and (self.step_count < self.total or self._repairing):
                 if max_steps is not None and self.step_count >= max_steps:
                     paused = True
-                    if self.checkpoint_dir is not None:
-                        self.checkpoint()  # a pause: resume=True goes on from here
+                    self.checkpoint()  # a pause (with checkpoint_dir): resume=True goes on
                     break
                 entry = self.step()
                 bar.update(1)

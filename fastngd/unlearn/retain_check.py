@@ -129,6 +129,13 @@ class RetainCheck:
         """Whether a repair round has steps left."""
         return self.steps_left > 0
 
+    @property
+    def round_over(self) -> bool:
+        """Whether a repair round has ended with no check after it: the last check found
+        examples broken, so it started that round (with no round left the run would have
+        stopped there), and the round has no step left."""
+        return not self.repairing and bool(self.log) and self.log[-1]["broken"] > 0
+
     def on_stop(self, step: int, model: nn.Module, task: Any, data: Any,
                 batch_size: int) -> bool:
         """The stopping rule fired at ``step``: True to stop (nothing broken, or no round

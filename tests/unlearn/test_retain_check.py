@@ -105,15 +105,18 @@ def test_the_ranks_share_the_scoring_in_whole_batches(n, batch_size, world, seed
 
 def test_stop_decisions_follow_the_rounds() -> None:
     check = _Scripted([[3, 5], [5], []], repair_steps=2, rounds=3, kept=[1, 3, 5])
+    assert not check.round_over                                     # no check yet
     assert check.on_stop(10, None, None, None, 4) is False          # 2 broken: round 1
     assert (check.pending, check.steps_left, check.rounds_done) == ([3, 5], 2, 1)
     assert check.on_stop(11, None, None, None, 4) is False          # the round goes on
     check.repair_batch([0, 1, 2, 4])
+    assert not check.round_over                                     # one step left
     check.repair_batch([0, 1, 2, 4])
-    assert check.calls == 1
+    assert check.calls == 1 and check.round_over                    # ended, unchecked
     assert check.on_stop(12, None, None, None, 4) is False          # 1 broken: round 2
     check.steps_left = 0
     assert check.on_stop(14, None, None, None, 4) is True           # nothing broken
+    assert not check.round_over
     assert check.log == [{"step": 10, "broken": 2}, {"step": 12, "broken": 1},
                          {"step": 14, "broken": 0}]
 
