@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from fastngd import distributed as fdist
 from fastngd.distributed import reshard_fsdp
@@ -65,24 +65,24 @@ def agreements(model: nn.Module, task: Any, data: Any, indices: Sequence[int],
     so each example is scored in the same batch as in one process and the work is shared.
     Every rank runs the same number of forwards (one with no batch left scores a batch
     again and discards it), so that sharded models gather their parameters together; one
-    all_reduce of ``len(indices)`` numbers gives every rank every value."""
+    all_reduce of ``len(indices)`` numbers, on the device of the model's parameters (where
+    NCCL needs it, whatever device the task's scores come on), gives every rank every
+    value."""
     if not indices:
         return []
     world, rank = fdist.world_size(), fdist.rank()
     batches = [list(indices[s:s + batch_size]) for s in range(0, len(indices), batch_size)]
-    values: Tensor | None = None  # on the device of the scores (the collective's device)
+    values = torch.zeros(len(indices), dtype=torch.float32,
+                         device=next(model.parameters()).device)
     for turn in range(-(-len(batches) // world)):
         b = turn * world + rank
         own = b < len(batches)
         chunk = batches[b] if own else batches[rank % len(batches)]
         reshard_fsdp(model)
-        scores = task.agreement(model, task.collate([data[i] for i in chunk])).float()
-        if values is None:
-            values = torch.zeros(len(indices), dtype=torch.float32, device=scores.device)
+        scores = task.agreement(model, task.collate([data[i] for i in chunk]))
         if own:
-            values[b * batch_size:b * batch_size + len(chunk)] = scores
+            values[b * batch_size:b * batch_size + len(chunk)] = scores.float().to(values.device)
     reshard_fsdp(model)
-    assert values is not None
     return fdist.sum_over_ranks(values).cpu().tolist()  # type: ignore[no-any-return]
 
 

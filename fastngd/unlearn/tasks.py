@@ -39,8 +39,8 @@ class Task(Protocol):
     empty-continuation term, ``scores(model, batch, cap) -> (nll, n, ℓ^∅)``; a task without
     them runs with ``forget_target="ascent"``. The retain check
     (:mod:`fastngd.unlearn.retain_check`) needs ``agreement(model, batch) -> a`` (one value
-    per example, on the device of the model's outputs: under ``torchrun`` the check gathers
-    them with a collective there); a task without it runs unchecked.
+    per example, on any device: the check gathers them on the device of the model's
+    parameters under ``torchrun``); a task without it runs unchecked.
     """
 
     def collate(self, examples: Sequence[Any]) -> Any:

@@ -103,6 +103,25 @@ def test_the_ranks_share_the_scoring_in_whole_batches(n, batch_size, world, seed
     assert [sum(v) for v in zip(*per_rank)] == (want if n else [])
 
 
+def test_the_values_are_gathered_on_the_parameters_device(monkeypatch) -> None:
+    """A task may return its scores on another device than the model's (here: the host, for
+    a model on ``meta``); the collective gets them on the parameters' device, where NCCL
+    needs them."""
+    from fastngd.unlearn import retain_check as module
+
+    seen = []
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.device)
+        return torch.tensor([0.5] * t.numel())
+
+    monkeypatch.setattr(module.fdist, "world_size", lambda: 2)
+    monkeypatch.setattr(module.fdist, "sum_over_ranks", gather)
+    model = torch.nn.Linear(1, 1, device="meta")
+    assert agreements(model, _ValuesTask([1.0] * 5), list(range(5)), [0, 1, 2], 2) == [0.5] * 3
+    assert seen == [torch.device("meta")]
+
+
 def test_stop_decisions_follow_the_rounds() -> None:
     check = _Scripted([[3, 5], [5], []], repair_steps=2, rounds=3, kept=[1, 3, 5])
     assert not check.round_over                                     # no check yet
