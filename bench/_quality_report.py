@@ -159,21 +159,33 @@ def table(dataset: str, records: list[tuple[Run, dict[str, Any]]],
     return "\n".join(lines)
 
 
-def _point(kind: str, rec: dict[str, Any]) -> tuple[float, float] | None:
-    """(forget metric, retain metric / before) of a run, or None (diverged)."""
+RETAIN_CAP = 1.0
+"""Retain axis of the comparisons (:func:`beats`): retain metric / before, capped here. A
+run that ends *above* the target model on its retain metric has kept all of it, as has one
+that ends at the target's score: unlearning is judged by what it keeps of the model it
+starts from, and a score above that one comes from fitting the retain rows further (on the
+MUSE layout: answering retain questions the target itself gets wrong), not from keeping
+more. The tables and plots show the uncapped values."""
+
+
+def _point(kind: str, rec: dict[str, Any], cap: float) -> tuple[float, float] | None:
+    """(forget metric, min(retain metric / before, ``cap``)) of a run, or None (diverged);
+    the forget metric is relative to before on the MUSE layout."""
     m, b = rec.get("metrics"), rec["before"]
     fx, ry = AXES[kind]
     if not m or m.get(fx) is None or m.get(ry) is None:
         return None
     x = m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx]
-    return x, (m[ry] / b[ry] if b[ry] else m[ry])
+    return x, min(m[ry] / b[ry] if b[ry] else m[ry], cap)
 
 
-def beats(kind: str, rec: dict[str, Any], other: dict[str, Any], margin: float) -> bool:
+def beats(kind: str, rec: dict[str, Any], other: dict[str, Any], margin: float,
+          cap: float = RETAIN_CAP) -> bool:
     """Whether run ``other`` beats run ``rec``: it dominates it in (forget, retain) — no
-    worse on either axis and better by more than ``margin`` on one — or meets the quality
-    bar where ``rec`` misses (a diverged ``rec`` is beaten by any finished run)."""
-    mine, theirs = _point(kind, rec), _point(kind, other)
+    worse on either axis and better by more than ``margin`` on one, the retain axis capped at
+    ``cap`` (the target's score: :data:`RETAIN_CAP`) — or meets the quality bar where ``rec``
+    misses (a diverged ``rec`` is beaten by any finished run)."""
+    mine, theirs = _point(kind, rec, cap), _point(kind, other, cap)
     if theirs is None:
         return False
     if mine is None:
@@ -184,11 +196,25 @@ def beats(kind: str, rec: dict[str, Any], other: dict[str, Any], margin: float) 
                    and not passes(kind, rec.get("metrics"), rec["before"]))
 
 
+def _verdict(kind: str, rec: dict[str, Any], others: list[tuple[str, dict[str, Any]]],
+             margin: float, bad: str, good: str) -> str:
+    """``bad`` and the labels of the ``others`` that beat ``rec`` (:func:`beats`, retain axis
+    capped), or ``good`` if none. Where the uncapped retain axis answers otherwise, its
+    answer follows in brackets, so a tie that the cap makes stays visible."""
+    def say(cap: float) -> str:
+        names = [label for label, x in others if beats(kind, rec, x, margin, cap)]
+        return f"{bad} {', '.join(names)}" if names else good
+
+    capped, uncapped = say(RETAIN_CAP), say(math.inf)
+    return capped if uncapped == capped else f"{capped} (uncapped retain axis: {uncapped})"
+
+
 def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
                     margin: float = 0.005) -> list[str]:
     """Per seed and run length: whether a fixed-rate NGDiff run of the sweep (same base,
-    same settings but the rate) beats NGDiff + AutoLR — dominates it in (forget, retain)
-    by more than ``margin`` on one axis, or meets the quality bar where AutoLR misses."""
+    same settings but the rate) beats NGDiff + AutoLR (:func:`beats`: dominates it in
+    (forget, retain) by more than ``margin`` on one axis, or meets the quality bar where
+    AutoLR misses)."""
     kind = kind_of(dataset)
     lines = []
     for run, rec in records:
@@ -199,11 +225,10 @@ def autolr_vs_fixed(dataset: str, records: list[tuple[Run, dict[str, Any]]],
                  and r.base == run.base and r.seed == run.seed and r.options == same]
         if not fixed:
             continue
-        beaten = [f"lr={r.lr:g}" for r, x in fixed if beats(kind, rec, x, margin)]
         lrs = ", ".join(f"{r.lr:g}" for r, _ in fixed)
-        lines.append(f"{group_key(run)} s{run.seed}: "
-                     + (f"WORSE than fixed {', '.join(beaten)}" if beaten
-                        else f"not worse than any fixed rate of the sweep ({lrs})"))
+        lines.append(f"{group_key(run)} s{run.seed}: " + _verdict(
+            kind, rec, [(f"lr={r.lr:g}", x) for r, x in fixed], margin,
+            "WORSE than fixed", f"not worse than any fixed rate of the sweep ({lrs})"))
     return lines
 
 
@@ -221,10 +246,9 @@ def frontier(dataset: str, records: list[tuple[Run, dict[str, Any]]],
                   and r.base == run.base and r.options.get("forget_target") != "ascent"]
         if not others:
             continue
-        beaten = [f"{r.method} lr={r.lr:g}" for r, x in others if beats(kind, rec, x, margin)]
-        lines.append(f"{group_key(run)} s{run.seed}: "
-                     + (f"DOMINATED by {', '.join(beaten)}" if beaten
-                        else f"on the frontier against {len(others)} baseline runs"))
+        lines.append(f"{group_key(run)} s{run.seed}: " + _verdict(
+            kind, rec, [(f"{r.method} lr={r.lr:g}", x) for r, x in others], margin,
+            "DOMINATED by", f"on the frontier against {len(others)} baseline runs"))
     return lines
 
 
@@ -232,7 +256,8 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
          headline: str = "ngdiff", retrain: dict[int, dict[str, Any]] | None = None) -> Path:
     """Forget metric vs retain metric (relative to before), one point per run, one colour per
     method; NGDiff with an adaptive step size drawn as stars, the retrain reference of each
-    seed (``retrain``: its metrics by seed) as black crosses."""
+    seed (``retrain``: its metrics by seed) as black crosses, the target's retain score
+    (:data:`RETAIN_CAP`) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,6 +294,8 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
                    marker="*" if star else "X" if cross else "o",
                    s=140 if star else 60 if cross else 30, alpha=0.8,
                    zorder=3 if star or cross else 2)
+    ax.axhline(RETAIN_CAP, color="grey", linestyle="--", linewidth=0.8, zorder=1,
+               label="the target's retain score (the comparisons' cap)")
     ax.set_xlabel(fx + (" / before" if kind == "muse" else "") + "  (lower is better)")
     ax.set_ylabel(ry + " / before  (higher is better)")
     ax.set_title(f"{dataset}: forget vs retain")

@@ -59,3 +59,27 @@ def test_frontier_and_sweep_lines(report) -> None:
     assert front == [f"{q.group_key(records[0][0])} s0: DOMINATED by sago lr=0.1"]
     records[4] = (records[4][0], _rec(0.0, 0.99))
     assert q.frontier(d, records)[0].endswith("on the frontier against 2 baseline runs")
+
+
+def test_the_retain_axis_is_capped_at_the_target(report) -> None:
+    q, _ = report
+    at_target, above = _rec(0.0, 1.0), _rec(0.0, 1.1)
+    assert not q.beats("tofu", at_target, above, 0.005)           # both keep all of it
+    assert q.beats("tofu", at_target, above, 0.005, cap=float("inf"))
+    assert q.beats("tofu", _rec(0.0, 0.99), above, 0.005)         # below the target: counts
+    assert q.beats("tofu", _rec(0.01, 1.2), _rec(0.0, 1.0), 0.005)  # cap on both sides
+
+
+def test_a_verdict_the_cap_changes_shows_the_uncapped_one(report) -> None:
+    q, Run = report
+    d = "tofu-synthetic/forget05"
+    records = [(Run(d, "ngdiff", "gen-guard", 0.1, 0), _rec(0.0, 1.0)),
+               (Run(d, "ngdiff", "fixed", 0.2, 0), _rec(0.0, 1.1)),
+               (Run(d, "lossnorm", "fixed", 0.1, 0), _rec(0.0, 1.1))]
+    sweep, front = q.autolr_vs_fixed(d, records), q.frontier(d, records)
+    assert sweep[0].endswith("not worse than any fixed rate of the sweep (0.2) "
+                             "(uncapped retain axis: WORSE than fixed lr=0.2)")
+    assert front[0].endswith("on the frontier against 1 baseline runs "
+                             "(uncapped retain axis: DOMINATED by lossnorm lr=0.1)")
+    records[2] = (records[2][0], _rec(0.0, 0.99))
+    assert q.frontier(d, records)[0].endswith("on the frontier against 1 baseline runs")
