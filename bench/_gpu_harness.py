@@ -79,7 +79,7 @@ class Log:
 
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(path, "a", encoding="utf-8")
+        self._fh: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (held for the run)
         self._lock = threading.Lock()
 
     def __call__(self, line: str) -> None:

@@ -175,7 +175,7 @@ def _start_cache_warmer(args: argparse.Namespace, env: dict[str, str], log: Log)
     import subprocess
 
     env = dict(env, CUDA_VISIBLE_DEVICES="")
-    fh = open(Path(args.out) / "warm_cache.log", "w", encoding="utf-8")
+    fh = open(Path(args.out) / "warm_cache.log", "w", encoding="utf-8")  # noqa: SIM115 (the child's)
     proc = subprocess.Popen(python_cmd(__file__, *_child_args(args, "warm_cache")), env=env,
                             stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)

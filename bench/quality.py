@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _quality_grids import GRIDS  # noqa: E402
-from _quality_run import Targets, execute  # noqa: E402
+from _quality_grids import GRIDS
+from _quality_run import Targets, execute
 
 
 def _run(args: argparse.Namespace) -> None:

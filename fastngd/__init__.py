@@ -14,6 +14,6 @@ from .rules import RULES, CombineRule, get_rule
 from .stats import StepStats
 from .step_sizes import STEP_SIZES
 
-__all__ = ["NGDiffOptimizer", "StepStats", "GeNConfig", "RULES", "BASES", "STEP_SIZES",
-           "CombineRule", "get_rule"]
+__all__ = ["BASES", "RULES", "STEP_SIZES", "CombineRule", "GeNConfig", "NGDiffOptimizer",
+           "StepStats", "get_rule"]
 __version__ = "0.1.0"

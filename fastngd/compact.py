@@ -40,16 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = [
-    "BLOCK_SIZE",
-    "CODE_SHAPE",
-    "encode_blocks",
-    "QuantizedTensor",
-    "code_magnitudes",
-    "code_midpoints",
-    "code_table",
-    "quantize_blockwise",
-]
+__all__ = ["BLOCK_SIZE", "CODE_SHAPE", "QuantizedTensor", "code_magnitudes", "code_midpoints",
+           "code_table", "encode_blocks", "quantize_blockwise"]
 
 #: number of consecutive elements sharing one float32 absmax scale.
 BLOCK_SIZE: int = 256

@@ -7,7 +7,7 @@ there is one, what to do about it.
 """
 from __future__ import annotations
 
-__all__ = ["UserError", "UsageError", "InputError"]
+__all__ = ["InputError", "UsageError", "UserError"]
 
 
 class UserError(Exception):

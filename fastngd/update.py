@@ -36,8 +36,8 @@ TINY_LR = math.ulp(0.0)
 class Bucket:
     """Tensors of one (device, dtype, sharded) kind: what a backend call operates on."""
 
-    __slots__ = ("device", "dtype", "sharded", "params", "retain", "forget", "state", "steps",
-                 "groups", "weights")
+    __slots__ = ("device", "dtype", "forget", "groups", "params", "retain", "sharded", "state",
+                 "steps", "weights")
 
     def __init__(self, device: torch.device, dtype: torch.dtype, sharded: bool,
                  n_state: int) -> None:

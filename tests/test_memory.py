@@ -42,8 +42,8 @@ def test_exact_mode_holds_one_extra_gradient_and_the_state(rule: str, base: str,
     x_r, x_f = torch.randn(2, 1024), torch.randn(2, 1024)
     opt = NGDiffOptimizer(model.parameters(), lr=1e-3, rule=rule, base=base, autolr=autolr,
                           autolr_every=1, backend="torch")
-    cr = lambda: model(x_r).pow(2).mean()  # noqa: E731
-    cf = lambda: model(x_f).pow(2).mean()  # noqa: E731
+    cr = lambda: model(x_r).pow(2).mean()
+    cf = lambda: model(x_f).pow(2).mean()
     grad = _grad_bytes(model)
     state = len(get_base(base).state_names) * grad  # float32 parameters: float32 state
     first = peak_extra_bytes(lambda: opt.step(cr, cf))  # allocates the state

@@ -210,7 +210,7 @@ def test_low_level_path_with_gradient_accumulation() -> None:
 
 
 def test_low_level_autolr_needs_the_closure() -> None:
-    model, opt, cr, cf = _setup(autolr=True)
+    _, opt, cr, cf = _setup(autolr=True)
     cr().backward()
     opt.stash_retain_grad()
     cf().backward()
@@ -219,7 +219,7 @@ def test_low_level_autolr_needs_the_closure() -> None:
 
 
 def test_double_stash_is_refused() -> None:
-    model, opt, cr, cf = _setup(autolr=False)
+    _, opt, cr, _ = _setup(autolr=False)
     cr().backward()
     opt.stash_retain_grad()
     cr().backward()
@@ -264,8 +264,8 @@ def test_gdiff_can_hurt_the_retain_loss() -> None:
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 0.0]]))
     x_r, x_f = torch.tensor([[1.0, 0.0]]), torch.tensor([[10.0, 10.0]])
-    cr = lambda: (lin(x_r) - 0.5).pow(2).sum()  # noqa: E731
-    cf = lambda: lin(x_f).pow(2).sum()  # noqa: E731
+    cr = lambda: (lin(x_r) - 0.5).pow(2).sum()
+    cf = lambda: lin(x_f).pow(2).sum()
     l0 = cr().item()
     NGDiffOptimizer(lin.parameters(), lr=1e-4, rule="gdiff", autolr=False,
                     backend="torch").step(cr, cf)
@@ -379,8 +379,8 @@ def test_nan_anywhere_leaves_the_base_state_untouched(base: str) -> None:
 def _resume(base: str, autolr: bool, storage: str, dtype=torch.float32, rule="ngdiff") -> None:
     """Save after 3 steps, run 4 more; a fresh model and optimizer loaded from the save and
     run 4 steps end bit-identical (parameters and the base's state)."""
-    kw = dict(base=base, autolr=autolr, autolr_every=2, retain_storage=storage, dtype=dtype,
-              rule=rule)
+    kw = {"base": base, "autolr": autolr, "autolr_every": 2, "retain_storage": storage,
+          "dtype": dtype, "rule": rule}
     model, opt, cr, cf = _setup(**kw)
     for _ in range(3):
         opt.step(cr, cf)

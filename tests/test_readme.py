@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_loop_example_runs() -> None:
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Use it in your own loop"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None
     namespace: dict = {}
     exec(compile(code.group(1), str(README), "exec"), namespace)  # noqa: S102

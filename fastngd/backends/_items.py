@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["Item", "SMALL", "bounds", "plan", "read", "region", "write"]
+__all__ = ["SMALL", "Item", "bounds", "plan", "read", "region", "write"]
 
 #: tensors with fewer elements are batched into groups instead of sliced.
 SMALL = 1 << 13

@@ -21,7 +21,7 @@ from .adamw import AdamW
 from .momentum import Momentum
 from .sgd import SGD
 
-__all__ = ["BASES", "GROUP_KEYS", "Adam", "AdamW", "BaseUpdate", "Momentum", "SGD", "get_base"]
+__all__ = ["BASES", "GROUP_KEYS", "SGD", "Adam", "AdamW", "BaseUpdate", "Momentum", "get_base"]
 
 _REGISTRY: dict[str, type[BaseUpdate]] = {c.name: c for c in (SGD, Momentum, Adam, AdamW)}
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from fastngd.backends.base import accumulation_dtype, state_names
 
-__all__ = ["BaseUpdate", "GROUP_KEYS", "check_fraction", "check_non_negative"]
+__all__ = ["GROUP_KEYS", "BaseUpdate", "check_fraction", "check_non_negative"]
 
 #: every per-group hyper-parameter a base may use (other keys of a group are left alone).
 GROUP_KEYS = ("momentum", "betas", "eps", "weight_decay")
@@ -24,7 +24,8 @@ GROUP_KEYS = ("momentum", "betas", "eps", "weight_decay")
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        # ValueError for every bad hyper-parameter, its type included, as torch.optim does
+        raise ValueError(f"{name} must be a number, got {value!r}")  # noqa: TRY004
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")

@@ -35,7 +35,7 @@ _SOURCES: dict[str, str] = {
     "tofu_curve": "tofu",
 }
 
-__all__ = sorted(_SOURCES)
+__all__ = sorted(_SOURCES)  # noqa: PLE0605 (a list)
 
 
 def __getattr__(name: str) -> Any:

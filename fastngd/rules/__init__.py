@@ -32,23 +32,8 @@ from .pcgrad import pcgrad, pcgrad_retain
 from .rlw import rlw
 from .sago import sago
 
-__all__ = [
-    "CombineRule",
-    "RULES",
-    "get_rule",
-    "ngdiff",
-    "gdiff",
-    "gd",
-    "ga",
-    "lossnorm",
-    "rlw",
-    "pcgrad",
-    "pcgrad_retain",
-    "imtlg",
-    "mgda",
-    "sago",
-    "surgery",
-]
+__all__ = ["RULES", "CombineRule", "ga", "gd", "gdiff", "get_rule", "imtlg", "lossnorm", "mgda",
+           "ngdiff", "pcgrad", "pcgrad_retain", "rlw", "sago", "surgery"]
 
 WeightFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 

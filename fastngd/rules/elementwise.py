@@ -24,7 +24,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-__all__ = ["MODES", "conflict_mask", "combine"]
+__all__ = ["MODES", "combine", "conflict_mask"]
 
 #: the combine modes a backend implements.
 MODES = ("linear", "sago", "sago_prefer_retain")

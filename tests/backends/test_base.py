@@ -15,12 +15,12 @@ import math
 
 import pytest
 import torch
+from fastngd.kernels import naive
 from torch import Tensor
 
 from fastngd import NGDiffOptimizer
 from fastngd.backends import Backend, TorchBackend, accumulation_dtype, state_names
 from fastngd.backends.triton import TritonBackend
-from fastngd.kernels import naive
 
 BACKENDS = {"torch": TorchBackend, "triton": TritonBackend}
 TINY = math.ulp(0.0)
@@ -71,7 +71,7 @@ def test_the_smallest_positive_lr_keeps_theta_and_advances_the_state(
     st = _state(kind, p)
     w = torch.tensor([[0.7, 0.4]] * 3, dtype=torch.float64)
     hyper = _hyper([1e-2, TINY, TINY])
-    new_p, new_st, products = naive.step(p, r, f, st, hyper, w, kind)
+    _, new_st, products = naive.step(p, r, f, st, hyper, w, kind)
     p0, st0 = [t.clone() for t in p], [[t.clone() for t in s] for s in st]
     got = backend.step(p, r, f, st, hyper, w, kind)
     assert not torch.equal(p[0], p0[0])
@@ -95,7 +95,7 @@ def test_advance_with_the_smallest_positive_lr_writes_u(backend: Backend, kind: 
     w = torch.tensor([[0.3, 0.9]] * 3, dtype=torch.float64)
     hyper = _hyper([TINY] * 3, wd=0.01)
     u_ref, st_ref, _ = naive.advance(p, r, f, st, hyper, w, kind)
-    update, backup, _ = backend.advance_and_backup(p, [t.clone() for t in r],
+    update, _, _ = backend.advance_and_backup(p, [t.clone() for t in r],
                                                    [t.clone() for t in f], st, hyper, w, kind)
     for a, b in zip(update, u_ref):
         assert b.abs().max() > 0 and _rel(a, b) < 1e-5

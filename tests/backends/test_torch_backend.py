@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fastngd.kernels import naive
 
 from fastngd.backends import TorchBackend, _items, get_backend, state_names
 from fastngd.backends import torch_backend as tb
-from fastngd.kernels import naive
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 SHAPES = [(0,), (1,), (7,), (3, 5), (2, 0), (4, 4, 3), (5000,), (70, 30), (1500,)]
@@ -314,7 +314,7 @@ def test_accelerator_scalars_stay_on_the_device(monkeypatch, kind, scale) -> Non
     hyper = _hyper(n, skip=())
     w = torch.tensor([[1.0 / scale, 1.0 / scale]] * n, dtype=torch.float64)
     ref_gram = naive.gram(r, f, per_tensor=True)
-    new_p, new_st, products = naive.step(p, r, f, st, hyper, w, kind)
+    new_p, _, products = naive.step(p, r, f, st, hyper, w, kind)
     be = TorchBackend()
     reads.update(float=0, tolist=0)
     got = be.gram(r, f, per_tensor=True)

@@ -73,7 +73,7 @@ def test_a_users_muse_files_train_the_raw_texts(tmp_path) -> None:
 
     export_benchmark("muse-synthetic", tmp_path / "muse")
     raw = muse_synthetic(0)["raw"]
-    qa, texts, vocab = benchmark_corpus("muse-news", data_dir=tmp_path / "muse")
+    qa, texts, _ = benchmark_corpus("muse-news", data_dir=tmp_path / "muse")
     assert qa == [] and {r["text"] for r in texts} == {
         r["text"] for name in ("forget", "retain1", "retain2") for r in raw[name]}
     _, retain_texts, _ = benchmark_corpus("muse-news", split="retain",

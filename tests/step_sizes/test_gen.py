@@ -17,8 +17,8 @@ def _problem(seed: int = 0, n: int = 6):
     center = torch.randn(n, generator=g, dtype=torch.float64)
     b = torch.randn(n, generator=g, dtype=torch.float64)
     theta = torch.nn.Parameter(torch.randn(n, generator=g, dtype=torch.float64))
-    retain = lambda: 0.5 * (theta - center) @ a @ (theta - center)  # noqa: E731
-    forget = lambda: b @ theta  # noqa: E731
+    retain = lambda: 0.5 * (theta - center) @ a @ (theta - center)
+    forget = lambda: b @ theta
     return theta, retain, forget
 
 

@@ -131,7 +131,7 @@ def test_guard_factor_matches_its_definition(factor, scale, trend, trend_fit, fl
     cap/s), min(1, low/s))."""
     config = GuardConfig(tol=tol, tol_abs=tol_abs, backoff=backoff, max_scale=cap,
                          min_scale=low)
-    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    t = lambda x: torch.tensor(x, dtype=torch.float64)
     got, risen = guard_factor(t(factor), t(scale), t(trend), t(trend_fit), t(floor), config)
     want = factor
     if trend > trend_fit:

@@ -81,11 +81,11 @@ def test_optimizer_options_pass_through_untouched(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"base": "adam", "momentum": 0.9}, r"momentum \(--momentum\) applies to base momentum, "
-                                         r"not to base adam"),
+    ({"base": "adam", "momentum": 0.9}, (r"momentum \(--momentum\) applies to base momentum, "
+                                         r"not to base adam")),
     ({"momentum": 0.9}, "not to base sgd"),
-    ({"base": "momentum", "betas": (0.9, 0.99)}, r"betas \(--betas\) applies to base adam or "
-                                                   "adamw"),
+    ({"base": "momentum", "betas": (0.9, 0.99)}, (r"betas \(--betas\) applies to base adam or "
+                                                   "adamw")),
     ({"base": "sgd", "eps": 1e-8}, r"--eps"),
     ({"base": "adamw", "betas": (1.0, 0.999)}, r"betas\[0\] must be in \[0, 1\)"),
     ({"base": "adam", "eps": -1.0}, "eps must be >= 0"),
