@@ -168,6 +168,20 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         self.base.validate(defaults)
         return defaults
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the hooks (as ``torch.optim.Optimizer``, which keeps only
+        ``defaults``, ``state`` and ``param_groups``: that would lose the rule, the base, the
+        step size and the global state) and the backends, which :meth:`__setstate__` builds
+        again, so ``copy.deepcopy`` and pickling give an optimizer that steps on as this one
+        does."""
+        return {k: v for k, v in self.__dict__.items()
+                if k != "_backends" and not (k.startswith("_optimizer_") and k.endswith("hooks"))}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._backends = {self._device: get_backend(self.backend_name, self._device)}
+
     # ------------------------------------------------------------------ public API
     @property
     def autolr(self) -> bool:
@@ -481,6 +495,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         buckets = list(gather_buckets(self.param_groups, self.state, self.base, _RETAIN).values())
         if not buckets:
             raise RuntimeError("no parameter has a gradient: did the closures use the model?")
+        self._check_both_tasks()
         reduced = reduce_gram(buckets, self._backend_for, self.rule.per_tensor,
                               self._losses(loss_retain, loss_forget), self._device)
         weights = self._weights(reduced, buckets)
@@ -498,6 +513,22 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         self._global["lr_scale"] = result.lr_scale
         self._global["calls"] = calls + 1
         return self._stats(reduced, weights, flags, result, products.total())
+
+    def _check_both_tasks(self) -> None:
+        """``ValueError`` when a task that the rule weighs has no gradient on any parameter
+        (nothing stashed, or no forget backward): the step would go along the other task
+        alone. Single parameters without a gradient are fine (zero for that task)."""
+        managed = self._managed()
+        if self.rule.name != "ga" and not any(
+                self.state[p].get(_RETAIN) is not None for p in managed if p in self.state):
+            raise ValueError(
+                "no retain gradient is stashed: run the retain loss's backward and call "
+                "stash_retain_grad() before the forget loss's backward (only rule 'ga' "
+                "steps without g_R)")
+        if self.rule.name != "gd" and all(p.grad is None for p in managed):
+            raise ValueError(
+                "no forget gradient: run the forget loss's backward after stash_retain_grad() "
+                "(only rule 'gd' steps without g_F)")
 
     def _stats(self, reduced: Reduced, weights: Tensor, flags: Tensor, result: StepSizeResult,
                products: Tensor) -> StepStats:

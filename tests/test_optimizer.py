@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -209,6 +209,39 @@ def test_low_level_path_with_gradient_accumulation() -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_low_level_step_without_one_task_is_refused() -> None:
+    """``backward(); step()`` with nothing stashed would go along −g_F alone, and a stash with
+    no forget backward along g_R alone: both are errors, the parameters untouched, except for
+    the rules that weigh that task by 0 (``ga``: no g_R; ``gd``: no g_F)."""
+    xr, yr, xf, yf = make_task(0)
+    ce = nn.functional.cross_entropy
+    for rule, retain, forget, error in [("ngdiff", False, True, "no retain gradient"),
+                                        ("ngdiff", True, False, "no forget gradient"),
+                                        ("gdiff", False, True, "no retain gradient"),
+                                        ("ga", False, True, None), ("gd", True, False, None)]:
+        model = make_net(0)
+        opt = NGDiffOptimizer(model.parameters(), lr=0.05, rule=rule, backend="torch",
+                              autolr=False)
+        before = _snapshot(model)
+        if retain:
+            ce(model(xr), yr).backward()
+            opt.stash_retain_grad()
+        if forget:
+            ce(model(xf), yf).backward()
+        if error is None:
+            opt.step()
+            assert not _same(_snapshot(model), before)
+            continue
+        with pytest.raises(ValueError, match=error):
+            opt.step()
+        assert _same(_snapshot(model), before)
+        assert all(p.grad is None for p in model.parameters())
+        ce(model(xr), yr).backward()      # the optimizer is usable afterwards
+        opt.stash_retain_grad()
+        ce(model(xf), yf).backward()
+        opt.step()
+
+
 def test_low_level_autolr_needs_the_closure() -> None:
     _, opt, cr, cf = _setup(autolr=True)
     cr().backward()
@@ -409,6 +442,39 @@ def _resume(base: str, autolr: bool, storage: str, dtype=torch.float32, rule="ng
 @pytest.mark.parametrize("base", ["momentum", "adam", "adamw"])
 def test_resume_is_bit_identical_for_every_base(base: str, autolr: bool, storage: str) -> None:
     _resume(base, autolr, storage)
+
+
+@given(base=st.sampled_from(["sgd", "momentum", "adam", "adamw"]),
+       rule=st.sampled_from(["ngdiff", "rlw", "sago"]),
+       step_size=st.sampled_from(["fixed", "gen", "gen-guard"]),
+       storage=st.sampled_from(["exact", "int8"]), before=st.integers(0, 3),
+       how=st.sampled_from(["deepcopy", "pickle"]))
+@settings(max_examples=25, deadline=None)
+def test_a_copied_optimizer_steps_on_as_the_original(base, rule, step_size, storage, before,
+                                                     how) -> None:
+    """``copy.deepcopy`` or a pickle round trip (``torch.save`` of the model and optimizer
+    together) after some steps: the copy's next steps give the original's parameters and
+    state bit for bit, and it keeps its hooks out (as ``torch.optim.Optimizer`` does)."""
+    model, opt, cr, cf = _setup(rule, base=base, step_size=step_size, autolr_every=2,
+                                retain_storage=storage)
+    for _ in range(before):
+        opt.step(cr, cf)
+    opt.register_step_post_hook(lambda *_: None)
+    if how == "deepcopy":
+        model2, opt2 = copy.deepcopy((model, opt))
+    else:
+        buf = io.BytesIO()
+        torch.save((model, opt), buf)
+        buf.seek(0)
+        model2, opt2 = torch.load(buf, weights_only=False)
+    assert not opt2._optimizer_step_post_hooks
+    cr2, cf2 = closures(model2, make_task(0))
+    for _ in range(3):
+        s1, s2 = opt.step(cr, cf), opt2.step(cr2, cf2)
+        assert torch.equal(s1.lr_scale, s2.lr_scale)
+    assert _same(_snapshot(model2), _snapshot(model))
+    assert _same_state(opt.state_dict()["state"], opt2.state_dict()["state"])
+    assert torch.equal(opt2.num_steps, opt.num_steps)
 
 
 def test_resume_keeps_float32_moments_of_bf16_parameters() -> None:
