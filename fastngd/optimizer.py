@@ -237,7 +237,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         gradients itself, such as gradient accumulation or ``accelerate``).
         """
         if closure_retain is None and closure_forget is None:
-            return self.step_from_grads()
+            return self._step_from_grads()
         if closure_retain is None or closure_forget is None:
             raise ValueError("pass both closure_retain and closure_forget, or neither")
         self._clear_grads()
@@ -255,7 +255,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             self.discard_retain_grad()
             self._clear_grads()
             raise
-        return self.step_from_grads(loss_forget=loss_f, closure_retain=closure_retain)
+        return self._step_from_grads(loss_forget=loss_f, closure_retain=closure_retain)
 
     def stash_retain_grad(self, loss_retain: Optional[Tensor] = None) -> None:
         """Move every ``p.grad`` (the retain gradient g_R) into the optimizer state.
@@ -323,6 +323,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                     self.state[p].pop(_RETAIN, None)
         self._stashed_loss = None
 
+    @torch.optim.Optimizer.profile_hook_step
     def step_from_grads(
         self,
         loss_retain: Optional[Tensor] = None,
@@ -334,7 +335,13 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         Expects g_R stashed by :meth:`stash_retain_grad` and g_F in ``p.grad``. Losses are
         needed by loss-based rules (``lossnorm``) and GeN (``L₀ = loss_retain``; defaults to
         the loss given to :meth:`stash_retain_grad`); GeN also needs ``closure_retain``.
+        The optimizer's step hooks run around it, as around :meth:`step`.
         """
+        return self._step_from_grads(loss_retain, loss_forget, closure_retain)
+
+    def _step_from_grads(self, loss_retain: Optional[Tensor] = None,
+                         loss_forget: Optional[Tensor] = None,
+                         closure_retain: Optional[Closure] = None) -> StepStats:
         if loss_retain is None:
             loss_retain = self._stashed_loss
         try:

@@ -242,6 +242,22 @@ def test_a_low_level_step_without_one_task_is_refused() -> None:
         opt.step()
 
 
+def test_step_hooks_run_once_around_every_kind_of_step() -> None:
+    """The step pre- and post-hooks run once per step, whether it is made with closures,
+    by ``step()`` on the caller's gradients or by ``step_from_grads()``."""
+    _, opt, cr, cf = _setup(autolr=False)
+    calls = []
+    opt.register_step_pre_hook(lambda *_: calls.append("pre"))
+    opt.register_step_post_hook(lambda *_: calls.append("post"))
+    opt.step(cr, cf)
+    for finish in (opt.step, opt.step_from_grads):
+        cr().backward()
+        opt.stash_retain_grad()
+        cf().backward()
+        finish()
+    assert calls == ["pre", "post"] * 3
+
+
 def test_low_level_autolr_needs_the_closure() -> None:
     _, opt, cr, cf = _setup(autolr=True)
     cr().backward()
