@@ -9,10 +9,11 @@ from typing import Any
 from fastngd.errors import InputError
 
 STRING = "str"
-"""Field kind: a string."""
+"""Field kind: a string with a character that is not white space (every field of the
+benchmarks is text that is trained on or scored: an empty one would score as remembered)."""
 
 STRING_LIST = "list[str]"
-"""Field kind: a non-empty list of strings."""
+"""Field kind: a non-empty list of :data:`STRING` values."""
 
 
 def validate_rows(
@@ -31,14 +32,14 @@ def validate_rows(
     'forget10', split 'train'"``) starts every message; a row is named by ``source`` (the
     file it was read from) and its entry of ``locations`` (``"line 7"``), else by its
     0-based index (``"row 6"``). Every problem (an empty split, a row that is not an
-    object, a missing field, a field of the wrong kind) raises
+    object, a missing field, a field of the wrong kind, an empty or blank string) raises
     :class:`~fastngd.errors.InputError` with one line naming the row and the field.
     """
     if len(rows) == 0:
         raise InputError(f"{where} is empty" + (f" ({source})" if source else ""))
     checks = {**(optional or {}), **required}
     for index, row in enumerate(rows):
-        label = _row_label(index, source, locations)
+        label = row_label(index, source, locations)
         if not isinstance(row, Mapping):
             raise InputError(
                 f"{where}: {label}: the row is a {type(row).__name__}, not an object with "
@@ -55,7 +56,7 @@ def validate_rows(
             _check_kind(row[field], kind, f"{where}: {label}: field {field!r}")
 
 
-def _row_label(index: int, source: str | Path | None, locations: Sequence[str] | None) -> str:
+def row_label(index: int, source: str | Path | None, locations: Sequence[str] | None) -> str:
     """``"{source}, line 7"`` for a row read from a file, ``"row 6"`` otherwise."""
     location = locations[index] if locations is not None else f"row {index}"
     return f"{source}, {location}" if source is not None else location
@@ -66,13 +67,17 @@ def _check_kind(value: Any, kind: str, what: str) -> None:
     if kind == STRING:
         if not isinstance(value, str):
             raise InputError(f"{what} must be a str, got {type(value).__name__}")
+        if not value.strip():
+            raise InputError(f"{what} is empty")
     elif kind == STRING_LIST:
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise InputError(f"{what} must be a list of str, got {type(value).__name__}")
         if len(value) == 0:
             raise InputError(f"{what} is an empty list")
-        for item in value:
+        for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise InputError(f"{what} must hold only str, found {type(item).__name__}")
+            if not item.strip():
+                raise InputError(f"{what}: item {i} is empty")
     else:
         raise ValueError(f"unknown field kind {kind!r}")

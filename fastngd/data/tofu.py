@@ -7,7 +7,8 @@ from typing import Any, Literal, overload
 
 from fastngd.data.hub import load_split_checked
 from fastngd.data.optional import load_optional
-from fastngd.data.schema import STRING, STRING_LIST, validate_rows
+from fastngd.data.schema import STRING, STRING_LIST, row_label, validate_rows
+from fastngd.errors import InputError
 
 TOFU_HUB_ID = "locuslab/TOFU"
 """Hub id of TOFU."""
@@ -39,7 +40,9 @@ TOFU_SCHEMAS: dict[str, dict[str, str]] = {
 """Required fields (name → kind) of every TOFU config. ``holdoutXX`` are fictitious authors
 the TOFU models were never trained on, used as non-members by membership inference."""
 
-_OPTIONAL = {"paraphrased_answer": STRING, "perturbed_answer": STRING_LIST}
+_OPTIONAL = {"paraphrased_answer": STRING, "perturbed_answer": STRING_LIST, "fact": STRING}
+"""Fields checked where present; ``fact`` (the answer's key fact, for fact accuracy) must be
+in every row of a split or in none, and hold a letter or digit."""
 
 
 def validate_tofu(
@@ -57,14 +60,26 @@ def validate_tofu(
     """
     if config not in TOFU_SCHEMAS:
         raise ValueError(f"unknown TOFU config {config!r}; valid: {sorted(TOFU_SCHEMAS)}")
-    validate_rows(
-        rows,
-        TOFU_SCHEMAS[config],
-        where=f"TOFU config {config!r}, split {split!r}",
-        optional=_OPTIONAL,
-        source=source,
-        locations=locations,
-    )
+    where = f"TOFU config {config!r}, split {split!r}"
+    validate_rows(rows, TOFU_SCHEMAS[config], where=where, optional=_OPTIONAL, source=source,
+                  locations=locations)
+    _check_facts(rows, where, source, locations)
+
+
+def _check_facts(rows: list[dict[str, Any]], where: str, source: str | Path | None,
+                 locations: list[str] | None) -> None:
+    """InputError unless ``fact`` is in every row or in none, and holds a letter or digit
+    (fact accuracy looks for its words in the answer)."""
+    have = [i for i, row in enumerate(rows) if "fact" in row]
+    if have and len(have) < len(rows):
+        first = next(i for i in range(len(rows)) if "fact" not in rows[i])
+        raise InputError(
+            f"{where}: field 'fact' is in {len(have)} of {len(rows)} rows (not in "
+            f"{row_label(first, source, locations)}): give it in every row or in none")
+    for i in have:
+        if not any(ch.isalnum() for ch in rows[i]["fact"]):
+            raise InputError(f"{where}: {row_label(i, source, locations)}: field 'fact' "
+                             f"{rows[i]['fact']!r} has no letter or digit")
 
 
 def _load(config: str, split: str, data_dir: str | Path | None) -> list[dict[str, Any]]:

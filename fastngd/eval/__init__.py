@@ -60,7 +60,7 @@ from fastngd.eval.reference import (
     reference_truth_ratios,
     save_reference_truth_ratios,
 )
-from fastngd.eval.rouge import rouge_l_f1, rouge_l_recall
+from fastngd.eval.rouge import NonLatinTextWarning, rouge_l_f1, rouge_l_recall
 from fastngd.eval.summary import (
     MODEL_UTILITY_COMPONENTS,
     forget_quality,
@@ -93,6 +93,7 @@ __all__ = [
     "QA_BENCHMARKS",
     "SYNTHETIC_RETRAIN_AUC",
     "TOFU_RETAIN_SPLITS",
+    "NonLatinTextWarning",
     "QASplitSpec",
     "ReferenceTruthRatios",
     "TokenScores",

@@ -17,7 +17,7 @@ __all__ = [
     "verbmem",
 ]
 
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_NON_ALNUM = re.compile(r"[\W_]+")
 
 
 def _mean(values: list[float]) -> float:
@@ -66,8 +66,11 @@ def split_continuation(answer: str, prefix_fraction: float = 0.5) -> tuple[str, 
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase ``text``, turn every run of non-alphanumeric characters into one space and
-    strip the ends (``"The  Blue-Owl!"`` → ``"the blue owl"``)."""
+    """Lowercase ``text``, turn every run of characters that are not letters or digits (in any
+    script: ``str.isalnum``) into one space and strip the ends (``"The  Blue-Owl!"`` →
+    ``"the blue owl"``, ``"Москве."`` → ``"москве"``). On ASCII text this keeps exactly
+    ``a-z`` and ``0-9``. Scripts written without spaces (Chinese, Japanese) stay one word per
+    run of letters, so a fact matches there only where spaces or punctuation surround it."""
     return _NON_ALNUM.sub(" ", text.lower()).strip()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from fastngd.data.tokenize import format_chat_prompt, format_prompt
+from fastngd.errors import InputError
 from fastngd.eval._rows import column, take
 from fastngd.eval.generation import generate
 from fastngd.eval.memorisation import split_continuation
@@ -188,12 +189,25 @@ def _forget_quality(
 
 
 def _forget_config(data: Mapping[str, Any], forget_split: str) -> str:
+    """The config scored as the forget set: ``{forget_split}_perturbed`` when present (it
+    adds the answers the truth ratio needs), else ``forget_split``. InputError when both are
+    present and do not ask the same questions in the same order."""
     config = f"{forget_split}_perturbed" if f"{forget_split}_perturbed" in data else forget_split
     if config not in data:
         raise KeyError(
             f"evaluate_tofu: neither {forget_split!r} nor {forget_split + '_perturbed'!r} is in "
             f"the data (configs: {sorted(data)})"
         )
+    if config != forget_split and forget_split in data:
+        mine = [row["question"] for row in data[config]]
+        theirs = [row["question"] for row in data[forget_split]]
+        if mine != theirs:
+            at = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
+                      min(len(mine), len(theirs)))
+            raise InputError(
+                f"{config!r} is scored in place of {forget_split!r} and must ask the same "
+                f"questions in the same order, but it has {len(mine)} rows against "
+                f"{len(theirs)} and differs first at row {at}")
     return config
 
 
@@ -283,7 +297,8 @@ def evaluate_tofu(
     types and every key always present (None when not computable); see
     ``docs/eval_layout.md``. Raises ``KeyError`` naming a missing config or field,
     ``ValueError`` on an empty split, and :class:`~fastngd.errors.InputError` when the
-    reference covers other questions.
+    reference covers other questions, or ``{forget_split}_perturbed`` (scored in place of
+    ``forget_split``) asks other questions than ``forget_split``.
     """
     config = _forget_config(data, forget_split)
     holdout = holdout_split or holdout_split_for(forget_split)

@@ -75,6 +75,32 @@ def test_non_string_answers(tmp_path: Path) -> None:
         load_tofu("forget05", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("rows, match", [
+    ([{**PERTURBED[0], "answer": ""}], r"line 1: field 'answer' is empty"),
+    ([{**PERTURBED[0], "question": "  "}], r"line 1: field 'question' is empty"),
+    ([{**PERTURBED[0], "perturbed_answer": ["x", " "]}], r"'perturbed_answer': item 1 is empty"),
+    ([{**PERTURBED[0], "fact": 1973}], r"line 1: field 'fact' must be a str, got int"),
+    ([{**PERTURBED[0], "fact": None}], r"field 'fact' must be a str, got NoneType"),
+    ([{**PERTURBED[0], "fact": "?!"}], r"line 1: field 'fact' '\?!' has no letter or digit"),
+    ([{**PERTURBED[0], "fact": "Lisbon"}, PERTURBED[0]],
+     r"'fact' is in 1 of 2 rows \(not in .*line 2\)"),
+])
+def test_empty_text_and_bad_facts_are_refused_at_load(tmp_path: Path, rows, match) -> None:
+    """An empty answer would score as remembered, and a fact that is not text, not in every
+    row or without a word would fail (or vanish) only at evaluation: all are refused when
+    the file is read, naming the line."""
+    write_jsonl_atomic(tmp_path / "forget10_perturbed.jsonl", rows)
+    with pytest.raises(InputError, match=match):
+        load_tofu("forget10_perturbed", data_dir=tmp_path)
+
+
+def test_facts_in_any_script_load(tmp_path: Path) -> None:
+    rows = [{**QA[0], "fact": "Lisbon"}, {"question": "Где?", "answer": "В Москве.",
+                                          "fact": "Москве"}, {**QA[0], "fact": "科幻"}]
+    write_jsonl_atomic(tmp_path / "full.jsonl", rows)
+    assert load_tofu("full", data_dir=tmp_path) == rows
+
+
 def test_hub_path_uses_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fastngd.eval import (
     fact_accuracy,
@@ -16,6 +18,27 @@ from fastngd.eval import (
 
 def test_normalize_text() -> None:
     assert normalize_text("  The  Blue-Owl!  ") == "the blue owl"
+    assert normalize_text("snake_case Ünïcode, Москве. 科幻!") == "snake case ünïcode москве 科幻"
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_on_ascii_text_normalize_keeps_exactly_lowercase_letters_and_digits(text) -> None:
+    """The ASCII definition: runs of anything but ``a-z0-9`` (after lowercasing) are one
+    space, the ends stripped."""
+    words, word = [], ""
+    for ch in text.lower():
+        if ch in "abcdefghijklmnopqrstuvwxyz0123456789":
+            word += ch
+        elif word:
+            words.append(word)
+            word = ""
+    assert normalize_text(text) == " ".join([*words, word] if word else words)
+
+
+def test_fact_accuracy_in_other_scripts() -> None:
+    preds = ["Иван Петров родился в Москве.", "Он родился в Москвечке", "Élodie aime le café"]
+    facts = ["москве", "москве", "Café"]
+    assert fact_accuracy(preds, facts) == [1.0, 0.0, 1.0]
 
 
 def test_fact_accuracy_hand_cases() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from fastngd.eval import rouge_l_f1, rouge_l_recall
+from fastngd.eval.rouge import NonLatinTextWarning
 
 
 def test_perfect_prediction_has_recall_and_f1_one() -> None:
@@ -52,3 +55,15 @@ def test_bad_input(fn) -> None:  # type: ignore[no-untyped-def]
         fn(["a"], ["a", "b"])
     with pytest.raises(TypeError, match=r"references\[0\]"):
         fn(["a"], [3])
+
+
+@pytest.mark.parametrize("fn", [rouge_l_recall, rouge_l_f1])
+def test_references_in_other_scripts_are_scored_as_published_with_a_warning(fn) -> None:
+    """rouge_score keeps only [a-z0-9] words: a Cyrillic answer reproduced exactly scores 0,
+    a mixed one on its Latin words only; the warning says so, and ASCII text warns nothing."""
+    refs = ["Иван Петров родился в Москве.", "Ivan Petrov родился в Москве."]
+    with pytest.warns(NonLatinTextWarning, match=r"2 of 2 references .* 1 have none and score 0"):
+        assert fn(refs, refs) == [0.0, 1.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(["Ada was born in Lisbon."], ["Ada was born in Lisbon."])

@@ -152,6 +152,26 @@ def test_bad_data(untrained_model: LlamaForCausalLM, tokenizer: PreTrainedTokeni
         evaluate_tofu(untrained_model, tokenizer, {"forget10": [{"question": "q", "answer": 3}]})
 
 
+def test_a_perturbed_forget_config_must_ask_the_forget_questions(
+    untrained_model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, qa_rows: list[dict]
+) -> None:
+    """``forget10_perturbed`` is scored in place of ``forget10``: other questions (e.g. retain
+    rows put there by mistake), fewer rows or another order are refused before any scoring."""
+    forget = [{"question": r["question"], "answer": r["answer"]} for r in qa_rows[:3]]
+    perturbed = [{**r, "paraphrased_answer": r["answer"], "perturbed_answer": ["x y"]}
+                 for r in forget]
+    for bad, at in [(perturbed[::-1], "0"), (perturbed[:2], "2"),
+                    ([perturbed[0], {**perturbed[1], "question": "Another?"}, perturbed[2]], "1")]:
+        with pytest.raises(InputError, match=rf"'forget10_perturbed' is scored in place of "
+                                             rf"'forget10'.*differs first at row {at}"):
+            evaluate_tofu(untrained_model, tokenizer,
+                          {"forget10": forget, "forget10_perturbed": bad}, max_new_tokens=2)
+    agg = evaluate_tofu(untrained_model, tokenizer,
+                        {"forget10": forget, "forget10_perturbed": perturbed},
+                        max_new_tokens=2)["aggregate"]
+    assert agg["forget"]["n"] == 3 and agg["forget"]["config"] == "forget10_perturbed"
+
+
 def test_runs_on_the_embedded_benchmark_configs() -> None:
     from fastngd.data import tofu_synthetic
     from fastngd.models import benchmark_corpus, build_word_tokenizer
