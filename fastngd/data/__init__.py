@@ -4,6 +4,7 @@ from fastngd.data.export import export_benchmark
 from fastngd.data.muse import MUSE_CORPORA, MUSE_SCHEMAS, load_muse, validate_muse
 from fastngd.data.optional import MissingDataWarning
 from fastngd.data.registry import BENCHMARKS, Benchmark, get_benchmark, load_benchmark
+from fastngd.data.sanity import DataWarning, warn_overlap, warn_unknown_tokens
 from fastngd.data.synthetic_muse import MUSE_SYNTHETIC_SPLITS, muse_synthetic
 from fastngd.data.synthetic_tofu import TOFU_SYNTHETIC_CONFIGS, tofu_synthetic
 from fastngd.data.tofu import TOFU_HUB_ID, TOFU_SCHEMAS, load_tofu, validate_tofu
@@ -34,6 +35,7 @@ __all__ = [
     "TOFU_SCHEMAS",
     "TOFU_SYNTHETIC_CONFIGS",
     "Benchmark",
+    "DataWarning",
     "Encoding",
     "MissingDataWarning",
     "QADataset",
@@ -57,4 +59,6 @@ __all__ = [
     "tofu_synthetic",
     "validate_muse",
     "validate_tofu",
+    "warn_overlap",
+    "warn_unknown_tokens",
 ]

@@ -122,7 +122,7 @@ def _check_before_work(job: UnlearnJob) -> None:
 
 def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any, Any]:
     """``(model, tokenizer, source, forget set, retain set, evaluate hook)`` of a seed."""
-    from fastngd.data import QADataset, rows_dataset
+    from fastngd.data import QADataset, rows_dataset, warn_overlap, warn_unknown_tokens
     from fastngd.data.loading import load_unlearning_rows
     from fastngd.models.target import load_target_model
 
@@ -139,6 +139,10 @@ def _load(job: UnlearnJob, seed: int, log: Log) -> tuple[Any, Any, str, Any, Any
     else:
         forget = rows_dataset(forget_rows, tokenizer, 256)
         retain = rows_dataset(retain_rows, tokenizer, 256)
+    if fdist.is_main():
+        warn_overlap(forget_rows, retain_rows)
+        for what, data in (("forget set", forget), ("retain set", retain)):
+            warn_unknown_tokens((data[i] for i in range(len(data))), tokenizer, what)
     evaluate = None
     if job.config.eval_every is not None or job.config.keep_best is not None:
         evaluate = fdist.rank0_first(lambda: _evaluator(job, tokenizer, seed, forget_rows,
