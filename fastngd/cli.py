@@ -167,6 +167,33 @@ def _or_off(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--max-examples``,
+    ``--max-new-tokens``); 0 or less is refused rather than taken as "the default"."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _check_data(benchmark: str, data_dir: str | None,
+                *trained: tuple[str | None, str]) -> None:
+    """Before any work: refuse a ``--data-dir`` that does not fit ``--benchmark``
+    (:func:`fastngd.data.loading.check_data_dir`) and, for each ``(model, split)`` of
+    ``trained`` whose model is the embedded one, a folder without the files that model
+    trains on (:func:`fastngd.data.loading.check_training_files`)."""
+    from fastngd.data.loading import check_data_dir, check_training_files
+    from fastngd.models.target import is_embedded
+
+    check_data_dir(benchmark, data_dir)
+    for model, split in trained:
+        if is_embedded(model):
+            check_training_files(benchmark, data_dir, split)
+
+
 _nats_or_off = _or_off(float, "a number of nats")
 """``--stop-gap``, ``--stop-rise``, ``--stop-example-rise``: a number of nats, or ``off``."""
 _count_or_off = _or_off(int, "a number of examples")
@@ -307,10 +334,19 @@ def _add_demo_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- finetune
 def _cmd_finetune(args: argparse.Namespace) -> int:
     """``fastngd finetune``: train the embedded model, or fine-tune ``--model`` on QA."""
+    from fastngd.data.loading import QA_BENCHMARKS, retain_splits
+    from fastngd.errors import UsageError
     from fastngd.models.finetune import finetune
     from fastngd.reproduce.io import output_folder
 
     _set_threads(args)
+    if args.benchmark in QA_BENCHMARKS:
+        supported = ("full", *retain_splits(args.benchmark))
+        if args.split not in supported:
+            raise UsageError(f"--split {args.split} is not supported for --benchmark "
+                             f"{args.benchmark}; supported: {', '.join(supported)} (a folder "
+                             "or file of another name in --data-dir is not read)")
+    _check_data(args.benchmark, args.data_dir, (args.model, args.split))
     with output_folder(args.out, args.overwrite) as out:  # removed again if refused
         finetune(out, model=args.model, benchmark=args.benchmark, seed=args.seed,
                  split=args.split, data_dir=args.data_dir, epochs=args.epochs, lr=args.lr,
@@ -358,13 +394,16 @@ def _add_finetune_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     """``fastngd unlearn``: one method, one or more seeds; see
     :func:`fastngd.unlearn.job.run_unlearn_job`."""
-    from fastngd.data.loading import QA_BENCHMARKS, TRAINED_QA
+    from fastngd.data.loading import QA_BENCHMARKS, TRAINED_QA, tofu_configs
     from fastngd.unlearn.job import UnlearnJob, run_unlearn_job
 
     _set_threads(args)
     if args.benchmark not in QA_BENCHMARKS:
         qa = " and the forget QA its target learned" if args.benchmark in TRAINED_QA else ""
         _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts{qa})")
+    else:
+        tofu_configs(args.forget or "forget10", args.benchmark)
+    _check_data(args.benchmark, args.data_dir, (args.model, "full"))
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
                                lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                backend=args.backend)
@@ -425,28 +464,27 @@ def _add_unlearn_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
     """``fastngd eval``: the TOFU (QA benchmarks) or MUSE protocol on one model."""
-    from fastngd.data.loading import (
-        QA_BENCHMARKS,
-        check_data_dir,
-        is_retain_split,
-        tofu_configs,
-    )
+    from fastngd.data.loading import QA_BENCHMARKS, retain_splits, tofu_configs
     from fastngd.errors import UsageError
     from fastngd.reproduce.evaluation import EvalRequest, evaluate_model
     from fastngd.reproduce.io import output_file, write_json
 
     _set_threads(args)
+    trained: list[tuple[str | None, str]] = [(args.model, "full")]
     if args.benchmark in QA_BENCHMARKS:
-        tofu_configs(args.forget or "forget10")
-        if args.retain_split is not None and not is_retain_split(args.retain_split):
-            raise UsageError("--retain-split must look like retain90/retain95/retain99, got "
-                             f"{args.retain_split!r}")
+        configs = tofu_configs(args.forget or "forget10", args.benchmark)
+        supported = retain_splits(args.benchmark)
+        if args.retain_split is not None and args.retain_split not in supported:
+            raise UsageError(f"--retain-split {args.retain_split} is not a retain split of "
+                             f"{args.benchmark}; supported: {', '.join(supported)}")
+        if args.retain_model is not None:
+            trained.append((args.retain_model, configs.retain))
     else:
         _refuse(args, ["forget", "max_new_tokens", "retain_split", "retain_model",
                        "reference_truth_ratios"], f"to {args.benchmark} (TOFU-style only)")
     if args.retain_model is not None and args.reference_truth_ratios is not None:
         raise UsageError("pass --retain-model or --reference-truth-ratios, not both")
-    check_data_dir(args.benchmark, args.data_dir)
+    _check_data(args.benchmark, args.data_dir, *trained)
     out = output_file(args.out, args.overwrite) if args.out else None
     record, table = evaluate_model(EvalRequest(
         model=args.model, benchmark=args.benchmark, data_dir=args.data_dir, seed=args.seed,
@@ -477,7 +515,8 @@ def _add_eval_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--forget", "--forget-split", dest="forget", default=None,
                    help="forget split (TOFU; forget01/05/10, default forget10)")
     p.add_argument("--retain-split", default=None,
-                   help="also score this whole retain split (TOFU; e.g. retain90)")
+                   help="also score this whole retain split (TOFU: retain90, retain95 or "
+                        "retain99)")
     p.add_argument("--retain-model", default=None, metavar="DIR",
                    help="retain-only reference model of forget quality (TOFU): a folder, a "
                         "Hugging Face id, or 'embedded' (the embedded model trained on the "
@@ -486,9 +525,10 @@ def _add_eval_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
                    help="forget quality against these saved reference truth ratios (TOFU): "
                         "the JSON fastngd eval --out wrote for the retain-only model")
     p.add_argument("--seed", type=int, default=0, help="seed of synthetic data")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="generation length (TOFU; default 200)")
-    p.add_argument("--max-examples", type=int, default=None, help="cut every split")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=None, metavar="N",
+                   help="generation length, at least 1 (TOFU; default 200)")
+    p.add_argument("--max-examples", type=_positive_int, default=None, metavar="N",
+                   help="score only the first N examples of every split (default: all)")
     p.add_argument("--out", default=None, help="write the full result to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_eval)
@@ -505,7 +545,7 @@ _REPRODUCE_FLAGS = {
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """``fastngd reproduce {tofu,muse,digits}`` over ``--seeds``."""
-    from fastngd.data.loading import QA_BENCHMARKS, TEXT_BENCHMARKS, check_data_dir
+    from fastngd.data.loading import QA_BENCHMARKS, TEXT_BENCHMARKS, tofu_configs
     from fastngd.errors import UsageError
     from fastngd.reproduce.experiment import Experiment, run_experiment
 
@@ -518,8 +558,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if benchmark not in valid[args.experiment]:
         raise UsageError(f"--benchmark {benchmark} does not fit reproduce {args.experiment}; "
                          f"valid: {', '.join(valid[args.experiment])}")
+    if args.experiment == "tofu":
+        tofu_configs(args.forget or "forget10", benchmark)
     if args.experiment != "digits":
-        check_data_dir(benchmark, args.data_dir)
+        _check_data(benchmark, args.data_dir, (args.model, "full"))
     settings = _given(epochs=args.epochs, batch_size=args.batch_size, step_size=args.step_size,
                       autolr_every=args.autolr_every, autolr_scale=args.autolr_scale)
     settings.update(_forget_settings(args))

@@ -19,7 +19,7 @@ file and the line (JSON Lines) or row (JSON arrays, parquet; 0-based index) at f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,54 @@ def candidate_paths(data_dir: str | Path, config: str, split: str) -> list[Path]
     if split == "train":
         paths += [root / f"{config}{ext}" for ext in EXTENSIONS]
     return paths
+
+
+def has_split_file(data_dir: str | Path, config: str, split: str) -> bool:
+    """Whether one of the :func:`candidate_paths` of ``config``/``split`` is a file."""
+    return any(path.is_file() for path in candidate_paths(data_dir, config, split))
+
+
+def extensions_text(extensions: Sequence[str] = EXTENSIONS) -> str:
+    """``extensions`` for messages: ``".jsonl, .json or .parquet"``."""
+    *first, last = extensions
+    return f"{', '.join(first)} or {last}" if first else last
+
+
+def describe_candidates(config: str, split: str) -> str:
+    """The file names :func:`candidate_paths` tries for ``config``/``split``, relative to the
+    data folder, for messages: ``forget10/train.jsonl, .json or .parquet, or
+    forget10.jsonl, .json or .parquet``."""
+    others = extensions_text(EXTENSIONS[1:])
+    text = f"{config}/{split}{EXTENSIONS[0]}, {others}"
+    if split == "train":
+        text += f", or {config}{EXTENSIONS[0]}, {others}"
+    return text
+
+
+def foreign_suffixes(data_dir: str | Path, limit: int = 1000) -> list[str]:
+    """The sorted extensions, other than :data:`EXTENSIONS`, of the files in ``data_dir`` and
+    its sub-folders (two levels; at most ``limit`` entries looked at), for messages about a
+    folder whose files are not read (``[".csv"]``)."""
+    found: set[str] = set()
+    seen = 0
+    folders = [Path(data_dir)]
+    for _ in range(2):
+        next_folders: list[Path] = []
+        for folder in folders:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if seen > limit:
+                    return sorted(found)
+                if entry.is_dir():
+                    next_folders.append(entry)
+                elif entry.suffix and entry.suffix not in EXTENSIONS:
+                    found.add(entry.suffix)
+        folders = next_folders
+    return sorted(found)
 
 
 def split_path(out_dir: str | Path, config: str, split: str) -> Path:

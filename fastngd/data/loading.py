@@ -10,8 +10,13 @@
 
 Every failure to read a required split is one :class:`fastngd.errors.InputError` naming the
 benchmark, the config and split, and the cause; flags that do not apply (``--data-dir`` with
-a built-in benchmark) are a :class:`fastngd.errors.UsageError`. Messages speak the command
-line's language (``--data-dir``, ``--forget``, ``--seed``).
+a built-in benchmark) are a :class:`fastngd.errors.UsageError`. Before any work,
+:func:`check_data_dir` refuses a ``--data-dir`` with no file of the benchmark's layout
+(naming the ``--benchmark`` of the other layout, or the file extensions read) and
+:func:`check_training_files` one without the files the embedded model trains on; split
+names the benchmark does not have (``forget20``) are refused with the supported ones
+(:func:`forget_splits`, :func:`retain_splits`). Messages speak the command line's language
+(``--data-dir``, ``--forget``, ``--seed``).
 """
 from __future__ import annotations
 
@@ -33,12 +38,15 @@ __all__ = [
     "TRAINED_QA",
     "TofuConfigs",
     "check_data_dir",
+    "check_training_files",
+    "forget_splits",
     "is_retain_split",
     "load_all_splits",
     "load_muse_data",
     "load_split",
     "load_unlearning_rows",
     "muse_unlearning_rows",
+    "retain_splits",
     "tofu_configs",
     "trained_qa_rows",
 ]
@@ -82,12 +90,16 @@ class TofuConfigs:
                                "world_facts_perturbed")
 
 
-def tofu_configs(forget: str) -> TofuConfigs:
+def tofu_configs(forget: str, benchmark: str | None = None) -> TofuConfigs:
     """The configs belonging to ``forget`` (``forgetNN`` → ``retain{100-NN}``); a
-    UsageError names ``--forget`` otherwise."""
+    UsageError names ``--forget`` otherwise, and, with ``benchmark``, when ``forget`` is not
+    one of its :func:`forget_splits` (its loader reads no other)."""
     pct = forget.replace("forget", "") if forget.startswith("forget") else ""
     if not pct.isdigit() or not 0 < int(pct) < 100:
         raise UsageError(f"--forget must look like forget01/forget05/forget10, got {forget!r}")
+    if benchmark is not None and forget not in forget_splits(benchmark):
+        raise UsageError(f"--forget {forget} is not a forget split of {benchmark}; "
+                         f"supported: {', '.join(forget_splits(benchmark))}")
     return TofuConfigs(forget, f"retain{100 - int(pct):02d}", f"{forget}_perturbed")
 
 
@@ -97,9 +109,34 @@ def is_retain_split(name: str) -> bool:
     return digits.isdigit() and 0 < int(digits) < 100
 
 
+def forget_splits(benchmark: str) -> tuple[str, ...]:
+    """The forget splits (``forgetNN`` configs) of ``benchmark``, sorted: ``("forget01",
+    "forget05", "forget10")`` for the TOFU-style ones, ``()`` for the others."""
+    return tuple(sorted(c for c in get_benchmark(benchmark).splits
+                        if c.startswith("forget") and c[6:].isdigit()))
+
+
+def retain_splits(benchmark: str) -> tuple[str, ...]:
+    """The retain splits (``retainNN`` configs) of ``benchmark``, sorted: ``("retain90",
+    "retain95", "retain99")`` for the TOFU-style ones, ``()`` for the others."""
+    return tuple(sorted(c for c in get_benchmark(benchmark).splits if is_retain_split(c)))
+
+
+_LAYOUTS: dict[str, tuple[str, str, str]] = {
+    "tofu": ("TOFU", "forget10/train.jsonl, full/train.jsonl, ...", "--benchmark tofu"),
+    "muse-news": ("MUSE", "raw/forget.jsonl, verbmem/forget.jsonl, knowmem/forget_qa.jsonl, ...",
+                  "--benchmark muse-news or --benchmark muse-books"),
+}
+"""A hub benchmark of each layout → ``(layout, example files, the flag that reads it)``."""
+
+
 def check_data_dir(benchmark: str, data_dir: str | Path | None) -> None:
-    """Refuse ``--data-dir`` with a built-in (generated) benchmark, and a ``--data-dir``
-    that is not a folder."""
+    """Refuse ``--data-dir`` with a built-in (generated) benchmark, a ``--data-dir`` that is
+    not a folder, and one that holds no file of ``benchmark``'s layout: a UsageError naming
+    the ``--benchmark`` that reads it when its files are in the other layout (TOFU, MUSE),
+    an InputError naming the extensions read (and the other extensions found) otherwise."""
+    from fastngd.data.files import extensions_text, foreign_suffixes, has_split_file
+
     bench = get_benchmark(benchmark)
     if data_dir is None:
         return
@@ -112,6 +149,44 @@ def check_data_dir(benchmark: str, data_dir: str | Path | None) -> None:
         )
     if not Path(data_dir).is_dir():
         raise InputError(f"--data-dir {data_dir} is not a folder")
+
+    def holds(name: str) -> bool:
+        return any(has_split_file(data_dir, config, split)
+                   for config, splits in get_benchmark(name).splits.items() for split in splits)
+
+    if holds(benchmark):
+        return
+    own = "tofu" if benchmark in QA_BENCHMARKS else "muse-news"
+    for other, (layout, example, flag) in _LAYOUTS.items():
+        if other != own and holds(other):
+            raise UsageError(f"--data-dir {data_dir} holds no {benchmark} file but is in the "
+                             f"{layout} layout ({example}): pass {flag}")
+    layout, example, _ = _LAYOUTS[own]
+    foreign = foreign_suffixes(data_dir)
+    found = f"; found only {', '.join(foreign)} files" if foreign else ""
+    raise InputError(f"--data-dir {data_dir} holds no {benchmark} file: the files read are "
+                     f"{extensions_text()} in the {layout} layout ({example}){found}")
+
+
+def check_training_files(benchmark: str, data_dir: str | Path | None,
+                         split: str = "full") -> None:
+    """InputError when ``data_dir`` (a user's files of a hub layout) lacks a file the
+    embedded model of ``benchmark`` trains on: TOFU layout, the config ``split`` (``full``,
+    the target model, or a retain split); MUSE layout, ``raw/forget`` and ``raw/retain1``.
+    The message names the file names and extensions looked for, and no command-line flag
+    (every command that trains the embedded model calls it). Nothing is checked without
+    ``data_dir`` or for a built-in benchmark."""
+    from fastngd.data.files import describe_candidates, has_split_file
+
+    if data_dir is None or get_benchmark(benchmark).synthetic:
+        return
+    needed = ([(split, "train")] if benchmark in QA_BENCHMARKS
+              else [("raw", "forget"), ("raw", "retain1")])
+    missing = [pair for pair in needed if not has_split_file(data_dir, *pair)]
+    if missing:
+        looked = "; ".join(describe_candidates(*pair) for pair in missing)
+        raise InputError(f"--data-dir {data_dir} has no file the embedded {benchmark} model "
+                         f"trains on (looked for {looked})")
 
 
 def load_split(

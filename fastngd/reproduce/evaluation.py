@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EVAL_MAX_LENGTH", "EvalRequest", "evaluate_model", "model_label"]
+__all__ = ["EVAL_MAX_LENGTH", "EVAL_MAX_NEW_TOKENS", "EvalRequest", "evaluate_model",
+           "model_label"]
 
 EVAL_MAX_LENGTH = 256
 """Token length of the scored QA examples (the evaluated and the reference model alike)."""
+
+EVAL_MAX_NEW_TOKENS = 200
+"""Generation length of the TOFU protocol where :attr:`EvalRequest.max_new_tokens` is None."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,9 @@ class EvalRequest:
         forget, retain_split: TOFU's forget split and the whole retain split to score too.
         retain_model, reference_file: the retain-only reference of forget quality.
         device, dtype, cache_dir: where and how models are loaded.
-        max_new_tokens, max_examples: generation length (TOFU) and a cut of every split.
+        max_new_tokens, max_examples: generation length (TOFU; None:
+            :data:`EVAL_MAX_NEW_TOKENS`) and a cut of every split (None: none); both at
+            least 1 when given.
         label: the table's row label (default :func:`model_label`).
     """
 
@@ -86,18 +92,28 @@ def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
     JSON report; ``result`` is :func:`fastngd.eval.evaluate_benchmark`'s, ``reference`` the
     retain-only model or file forget quality compared with, or None). ``table`` is the
     printed summary: for TOFU-style data the NGDiff paper's Table 1 row, TOFU's and
-    open-unlearning's metrics and the model-utility components
-    (:func:`fastngd.reproduce.tofu.summarise_tofu`; ``max_new_tokens`` defaults to 200); the
-    MUSE aggregate otherwise. Only the splits the protocol scores are read (a missing
-    optional one is a warning, its metrics left out).
+    open-unlearning's metrics, the model-utility components
+    (:func:`fastngd.reproduce.tofu.summarise_tofu`; ``max_new_tokens`` defaults to
+    :data:`EVAL_MAX_NEW_TOKENS`) and, with ``retain_split``, the scores of that whole split;
+    the MUSE aggregate otherwise. Only the splits the protocol scores are read (a missing
+    optional one is a warning, its metrics left out). A UsageError (naming the flags of
+    ``fastngd eval``) for a ``forget`` split the benchmark does not have or a
+    ``max_new_tokens``/``max_examples`` below 1.
     """
-    from fastngd.data.loading import QA_BENCHMARKS
+    from fastngd.data.loading import QA_BENCHMARKS, tofu_configs
+    from fastngd.errors import UsageError
     from fastngd.eval import evaluate_benchmark
     from fastngd.models.target import load_target_model
-    from fastngd.reproduce.tables import metrics_table, tofu_tables
+    from fastngd.reproduce.tables import metrics_table, retain_split_table, tofu_tables
 
     label = req.label or model_label(req.model, req.benchmark)
     qa = req.benchmark in QA_BENCHMARKS
+    for flag, value in (("--max-new-tokens", req.max_new_tokens),
+                        ("--max-examples", req.max_examples)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if qa:
+        tofu_configs(req.forget, req.benchmark)
     reference, read = _reference(req) if qa else (None, {})
     loaded, tokenizer, source = load_target_model(
         req.model, benchmark=req.benchmark, seed=req.seed, device=req.device, dtype=req.dtype,
@@ -105,7 +121,9 @@ def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
     options: dict[str, Any] = {"max_examples": req.max_examples}
     if qa:
         options.update(forget_split=req.forget, retain_split=req.retain_split,
-                       reference=reference, max_new_tokens=req.max_new_tokens or 200,
+                       reference=reference,
+                       max_new_tokens=(EVAL_MAX_NEW_TOKENS if req.max_new_tokens is None
+                                       else req.max_new_tokens),
                        max_length=EVAL_MAX_LENGTH, loaded=read)
     result = evaluate_benchmark(loaded, tokenizer, req.benchmark, data_dir=req.data_dir,
                                 seed=req.seed, **options)
@@ -114,6 +132,9 @@ def evaluate_model(req: EvalRequest) -> tuple[dict[str, Any], str]:
 
         summary = summarise_tofu(result)
         table = tofu_tables({"no_unlearn": summary, "methods": {}}, label)
+        whole = retain_split_table(result, label)
+        if whole:
+            table += "\n\n" + whole
     else:
         summary = dict(result["aggregate"])
         table = metrics_table(summary, label)

@@ -6,7 +6,8 @@ from typing import Any
 
 __all__ = [
     "SEED_TABLE_KEYS", "autolr_table", "format_table", "lookup", "method_table",
-    "metrics_table", "tofu_metrics_table", "tofu_tables", "utility_components_table",
+    "metrics_table", "retain_split_table", "tofu_metrics_table", "tofu_tables",
+    "utility_components_table",
 ]
 
 SEED_TABLE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -183,6 +184,36 @@ def utility_components_table(results: Mapping[str, Any],
 
     header = ["method"] + [label for _, label in _COMPONENT_SPLITS] + ["zero"]
     return format_table(header, _rows(results, base_label, cells))
+
+
+_RETAIN_SPLIT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("n", "n"),
+    ("rougeL_recall", "R-L↑"),
+    ("probability", "prob↑"),
+    ("fact_accuracy", "FactAcc↑"),
+    ("exact_memorization", "EM"),
+    ("extraction_strength", "ES"),
+)
+
+
+def retain_split_table(result: Mapping[str, Any], label: str = "model") -> str:
+    """The scores of the whole retain split (``fastngd eval --retain-split``) in an
+    :func:`fastngd.eval.evaluate_tofu` ``result``: one row, ``label``, of its size, ROUGE-L
+    recall, probability, fact accuracy, exact memorization and extraction strength, under a
+    title naming the split (and saying that Table 1's FactAcc R is this split's where the
+    retain-type split has none, see :func:`fastngd.reproduce.tofu.summarise_tofu`); ``""``
+    when the result has no such split."""
+    scores = lookup(result, "aggregate.retain_split")
+    if not isinstance(scores, Mapping):
+        return ""
+    name = lookup(result, "settings.retain_split") or scores.get("config") or "retain"
+    title = f"Whole retain split {name} (--retain-split)"
+    if (lookup(result, "aggregate.retain.fact_accuracy") is None
+            and scores.get("fact_accuracy") is not None):
+        title += "; FactAcc R↑ above is its fact accuracy"
+    header = ["method"] + [column for _, column in _RETAIN_SPLIT_COLUMNS]
+    row = [label] + [scores.get(key) for key, _ in _RETAIN_SPLIT_COLUMNS]
+    return f"{title}\n{format_table(header, [row])}"
 
 
 def tofu_tables(results: Mapping[str, Any], base_label: str = "no unlearning") -> str:

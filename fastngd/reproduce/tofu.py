@@ -133,9 +133,19 @@ def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
     NGDiff paper's, TOFU's (``model_utility`` with ``model_utility_components`` and
     ``model_utility_zero_components``, ``forget_quality``) and open-unlearning's
     (``mia``: the four attacks' AUCs, ``privleak``, ``extraction_strength``,
-    ``exact_memorization``); None where the data cannot give a metric."""
+    ``exact_memorization``); None where the data cannot give a metric. The retain metrics
+    are those of the retain-type split (``retain_perturbed``), but for
+    ``retain_fact_accuracy``, which is the whole retain split's (``retain_split`` of
+    :func:`evaluate_tofu`) when that split has no ``fact`` field (as in the hub's TOFU)
+    and the whole split was scored; ``retain_split_rouge_l_recall``,
+    ``retain_split_fact_accuracy`` and ``retain_split_probability`` are the whole split's
+    (None when it was not scored)."""
     agg = result["aggregate"]
     forget, retain = agg["forget"], agg.get("retain") or {}
+    whole = agg.get("retain_split") or {}
+    retain_facts = retain.get("fact_accuracy")
+    if retain_facts is None:
+        retain_facts = whole.get("fact_accuracy")
     world = agg.get("world_facts") or {}
     return {
         "verbmem": agg["seed_paper"]["verbmem"],
@@ -146,7 +156,7 @@ def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
         "retain_rouge_l_recall": retain.get("rougeL_recall"),
         "world_facts_rouge_l_recall": world.get("rougeL_recall"),
         "forget_fact_accuracy": forget.get("fact_accuracy"),
-        "retain_fact_accuracy": retain.get("fact_accuracy"),
+        "retain_fact_accuracy": retain_facts,
         "forget_probability": forget.get("probability"),
         "retain_probability": retain.get("probability"),
         "retain_truth_ratio": retain.get("truth_ratio"),
@@ -158,6 +168,9 @@ def summarise_tofu(result: Mapping[str, Any]) -> dict[str, Any]:
         "privleak": agg.get("privleak"),
         "extraction_strength": agg.get("extraction_strength"),
         "exact_memorization": agg.get("exact_memorization"),
+        "retain_split_rouge_l_recall": whole.get("rougeL_recall"),
+        "retain_split_fact_accuracy": whole.get("fact_accuracy"),
+        "retain_split_probability": whole.get("probability"),
     }
 
 

@@ -105,7 +105,7 @@ def _check_before_work(job: UnlearnJob) -> None:
     resolve_device(job.device)
     check_data_dir(job.benchmark, job.data_dir)
     if job.qa:
-        tofu_configs(job.forget)
+        tofu_configs(job.forget, job.benchmark)
     if not job.resume:
         return
     if job.out.exists() and not job.out.is_dir():

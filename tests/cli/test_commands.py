@@ -176,7 +176,8 @@ def test_eval_forget_quality_from_a_retain_model_or_a_reference_file(
 
 @pytest.mark.parametrize("extra, match", [
     (["--retain-model", "m", "--reference-truth-ratios", "f"], "not both"),
-    (["--retain-split", "retain"], "--retain-split must look like"),
+    (["--retain-split", "retain"], "--retain-split retain is not a retain split"),
+    (["--retain-split", "retain80"], "supported: retain90, retain95, retain99"),
     (["--benchmark", "muse-synthetic", "--retain-model", "m"], "--retain-model does not apply"),
 ])
 def test_eval_reference_flags_refused(extra: list[str], match: str,

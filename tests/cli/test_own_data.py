@@ -54,10 +54,12 @@ def _person(i: int, fact: bool) -> list[dict]:
 
 def _tofu_files(folder: Path) -> Path:
     """10 people × 2 QA; the last one is forget10 (with a ``fact`` field), the others
-    retain90 (without one); one unseen person is holdout10."""
+    retain90 (without one); full holds them all without ``fact`` (a field is in every row
+    of a file or in none); one unseen person is holdout10."""
     forget = _person(9, fact=True)
     retain = [row for i in range(9) for row in _person(i, fact=False)]
-    _write(folder, "full", retain + forget)
+    _write(folder, "full", [{k: v for k, v in row.items() if k != "fact"}
+                            for row in retain + forget])
     _write(folder, "retain90", retain)
     _write(folder, "forget10", forget)
     _write(folder, "holdout10", _person(10, fact=False))

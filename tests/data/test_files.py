@@ -10,6 +10,10 @@ import pytest
 
 from fastngd.data.files import (
     candidate_paths,
+    describe_candidates,
+    extensions_text,
+    foreign_suffixes,
+    has_split_file,
     read_local_split,
     read_local_split_located,
     read_rows,
@@ -126,3 +130,24 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path: Path) -> None:
         write_jsonl_atomic(tmp_path / "new.jsonl", [{"x": object()}])
     assert not (tmp_path / "new.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_messages_name_the_files_and_extensions_read(tmp_path: Path) -> None:
+    assert extensions_text() == ".jsonl, .json or .parquet"
+    assert extensions_text((".jsonl",)) == ".jsonl"
+    assert describe_candidates("forget10", "train") == (
+        "forget10/train.jsonl, .json or .parquet, or forget10.jsonl, .json or .parquet")
+    assert describe_candidates("raw", "forget") == "raw/forget.jsonl, .json or .parquet"
+
+
+def test_split_files_and_the_other_extensions_found(tmp_path: Path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "train.csv").write_text("question,answer\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "deep" / "er" / "still").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "still" / "x.xlsx").write_text("")  # below two levels
+    assert not has_split_file(tmp_path, "full", "train")
+    assert foreign_suffixes(tmp_path) == [".csv", ".txt"]
+    (tmp_path / "full.json").write_text("[]")
+    assert has_split_file(tmp_path, "full", "train")
+    assert foreign_suffixes(tmp_path) == [".csv", ".txt"]  # .json is read

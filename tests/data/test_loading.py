@@ -143,3 +143,54 @@ def test_the_qa_benchmarks_are_defined_once() -> None:
     assert FINETUNE_QA_BENCHMARKS is loading.QA_BENCHMARKS
     assert set(loading.QA_BENCHMARKS) | set(loading.TEXT_BENCHMARKS) <= set(BENCHMARKS)
     assert not set(loading.QA_BENCHMARKS) & set(loading.TEXT_BENCHMARKS)
+
+
+def test_forget_and_retain_splits_are_those_of_the_benchmark() -> None:
+    assert loading.forget_splits("tofu") == ("forget01", "forget05", "forget10")
+    assert loading.retain_splits("tofu-synthetic") == ("retain90", "retain95", "retain99")
+    assert loading.forget_splits("muse-news") == loading.retain_splits("muse-news") == ()
+    assert loading.tofu_configs("forget20").retain == "retain80"  # the form alone: accepted
+    with pytest.raises(UsageError, match="--forget forget20 is not a forget split of tofu; "
+                                         "supported: forget01, forget05, forget10$"):
+        loading.tofu_configs("forget20", "tofu")
+
+
+def test_data_dir_in_the_other_layout_names_the_benchmark_that_reads_it(exported) -> None:
+    with pytest.raises(UsageError, match="MUSE layout .*: pass --benchmark muse-news or "
+                                         "--benchmark muse-books$") as info:
+        loading.check_data_dir("tofu", exported["muse"])
+    assert "--split" not in str(info.value)
+    with pytest.raises(UsageError, match="TOFU layout .*: pass --benchmark tofu$"):
+        loading.check_data_dir("muse-books", exported["tofu"])
+    loading.check_data_dir("tofu", exported["tofu"])
+    loading.check_data_dir("muse-news", exported["muse"])
+
+
+def test_data_dir_without_readable_files_names_the_extensions_read(tmp_path) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "train.csv").write_text("question,answer\nq,a\n")
+    (tmp_path / "forget10.tsv").write_text("q\ta\n")
+    with pytest.raises(InputError, match=r"holds no tofu file: the files read are \.jsonl, "
+                                         r"\.json or \.parquet .*found only \.csv, \.tsv files$"):
+        loading.check_data_dir("tofu", tmp_path)
+    with pytest.raises(InputError, match=r"holds no muse-news file.*raw/forget\.jsonl"):
+        loading.check_data_dir("muse-news", tmp_path)
+
+
+def test_training_files_name_the_files_looked_for(exported, tmp_path) -> None:
+    data = Path(shutil.copytree(exported["tofu"], tmp_path / "tofu"))
+    loading.check_training_files("tofu", data)
+    shutil.rmtree(data / "full")
+    with pytest.raises(InputError, match=r"no file the embedded tofu model trains on \(looked "
+                                         r"for full/train\.jsonl, \.json or \.parquet, or "
+                                         r"full\.jsonl, \.json or \.parquet\)$") as info:
+        loading.check_training_files("tofu", data)
+    assert "--split" not in str(info.value)
+    loading.check_training_files("tofu", data, "retain90")
+    loading.check_training_files("tofu", None)
+    loading.check_training_files("tofu-synthetic", None)
+    muse = Path(shutil.copytree(exported["muse"], tmp_path / "muse"))
+    (muse / "raw" / "retain1.jsonl").unlink()
+    with pytest.raises(InputError, match=r"looked for raw/retain1\.jsonl, \.json or "
+                                         r"\.parquet\)$"):
+        loading.check_training_files("muse-news", muse)

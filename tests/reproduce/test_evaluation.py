@@ -30,3 +30,23 @@ def test_a_retain_model_reads_the_perturbed_forget_split_once(
     assert reads["forget10"] == 1
     assert record["reference"] == str(tiny_model_dir)
     assert record["summary"]["forget_quality"] == pytest.approx(1.0)  # its own reference
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"max_new_tokens": 0}, "--max-new-tokens must be at least 1, got 0"),
+    ({"max_examples": -3}, "--max-examples must be at least 1, got -3"),
+    ({"forget": "forget20"}, "--forget forget20 is not a forget split of tofu-synthetic"),
+])
+def test_values_the_protocol_cannot_use_are_refused_before_loading(
+        options: dict, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """0 generated tokens is not "the default" (None is), and a forget split the benchmark
+    lacks is a usage error, not a ValueError from deep in the loader."""
+    from fastngd.errors import UsageError
+    from fastngd.models import target
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(target, "load_target_model", no_loading)
+    with pytest.raises(UsageError, match=match):
+        evaluate_model(EvalRequest(model="embedded", benchmark="tofu-synthetic", **options))
