@@ -24,6 +24,7 @@ buffer (g_R) and the base's state, GeN included; ``retain_storage="int8"`` store
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
 
@@ -60,9 +61,15 @@ _LEGACY_RULE_NAMES = {"gdiff": "gdiff-0.5"}
 
 
 def _check_lr(lr: Any, where: str) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    """``lr`` as a float: a finite positive real number (a Python or NumPy one, or a real
+    one-element tensor, as torch's optimizers take); ``ValueError`` otherwise."""
+    value = lr
+    if isinstance(lr, Tensor) and lr.numel() == 1 and lr.dtype.is_floating_point:
+        value = lr.item()
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
         raise ValueError(f"{where} must be a finite positive number, got {lr!r}")
-    return float(lr)
+    return float(value)
 
 
 class NGDiffOptimizer(torch.optim.Optimizer):
@@ -201,7 +208,8 @@ class NGDiffOptimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """``torch.optim.Optimizer.add_param_group`` with checks: ``ValueError`` for a
         parameter listed twice (in this group or another), a group ``lr`` that is not a
-        finite positive number, or a bad base hyper-parameter."""
+        finite positive number (a NumPy number or one-element tensor is kept as a float), or a
+        bad base hyper-parameter."""
         params = param_group.get("params")
         if isinstance(params, Tensor):
             params = [params]
@@ -211,7 +219,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                 raise ValueError("a parameter group lists the same tensor more than once")
         param_group = {**param_group, "params": params}
         if "lr" in param_group:
-            _check_lr(param_group["lr"], "every group lr")
+            param_group["lr"] = _check_lr(param_group["lr"], "every group lr")
         super().add_param_group(param_group)
         try:
             self.base.validate(self.param_groups[-1])

@@ -345,6 +345,25 @@ def test_group_learning_rates_are_checked_at_construction(bad) -> None:
     a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))
     with pytest.raises(ValueError, match="lr"):
         NGDiffOptimizer([{"params": [a]}, {"params": [b], "lr": bad}])
+    if not isinstance(bad, bool):  # the same value as a tensor
+        with pytest.raises(ValueError, match="lr"):
+            NGDiffOptimizer([a], lr=torch.tensor(bad, dtype=torch.float64))
+
+
+def test_learning_rates_as_numpy_numbers_or_tensors_are_floats() -> None:
+    """As torch's optimizers take them; kept as floats. Other tensors are refused."""
+    import numpy as np
+
+    a, b, c = (nn.Parameter(torch.ones(2)) for _ in range(3))
+    opt = NGDiffOptimizer([{"params": [a], "lr": np.float32(0.25)},
+                           {"params": [b], "lr": torch.tensor(0.5)}], lr=torch.tensor([0.125]))
+    opt.add_param_group({"params": [c], "lr": np.int64(2)})
+    assert [g["lr"] for g in opt.param_groups] == [0.25, 0.5, 2.0]
+    assert all(type(g["lr"]) is float for g in opt.param_groups)
+    assert opt.defaults["lr"] == 0.125
+    for bad in (torch.tensor([0.1, 0.2]), torch.tensor(1), torch.tensor(True), "0.1"):
+        with pytest.raises(ValueError, match="lr must be a finite positive number"):
+            NGDiffOptimizer([nn.Parameter(torch.ones(1))], lr=bad)
 
 
 @pytest.mark.parametrize("base", ["sgd", "adamw"])
