@@ -53,14 +53,15 @@ PRETRAINED_RECIPE = TrainingRecipe(epochs=5, lr=1e-5, batch_size=16)
 
 
 def _check_split(benchmark: str, split: str) -> None:
-    """``full``, ``retainNN`` (TOFU layout) or ``retain`` (MUSE layout)."""
-    from fastngd.data.loading import is_retain_split
+    """``full``, one of the benchmark's retain splits (TOFU layout: retain90/95/99) or
+    ``retain`` (MUSE layout)."""
+    from fastngd.data.loading import retain_splits
 
     tofu = benchmark.startswith("tofu")
-    ok = split == "full" or (is_retain_split(split) if tofu else split == "retain")
-    if not ok:
-        valid = "full or a retain split such as retain90" if tofu else "full or retain"
-        raise UsageError(f"--split for {benchmark} must be {valid}, got {split!r}")
+    valid = ("full", *retain_splits(benchmark)) if tofu else ("full", "retain")
+    if split not in valid:
+        raise UsageError(f"--split for {benchmark} must be one of {', '.join(valid)}, got "
+                         f"{split!r}")
 
 
 def check_finetune_args(model: str | None, benchmark: str, *, split: str = "full",
