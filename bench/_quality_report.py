@@ -170,13 +170,17 @@ more. The tables and plots show the uncapped values."""
 
 def _point(kind: str, rec: dict[str, Any], cap: float) -> tuple[float, float] | None:
     """(forget metric, min(retain metric / before, ``cap``)) of a run, or None (diverged);
-    the forget metric is relative to before on the MUSE layout."""
+    the forget metric is relative to before on the MUSE layout. Where the target scores 0 on
+    the retain metric (chronicles' KnowMem) there is nothing to keep: every run is at the
+    cap, and without one (``cap`` infinite) at its own raw value."""
     m, b = rec.get("metrics"), rec["before"]
     fx, ry = AXES[kind]
     if not m or m.get(fx) is None or m.get(ry) is None:
         return None
     x = m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx]
-    return x, min(m[ry] / b[ry] if b[ry] else m[ry], cap)
+    if not b[ry]:
+        return x, m[ry] if math.isinf(cap) else cap
+    return x, min(m[ry] / b[ry], cap)
 
 
 def beats(kind: str, rec: dict[str, Any], other: dict[str, Any], margin: float,

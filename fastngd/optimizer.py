@@ -163,6 +163,7 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             "calls": 0,
         }
         self._stashed_loss: Optional[Tensor] = None
+        self._in_hooks = False
 
     def _defaults(self, lr: float, **given: Any) -> dict[str, Any]:
         """``lr`` and the base's per-group hyper-parameters, the given ones overriding the
@@ -242,8 +243,40 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         On return every managed ``.grad`` is ``None``.
 
         Called with no closures, this is :meth:`step_from_grads` (for code that computes the
-        gradients itself, such as gradient accumulation or ``accelerate``).
+        gradients itself, such as gradient accumulation or ``accelerate``). The step hooks run
+        once around it (:meth:`_hooked`).
         """
+        return self._hooked(self._step, closure_retain, closure_forget)
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch must not wrap it: _hooked runs the hooks
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``step`` is not wrapped by torch either: the hooks run once, in
+        :meth:`_hooked`, when it reaches this class's :meth:`step` or :meth:`step_from_grads`
+        (and not at all for a call that makes no update, such as the
+        :class:`~fastngd.integrations.hf_trainer.TrainerNGDiffOptimizer` call that returns the
+        step already made)."""
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step.hooked = True  # type: ignore[attr-defined]
+
+    def _hooked(self, body: Callable[..., StepStats], *args: Any) -> StepStats:
+        """``body(*args)`` inside the step hooks (``register_step_pre_hook`` /
+        ``register_step_post_hook`` and the global ones, as torch runs them around
+        ``step``), once per update: a call made while the hooks already run (a subclass's
+        ``step`` calling this class's, or :meth:`step` calling :meth:`step_from_grads`) runs
+        ``body`` alone."""
+        if self._in_hooks:
+            return body(*args)
+        self._in_hooks = True
+        try:
+            return torch.optim.Optimizer.profile_hook_step(
+                lambda _self, *a: body(*a))(self, *args)
+        finally:
+            self._in_hooks = False
+
+    def _step(self, closure_retain: Optional[Closure],
+              closure_forget: Optional[Closure]) -> StepStats:
         if closure_retain is None and closure_forget is None:
             return self._step_from_grads()
         if closure_retain is None or closure_forget is None:
@@ -331,7 +364,6 @@ class NGDiffOptimizer(torch.optim.Optimizer):
                     self.state[p].pop(_RETAIN, None)
         self._stashed_loss = None
 
-    @torch.optim.Optimizer.profile_hook_step
     def step_from_grads(
         self,
         loss_retain: Optional[Tensor] = None,
@@ -343,9 +375,9 @@ class NGDiffOptimizer(torch.optim.Optimizer):
         Expects g_R stashed by :meth:`stash_retain_grad` and g_F in ``p.grad``. Losses are
         needed by loss-based rules (``lossnorm``) and GeN (``L₀ = loss_retain``; defaults to
         the loss given to :meth:`stash_retain_grad`); GeN also needs ``closure_retain``.
-        The optimizer's step hooks run around it, as around :meth:`step`.
+        The optimizer's step hooks run once around it, as around :meth:`step`.
         """
-        return self._step_from_grads(loss_retain, loss_forget, closure_retain)
+        return self._hooked(self._step_from_grads, loss_retain, loss_forget, closure_retain)
 
     def _step_from_grads(self, loss_retain: Optional[Tensor] = None,
                          loss_forget: Optional[Tensor] = None,

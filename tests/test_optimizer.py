@@ -258,6 +258,34 @@ def test_step_hooks_run_once_around_every_kind_of_step() -> None:
     assert calls == ["pre", "post"] * 3
 
 
+def test_step_hooks_run_once_in_a_subclass_that_calls_step() -> None:
+    """A subclass's ``step`` that calls ``super().step`` (as the HF Trainer's optimizer does)
+    runs the hooks once per update, however many instances of either class exist, and a
+    call of it that makes no update runs none."""
+    class Remembering(NGDiffOptimizer):
+        def step(self, closure_retain=None, closure_forget=None):  # type: ignore[override]
+            if closure_retain is None and self.last is not None:
+                return self.last                      # no update: the step made before
+            self.last = super().step(closure_retain, closure_forget)
+            return self.last
+
+    _setup(autolr=False)                               # a plain instance first: order matters
+    model = make_net(0)
+    opt = Remembering(model.parameters(), lr=0.05, backend="torch", autolr=False)
+    opt.last = None
+    cr, cf = closures(model, make_task(0))
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append("post"))
+    opt.step(cr, cf)
+    opt.step()
+    assert calls == ["post"]
+    cr().backward()
+    opt.stash_retain_grad()
+    cf().backward()
+    opt.step_from_grads()
+    assert calls == ["post"] * 2
+
+
 def test_low_level_autolr_needs_the_closure() -> None:
     _, opt, cr, cf = _setup(autolr=True)
     cr().backward()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Sequence
 
 from fastngd.eval._checks import check_text_pairs
@@ -17,7 +17,10 @@ __all__ = [
     "verbmem",
 ]
 
-_NON_ALNUM = re.compile(r"[\W_]+")
+def _in_word(ch: str) -> bool:
+    """A letter or digit of any script, or a combining mark (a vowel sign, an accent):
+    what :func:`normalize_text` keeps inside words."""
+    return ch.isalnum() or unicodedata.category(ch).startswith("M")
 
 
 def _mean(values: list[float]) -> float:
@@ -66,12 +69,15 @@ def split_continuation(answer: str, prefix_fraction: float = 0.5) -> tuple[str, 
 
 
 def normalize_text(text: str) -> str:
-    """Lowercase ``text``, turn every run of characters that are not letters or digits (in any
-    script: ``str.isalnum``) into one space and strip the ends (``"The  Blue-Owl!"`` →
-    ``"the blue owl"``, ``"Москве."`` → ``"москве"``). On ASCII text this keeps exactly
-    ``a-z`` and ``0-9``. Scripts written without spaces (Chinese, Japanese) stay one word per
-    run of letters, so a fact matches there only where spaces or punctuation surround it."""
-    return _NON_ALNUM.sub(" ", text.lower()).strip()
+    """NFKC-normalise and lowercase ``text``, turn every run of characters that are not
+    letters, digits (of any script: ``str.isalnum``) or combining marks (vowel signs,
+    accents) into one space and strip the ends (``"The  Blue-Owl!"`` → ``"the blue owl"``,
+    ``"Москве."`` → ``"москве"``, ``"cafe\u0301"`` → ``"café"``). On ASCII text this keeps
+    exactly ``a-z`` and ``0-9``. Scripts written without spaces (Chinese, Japanese) stay one
+    word per run of letters, so a fact matches there only where spaces or punctuation
+    surround it."""
+    chars = unicodedata.normalize("NFKC", text).lower()
+    return " ".join("".join(ch if _in_word(ch) else " " for ch in chars).split())
 
 
 def fact_accuracy(predictions: Sequence[str], facts: Sequence[str]) -> list[float]:

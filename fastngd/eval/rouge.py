@@ -13,8 +13,9 @@ __all__ = ["NonLatinTextWarning", "rouge_l_f1", "rouge_l_recall"]
 
 
 class NonLatinTextWarning(UserWarning):
-    """References hold letters that ``rouge_score`` drops (outside ``a-z``), so ROUGE scores
-    only their Latin words and digits."""
+    """References hold letters that ``rouge_score`` drops (outside ``a-z``: other scripts, and
+    accented Latin letters such as ``é``), so ROUGE scores only their ``a-z`` words and
+    digits."""
 
 
 def _warn_non_latin(references: Sequence[str]) -> None:

@@ -68,6 +68,10 @@ def test_the_retain_axis_is_capped_at_the_target(report) -> None:
     assert q.beats("tofu", at_target, above, 0.005, cap=float("inf"))
     assert q.beats("tofu", _rec(0.0, 0.99), above, 0.005)         # below the target: counts
     assert q.beats("tofu", _rec(0.01, 1.2), _rec(0.0, 1.0), 0.005)  # cap on both sides
+    nothing = {**BEFORE, "retain_rouge_l_recall": 0.0}           # the target keeps nothing
+    zero, some = ({**_rec(0.0, r), "before": nothing} for r in (0.0, 0.5))
+    assert not q.beats("tofu", zero, some, 0.005)                # both keep all of it
+    assert q.beats("tofu", zero, some, 0.005, cap=float("inf"))  # raw values uncapped
 
 
 def test_a_verdict_the_cap_changes_shows_the_uncapped_one(report) -> None:

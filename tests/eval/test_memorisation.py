@@ -36,9 +36,13 @@ def test_on_ascii_text_normalize_keeps_exactly_lowercase_letters_and_digits(text
 
 
 def test_fact_accuracy_in_other_scripts() -> None:
-    preds = ["Иван Петров родился в Москве.", "Он родился в Москвечке", "Élodie aime le café"]
-    facts = ["москве", "москве", "Café"]
-    assert fact_accuracy(preds, facts) == [1.0, 0.0, 1.0]
+    """Words of any script, with their combining marks (Devanagari vowel signs, accents
+    written as a separate mark) and in any Unicode normal form."""
+    preds = ["Иван Петров родился в Москве.", "Он родился в Москвечке", "Élodie aime le café",
+             "मुझे दाल पसंद है", "Elle aime le cafe\u0301.", "ﬁne ＡＢＣ"]
+    facts = ["москве", "москве", "Café", "दिल", "café", "fine abc"]
+    assert fact_accuracy(preds, facts) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    assert normalize_text("दाल दिल") == "दाल दिल"
 
 
 def test_fact_accuracy_hand_cases() -> None:

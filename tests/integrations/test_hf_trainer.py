@@ -276,6 +276,9 @@ def _accumulation_run(setup, tmp_path, accumulate: int) -> tuple[torch.nn.Module
         data_collator=default_data_collator, autolr=True, autolr_every=1,
         forget_loss=example_mean_loss, retain_loss=example_mean_loss,
     )
+    trainer.create_optimizer()
+    trainer.hook_calls = []
+    trainer.optimizer.register_step_post_hook(lambda *_: trainer.hook_calls.append(1))
     trainer.train()
     return model, trainer
 
@@ -285,6 +288,8 @@ def test_gradient_accumulation_equals_the_larger_batch(setup, tmp_path) -> None:
     small, small_trainer = _accumulation_run(setup, tmp_path, 2)
     opt = small_trainer.ngdiff_optimizer
     assert int(opt.num_steps) == 2 and opt._global["calls"] == 2  # one step per 2 micro-batches
+    # the step hooks run once per update (not again for the Trainer's own optimizer.step())
+    assert len(big_trainer.hook_calls) == len(small_trainer.hook_calls) == 2
     assert float(opt.lr_scale) == pytest.approx(float(big_trainer.ngdiff_optimizer.lr_scale),
                                                 rel=1e-4)
     for (name, a), b in zip(big.named_parameters(), small.parameters()):
