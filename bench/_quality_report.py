@@ -272,24 +272,20 @@ def plot(dataset: str, records: list[tuple[Run, dict[str, Any]]], out: Path,
     fig, ax = plt.subplots(figsize=(6.5, 5))
     by_method: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for run, rec in records:
-        m = rec.get("metrics")
-        if not m or m.get(fx) is None or m.get(ry) is None:
+        point = _point(kind, rec, math.inf)
+        if point is None:
             continue
-        b = rec["before"]
-        x = m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx]
-        y = m[ry] / b[ry] if b[ry] else m[ry]
         name = run.method + ("+autolr" if run.step != "fixed" else "") + (
             f" ({run.base})" if run.base != "sgd" else "") + (
             " [per-example stop]" if "stop_example_rise" in run.options else "") + (
             " [ascent target]" if run.options.get("forget_target") == "ascent" else "")
-        by_method[name].append((x, y))
+        by_method[name].append(point)
     befores = {run.seed: rec["before"] for run, rec in records}
     for seed, m in sorted((retrain or {}).items()):
-        b = befores.get(seed)
-        if b is not None and m.get(fx) is not None and m.get(ry) is not None:
-            by_method["retrain (retain-only model)"].append(
-                (m[fx] / b[fx] if kind == "muse" and b[fx] else m[fx],
-                 m[ry] / b[ry] if b[ry] else m[ry]))
+        point = (_point(kind, {"metrics": m, "before": befores[seed]}, math.inf)
+                 if seed in befores else None)
+        if point is not None:
+            by_method["retrain (retain-only model)"].append(point)
     colours = (*plt.get_cmap("tab10").colors, *plt.get_cmap("Dark2").colors)
     for i, (name, pts) in enumerate(sorted(by_method.items())):
         star, cross = name.startswith(headline + "+"), name.startswith("retrain")
