@@ -539,10 +539,10 @@ class NGDiffOptimizer(torch.optim.Optimizer):
             )
         if self.rule.needs_losses and (loss_retain is None or loss_forget is None):
             raise ValueError(f"rule {self.rule.name!r} needs both losses")
+        self._check_both_tasks()
         buckets = list(gather_buckets(self.param_groups, self.state, self.base, _RETAIN).values())
         if not buckets:
             raise RuntimeError("no parameter has a gradient: did the closures use the model?")
-        self._check_both_tasks()
         reduced = reduce_gram(buckets, self._backend_for, self.rule.per_tensor,
                               self._losses(loss_retain, loss_forget), self._device)
         weights = self._weights(reduced, buckets)
@@ -564,15 +564,23 @@ class NGDiffOptimizer(torch.optim.Optimizer):
     def _check_both_tasks(self) -> None:
         """``ValueError`` when a task that the rule weighs has no gradient on any parameter
         (nothing stashed, or no forget backward): the step would go along the other task
-        alone. Single parameters without a gradient are fine (zero for that task)."""
-        managed = self._managed()
-        if self.rule.name != "ga" and not any(
-                self.state[p].get(_RETAIN) is not None for p in managed if p in self.state):
+        alone. Single parameters without a gradient are fine (zero for that task). Runs
+        before any buffer is made, and stops at the first parameter that has both."""
+        retain = forget = False
+        for group in self.param_groups:
+            for p in group["params"]:
+                forget = forget or p.grad is not None
+                retain = retain or (p in self.state and self.state[p].get(_RETAIN) is not None)
+                if retain and forget:
+                    return
+        if not (retain or forget):
+            return  # no gradient at all: gather_buckets' error names the closures
+        if not retain and self.rule.name != "ga":
             raise ValueError(
                 "no retain gradient is stashed: run the retain loss's backward and call "
                 "stash_retain_grad() before the forget loss's backward (only rule 'ga' "
                 "steps without g_R)")
-        if self.rule.name != "gd" and all(p.grad is None for p in managed):
+        if not forget and self.rule.name != "gd":
             raise ValueError(
                 "no forget gradient: run the forget loss's backward after stash_retain_grad() "
                 "(only rule 'gd' steps without g_F)")
