@@ -334,18 +334,11 @@ def _add_demo_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- finetune
 def _cmd_finetune(args: argparse.Namespace) -> int:
     """``fastngd finetune``: train the embedded model, or fine-tune ``--model`` on QA."""
-    from fastngd.data.loading import QA_BENCHMARKS, retain_splits
-    from fastngd.errors import UsageError
-    from fastngd.models.finetune import finetune
+    from fastngd.models.finetune import check_finetune_args, finetune
     from fastngd.reproduce.io import output_folder
 
     _set_threads(args)
-    if args.benchmark in QA_BENCHMARKS:
-        supported = ("full", *retain_splits(args.benchmark))
-        if args.split not in supported:
-            raise UsageError(f"--split {args.split} is not supported for --benchmark "
-                             f"{args.benchmark}; supported: {', '.join(supported)} (a folder "
-                             "or file of another name in --data-dir is not read)")
+    check_finetune_args(args.model, args.benchmark, split=args.split, data_dir=args.data_dir)
     _check_data(args.benchmark, args.data_dir, (args.model, args.split))
     with output_folder(args.out, args.overwrite) as out:  # removed again if refused
         finetune(out, model=args.model, benchmark=args.benchmark, seed=args.seed,
@@ -394,15 +387,13 @@ def _add_finetune_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     """``fastngd unlearn``: one method, one or more seeds; see
     :func:`fastngd.unlearn.job.run_unlearn_job`."""
-    from fastngd.data.loading import QA_BENCHMARKS, TRAINED_QA, tofu_configs
+    from fastngd.data.loading import QA_BENCHMARKS, TRAINED_QA
     from fastngd.unlearn.job import UnlearnJob, run_unlearn_job
 
     _set_threads(args)
     if args.benchmark not in QA_BENCHMARKS:
         qa = " and the forget QA its target learned" if args.benchmark in TRAINED_QA else ""
         _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts{qa})")
-    else:
-        tofu_configs(args.forget or "forget10", args.benchmark)
     _check_data(args.benchmark, args.data_dir, (args.model, "full"))
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
                                lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,

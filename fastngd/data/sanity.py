@@ -59,7 +59,7 @@ def warn_unknown_tokens(examples: Iterable[Mapping[str, Sequence[int]]], tokeniz
     for example in examples:
         ids = example["input_ids"]
         total += len(ids)
-        unknown += sum(1 for i in ids if i == unk)
+        unknown += ids.count(unk)
     if unknown:
         warnings.warn(
             f"{unknown} of the {total} tokens of the {what} ({unknown / total:.1%}) are unknown "

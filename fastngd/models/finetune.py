@@ -60,8 +60,9 @@ def _check_split(benchmark: str, split: str) -> None:
     tofu = benchmark.startswith("tofu")
     valid = ("full", *retain_splits(benchmark)) if tofu else ("full", "retain")
     if split not in valid:
-        raise UsageError(f"--split for {benchmark} must be one of {', '.join(valid)}, got "
-                         f"{split!r}")
+        raise UsageError(f"--split {split} is not supported for --benchmark {benchmark}; "
+                         f"supported: {', '.join(valid)} (a folder or file of another name in "
+                         "--data-dir is not read)")
 
 
 def check_finetune_args(model: str | None, benchmark: str, *, split: str = "full",
