@@ -5,6 +5,31 @@ Reference implementation: TOFU (``locuslab/tofu``: ``evaluate_util.py``,
 ``aggregate_eval_stat.py``, ``config/eval_everything.yaml``) and open-unlearning
 (``locuslab/open-unlearning``: ``configs/eval/tofu.yaml`` and ``tofu_metrics/``,
 ``src/evals/metrics/``). The result layout is documented in ``docs/eval_layout.md``.
+
+What :func:`evaluate_tofu` scores. Splits (each cut to its first ``max_examples`` rows):
+``forget`` = ``data[forget_split + "_perturbed"]`` when present, else
+``data[forget_split]``; the retain-type configs of :data:`TOFU_RETAIN_SPLITS` present in
+``data`` (``retain``, ``real_authors``, ``world_facts``); ``retain_split`` (e.g.
+``"retain90"``: the whole retain set, generation and probability only); the holdout config
+(``holdout_split``, default :func:`holdout_split_for` of the forget split) when present.
+Each split is scored by :func:`fastngd.eval.score_qa_split` (greedy generations of
+``max_new_tokens`` tokens, ROUGE-L recall, probability, truth ratio in log space, fact
+accuracy, exact memorization and extraction strength).
+
+Top level: ``model_utility`` (harmonic mean of the 9 ``model_utility_components``
+{retain, real_authors, world_facts} × {probability, rouge_l_recall, truth_ratio}, with the
+option-normalised probability and the answer-vs-perturbed truth ratio on real authors and
+world facts; ``model_utility_zero_components`` names those equal to 0); ``forget_quality``
+(KS p-value of the forget split's truth ratios against a model trained on the retain set
+only: ``reference`` is a :class:`fastngd.eval.ReferenceTruthRatios`, a mapping with
+``questions`` and ``log_truth_ratios``, or that model's ``evaluate_tofu`` result, and must
+cover the same questions; ``retain_model_truth_ratios`` gives bare truth ratios instead;
+None without either); ``extraction_strength`` and ``exact_memorization`` of the forget
+split; ``mia``: the AUCs of the ``loss``, ``zlib``, ``min_k`` and ``min_k_plus_plus``
+attacks (``k``) on the forget vs holdout answers and ``privleak`` (MUSE's sign,
+``ref_auc``), None without a holdout config; ``seed_paper``: the NGDiff paper's ``verbmem``
+(continuations of the forget answers cut at ``prefix_fraction``), ``knowmem``, ``utility``
+and ``truth_ratio``.
 """
 
 from __future__ import annotations
@@ -265,33 +290,8 @@ def evaluate_tofu(
     k: float = 0.4,
     ref_auc: float = SYNTHETIC_RETRAIN_AUC,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` with the TOFU protocol on ``data`` (config name → rows).
-
-    Splits (each cut to its first ``max_examples`` rows): ``forget`` =
-    ``data[forget_split + "_perturbed"]`` when present, else ``data[forget_split]``; the
-    retain-type configs of :data:`TOFU_RETAIN_SPLITS` present in ``data`` (``retain``,
-    ``real_authors``, ``world_facts``); ``retain_split`` (e.g. ``"retain90"``: the whole
-    retain set, generation and probability only); the holdout config (``holdout_split``,
-    default :func:`holdout_split_for` of the forget split) when present. Each split is
-    scored by :func:`fastngd.eval.score_qa_split` (greedy generations of ``max_new_tokens``
-    tokens, ROUGE-L recall, probability, truth ratio in log space, fact accuracy, exact
-    memorization and extraction strength).
-
-    Top level: ``model_utility`` (harmonic mean of the 9 ``model_utility_components``
-    {retain, real_authors, world_facts} × {probability, rouge_l_recall, truth_ratio}, with
-    the option-normalised probability and the answer-vs-perturbed truth ratio on real
-    authors and world facts; ``model_utility_zero_components`` names those equal to 0);
-    ``forget_quality`` (KS p-value of the forget split's truth ratios against a model trained
-    on the retain set only: ``reference`` is a :class:`fastngd.eval.ReferenceTruthRatios`,
-    a mapping with ``questions`` and ``log_truth_ratios``, or that model's
-    ``evaluate_tofu`` result, and must cover the same questions;
-    ``retain_model_truth_ratios`` gives bare truth ratios instead; None without either);
-    ``extraction_strength`` and ``exact_memorization`` of the forget split; ``mia``: the AUCs
-    of the ``loss``, ``zlib``, ``min_k`` and ``min_k_plus_plus`` attacks (``k``) on the
-    forget vs holdout answers and ``privleak`` (MUSE's sign, ``ref_auc``), None without a
-    holdout config; ``seed_paper``: the NGDiff paper's ``verbmem`` (continuations of the
-    forget answers cut at ``prefix_fraction``), ``knowmem``, ``utility`` and
-    ``truth_ratio``.
+    """Evaluate ``model`` with the TOFU protocol on ``data`` (config name → rows): the
+    splits and metrics of the module docstring.
 
     Returns ``{"protocol": "tofu", "settings", "aggregate", "per_example"}`` with plain JSON
     types and every key always present (None when not computable); see
@@ -320,36 +320,18 @@ def evaluate_tofu(
     aggregate["extraction_strength"] = aggregate["forget"]["extraction_strength"]
     aggregate["exact_memorization"] = aggregate["forget"]["exact_memorization"]
     holdout_rows = take(holdout, data[holdout], max_examples) if holdout in data else None
-    mia, mia_rows = _membership(
-        model,
-        tokenizer,
-        forget_scores,
-        per_example["forget"],
-        holdout,
-        holdout_rows,
-        k=k,
-        ref_auc=ref_auc,
-        prob_kwargs={key: common[key] for key in ("batch_size", "max_length", "chat_template")},
-    )
+    prob_kwargs = {key: common[key] for key in ("batch_size", "max_length", "chat_template")}
+    mia, mia_rows = _membership(model, tokenizer, forget_scores, per_example["forget"], holdout,
+                                holdout_rows, k=k, ref_auc=ref_auc, prob_kwargs=prob_kwargs)
     aggregate.update(mia)
     per_example.update(mia_rows)
     aggregate["seed_paper"], per_example["verbmem"] = _seed_paper(
         model, tokenizer, aggregate, per_example["forget"], prefix_fraction, common
     )
-    settings = {
-        "forget_split": forget_split,
-        "forget_config": config,
-        "holdout_split": holdout if holdout_rows is not None else None,
-        "retain_split": retain_split,
-        "max_new_tokens": max_new_tokens,
-        "max_length": max_length,
-        "max_examples": max_examples,
-        "k": k,
-        "ref_auc": ref_auc,
-    }
-    return {
-        "protocol": "tofu",
-        "settings": settings,
-        "aggregate": aggregate,
-        "per_example": per_example,
-    }
+    settings = {"forget_split": forget_split, "forget_config": config,
+                "holdout_split": holdout if holdout_rows is not None else None,
+                "retain_split": retain_split, "max_new_tokens": max_new_tokens,
+                "max_length": max_length, "max_examples": max_examples, "k": k,
+                "ref_auc": ref_auc}
+    return {"protocol": "tofu", "settings": settings, "aggregate": aggregate,
+            "per_example": per_example}
