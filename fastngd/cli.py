@@ -394,7 +394,6 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     if args.benchmark not in QA_BENCHMARKS:
         qa = " and the forget QA its target learned" if args.benchmark in TRAINED_QA else ""
         _refuse(args, ["forget"], f"to {args.benchmark} (it unlearns the raw forget texts{qa})")
-    _check_data(args.benchmark, args.data_dir, (args.model, "full"))
     config = _config_from_args(args, eval_every=args.eval_every, keep_best=args.keep_best,
                                lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                                backend=args.backend)

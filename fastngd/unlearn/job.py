@@ -95,15 +95,18 @@ def eval_hint(job: UnlearnJob, model_dir: Path, seed: int) -> str:
 
 
 def _check_before_work(job: UnlearnJob) -> None:
-    """Refuse what would fail only after the work: settings, data flags, device, a
+    """Refuse what would fail only after the work: settings, data flags and files (those the embedded model trains on), device, a
     ``--resume`` of runs that finished (their checkpoint is gone)."""
-    from fastngd.data.loading import check_data_dir, tofu_configs
+    from fastngd.data.loading import check_data_dir, check_training_files, tofu_configs
     from fastngd.models.loading import resolve_device, resolve_dtype
+    from fastngd.models.target import is_embedded
 
     job.config.validate()
     resolve_dtype(job.dtype)
     resolve_device(job.device)
     check_data_dir(job.benchmark, job.data_dir)
+    if is_embedded(job.model):
+        check_training_files(job.benchmark, job.data_dir)
     if job.qa:
         tofu_configs(job.forget, job.benchmark)
     if not job.resume:
