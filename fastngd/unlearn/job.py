@@ -95,8 +95,9 @@ def eval_hint(job: UnlearnJob, model_dir: Path, seed: int) -> str:
 
 
 def _check_before_work(job: UnlearnJob) -> None:
-    """Refuse what would fail only after the work: settings, data flags and files (those the embedded model trains on), device, a
-    ``--resume`` of runs that finished (their checkpoint is gone)."""
+    """Refuse what would fail only after the work: settings, data flags and files (those the
+    embedded model trains on), device, a ``--resume`` of runs that finished (their
+    checkpoint is gone)."""
     from fastngd.data.loading import check_data_dir, check_training_files, tofu_configs
     from fastngd.models.loading import resolve_device, resolve_dtype
     from fastngd.models.target import is_embedded
