@@ -54,11 +54,9 @@ def describe_candidates(config: str, split: str) -> str:
     """The file names :func:`candidate_paths` tries for ``config``/``split``, relative to the
     data folder, for messages: ``forget10/train.jsonl, .json or .parquet, or
     forget10.jsonl, .json or .parquet``."""
+    stems = dict.fromkeys(path.with_suffix("") for path in candidate_paths(Path(), config, split))
     others = extensions_text(EXTENSIONS[1:])
-    text = f"{config}/{split}{EXTENSIONS[0]}, {others}"
-    if split == "train":
-        text += f", or {config}{EXTENSIONS[0]}, {others}"
-    return text
+    return ", or ".join(f"{stem.as_posix()}{EXTENSIONS[0]}, {others}" for stem in stems)
 
 
 def foreign_suffixes(data_dir: str | Path, limit: int = 1000) -> list[str]:
